@@ -1,0 +1,5 @@
+"""``python -m infusim`` runs the command line."""
+
+from infusim.cli import main
+
+main()

@@ -1,0 +1,182 @@
+"""Command line: a thin layer over the Python API (parse arguments, call, print with rich).
+
+Every user error prints one line ``error: <field>: <what is wrong and what is allowed>`` and exits
+with status 2; nothing half-written is left looking complete.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infusim import __version__
+from infusim.errors import InfusimError
+
+app = typer.Typer(
+    name="infusim",
+    help=(
+        "Simulate stem cell infusion therapy: where infused cells go in a human, mouse or rat, and what "
+        "live-cell, DNA and radiolabel measurements would show. Research use only; not medical advice."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+DEMO_EXAMPLE = "msc-iv-human.yaml"
+
+
+def _user_errors(command):
+    """Turn ``InfusimError`` into one line on stderr and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except InfusimError as exc:
+            errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"infusim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """infusim command line."""
+
+
+OutOption = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        "-o",
+        help="Output folder. Created if missing; an earlier infusim output there is replaced, "
+        "anything else is refused.",
+    ),
+]
+
+
+@app.command()
+@_user_errors
+def simulate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file (see README, 'Scenario file').")],
+    out: OutOption,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output folder.")] = False,
+    report: Annotated[bool, typer.Option(help="Also write report.html (self-contained).")] = True,
+) -> None:
+    """Simulate one patient and write cells.parquet, observations.parquet, summary.json and report.html.
+
+    cells.parquet: live cells per compartment and dead cells by cause at each output time.
+    observations.parquet: what live-cell assays, human-DNA qPCR and the radiolabel (simulation.label)
+    would measure at the same times. summary.json: dose, mass balance, live fraction of dose per
+    compartment, version, scenario hash, seed and the sources of the parameters used.
+    """
+    _run(scenario, out, quiet, report)
+
+
+@app.command()
+@_user_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("infusim-demo"),
+) -> None:
+    """Run the bundled example (intravenous MSCs in a 70 kg adult with a heart injury)."""
+    example = Path(str(resources.files("infusim") / "examples" / DEMO_EXAMPLE))
+    console.print(f"Running the bundled example {example.name}")
+    _run(example, out, quiet=False, report=True)
+
+
+def _run(scenario_path: Path, out: Path, quiet: bool, report: bool) -> None:
+    from infusim import io
+    from infusim.scenario import load
+    from infusim.simulation import DISCLAIMER, simulate
+
+    scenario = load(scenario_path)
+    for warning in scenario.warnings():
+        errors.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    result = simulate(scenario)
+
+    def write(folder: Path) -> None:
+        io.write_parquet(result.cells, folder / "cells.parquet")
+        io.write_parquet(result.observations, folder / "observations.parquet")
+        if report:
+            from infusim.report.html import render
+
+            (folder / "report.html").write_text(render(result), encoding="utf-8")
+        io.write_json(result.summary, folder / "summary.json")
+
+    folder = io.write_folder(out, write)
+    if quiet:
+        console.print(str(folder))
+        return
+    _print_summary(result)
+    console.print(f"[dim]{DISCLAIMER}[/dim]")
+    console.print(f"Output folder: [bold]{folder}[/bold]")
+    if report:
+        console.print(f"Report: [bold]{folder / 'report.html'}[/bold]")
+
+
+def _print_summary(result) -> None:
+    summary = result.summary
+    fractions = summary["live_fraction_of_dose"]
+    times = list(fractions)
+    compartments = sorted(
+        {c for values in fractions.values() for c in values},
+        key=lambda c: -max(values.get(c, 0.0) for values in fractions.values()),
+    )
+    table = Table(title=f"{summary['scenario_name']}: live cells, % of cells given", show_lines=False)
+    table.add_column("compartment")
+    for t, hours in zip(times, summary["output_times_h"], strict=True):
+        table.add_column(_time_label(hours), justify="right")
+    for compartment in compartments:
+        table.add_row(compartment, *(_percent(fractions[t].get(compartment, 0.0)) for t in times))
+    table.add_section()
+    for cause in next(iter(summary["dead_fraction_of_dose"].values())):
+        table.add_row(cause, *(_percent(summary["dead_fraction_of_dose"][t][cause]) for t in times))
+    console.print(table)
+    console.print(
+        f"dose {summary['dose_cells']:.3g} cells ({summary['dose_cells_per_kg']:.3g} cells/kg) "
+        f"x {summary['doses']}; "
+        f"mass balance error {summary['mass_balance_max_rel_error']:.1e}"
+    )
+
+
+def _time_label(hours: float) -> str:
+    """'5 min', '24 h', '7 d': the unit a reader expects for each time scale."""
+    if hours < 1:
+        return f"{hours * 60:.3g} min"
+    if hours < 72:
+        return f"{hours:.3g} h"
+    return f"{hours / 24:.3g} d"
+
+
+def _percent(value: float) -> str:
+    percent = 100 * value
+    if percent == 0:
+        return "0"
+    if percent < 0.01:
+        return f"{percent:.1e}"
+    return f"{percent:.2f}"
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

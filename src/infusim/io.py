@@ -1,0 +1,67 @@
+"""Writing outputs safely: everything goes to a hidden sibling folder, renamed into place at the end.
+
+A run that fails leaves no folder that looks complete. An existing output folder is replaced only
+if it holds an earlier infusim output (its ``summary.json`` names infusim); anything else is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from infusim.errors import OutputError
+
+MARKER_KEY = "infusim_version"
+
+
+def is_infusim_output(path: Path) -> bool:
+    """Whether ``path`` is a folder an earlier infusim run wrote."""
+    summary = path / "summary.json"
+    try:
+        return MARKER_KEY in json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def write_folder(out: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` to fill a temporary folder, then move it to ``out`` atomically."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError("output", f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not is_infusim_output(out):
+        raise OutputError("output", f"{out} holds files infusim did not write; choose an empty or new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    try:
+        write(tmp)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def write_parquet(table: pd.DataFrame, path: Path) -> None:
+    """Parquet with zstd compression and the index dropped."""
+    table.to_parquet(path, index=False, compression="zstd")
+
+
+def write_json(data: Any, path: Path) -> None:
+    """Pretty, stable JSON (keys in insertion order)."""
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")

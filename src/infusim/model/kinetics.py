@@ -1,0 +1,341 @@
+"""Whole-body cell kinetics: physiology + product + route + condition -> a transfer ``Model``.
+
+Cells move with blood and stop in capillary beds. Per pass through organ ``o`` a fraction
+
+    E_o = 1 - (1 - E_size(d / d_cap,o)) (1 - E_adhesion,o) [(1 - E_homing) in injured tissue]
+
+is arrested, with ``E_size`` a logistic function of cell diameter over capillary diameter (cells
+larger than the capillaries are held mechanically; Toma 2009, Fischer 2009) and ``E_adhesion`` the
+receptor-mediated capture of the cell type (marrow homing of haematopoietic cells, macrophage
+capture in liver and spleen). Venous blood meets the lungs first; arterial blood is shared by
+organ flows; gut, spleen and pancreas drain through the liver (portal vein). As a linear model
+every pass is a first-order rate ``Q_o E_o / V_blood``.
+
+Arrested cells are released back to blood (lungs release downstream, into arterial blood), die in
+place, are eaten by phagocytes, engraft, or (allogeneic) are rejected once an adaptive response
+starts. An injured target tissue (``condition``) takes a share of its organ's flow that grows with
+severity, extracts more cells (chemokine-driven homing) and releases them more slowly.
+A cell product has a spread of diameters: it is represented by three size classes (Gauss-Hermite
+nodes of a log-normal), which never exchange cells; a patient's result is their sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from infusim.compartments import BLOOD, DEATH_CAUSES, ORGANS, PORTAL
+from infusim.model.declare import Dose, Model, ParameterInfo, Process, State, Switch
+from infusim.model.physiology import Physiology, physiology
+from infusim.parameters import ParameterSet, bundled
+from infusim.scenario import Scenario
+
+#: Gauss-Hermite nodes and weights (3 points) for a normal variable in units of its SD.
+SIZE_NODES = np.array([-np.sqrt(3.0), 0.0, np.sqrt(3.0)])
+SIZE_WEIGHTS = np.array([1.0, 4.0, 1.0]) / 6.0
+VENOUS, ARTERIAL = BLOOD
+TARGET = "target"
+TARGET_ENGRAFTED = "target:engrafted"
+MARROW_ENGRAFTED = "bone_marrow:engrafted"
+DEPOT = "depot"
+
+#: Names of the per-patient rate multipliers ``assemble`` accepts (inter-individual variability).
+VARIABLE_RATES = ("loss", "release", "homing", "rejection", "cardiac_output")
+
+
+@dataclass(frozen=True)
+class ProductProperties:
+    """Diameter (um), its coefficient of variation, and the table scope of the product."""
+
+    diameter_um: float
+    diameter_cv: float
+    scope: str
+
+
+def product_properties(scenario: Scenario, params: ParameterSet) -> ProductProperties:
+    """Cell diameter from the scenario, else from the product catalogue."""
+    product = scenario.product
+    scope = f"{product.cell_type}/{product.tissue_source}"
+    diameter = product.diameter_um or params.get("diameter", scope, "um")
+    return ProductProperties(diameter, params.get("diameter_cv", scope, ""), scope)
+
+
+def size_extraction(diameter_um: np.ndarray, capillary_um: float, params: ParameterSet) -> np.ndarray:
+    """Fraction of cells held mechanically per pass through a capillary bed (logistic in d/d_cap)."""
+    midpoint = params.get("size_extraction_midpoint", "", "")
+    width = params.get("size_extraction_width", "", "")
+    return 1.0 / (1.0 + np.exp(-(diameter_um / capillary_um - midpoint) / width))
+
+
+class _Builder:
+    """Collects states, processes and their rate parameters (arrays over rows)."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.n_rows = n_rows
+        self.states: list[State] = []
+        self.rates: dict[tuple[str, str], np.ndarray] = {}
+        self.names: dict[tuple[str, str], str] = {}
+        self.info: dict[str, ParameterInfo] = {}
+
+    def state(self, name: str, compartment: str, kind: str, description: str) -> None:
+        self.states.append(State(name, compartment, kind, description))
+
+    def flow(self, source: str, target: str, rate: np.ndarray, description: str, formula: str) -> None:
+        """Add ``rate`` (1/h) to the transfer ``source -> target`` (rates of one pair add up)."""
+        key = (source, target)
+        rate = np.broadcast_to(np.asarray(rate, dtype=float), (self.n_rows,))
+        if key in self.rates:
+            self.rates[key] = self.rates[key] + rate
+            name = self.names[key]
+            old = self.info[name]
+            self.info[name] = ParameterInfo(old.description, "1/h", f"{old.formula} + {formula}")
+        else:
+            name = f"k[{source}->{target}]"
+            self.rates[key], self.names[key] = rate.copy(), name
+            self.info[name] = ParameterInfo(description, "1/h", formula)
+
+    def processes(self) -> tuple[tuple[Process, ...], dict[str, np.ndarray]]:
+        processes, parameters = [], {}
+        for key, rate in self.rates.items():
+            if np.any(rate < 0) or not np.all(np.isfinite(rate)):
+                raise ValueError(f"rate {self.names[key]} must be finite and non-negative")
+            name = self.names[key]
+            processes.append(Process(name, key[0], key[1], name))
+            parameters[name] = rate
+        return tuple(processes), parameters
+
+
+def assemble(
+    scenario: Scenario,
+    *,
+    patients: int = 1,
+    params: ParameterSet | None = None,
+    rate_factors: Mapping[str, np.ndarray] | None = None,
+) -> Model:
+    """Build the cell-kinetics model of ``scenario`` for ``patients`` identical or varied patients.
+
+    ``rate_factors`` maps names in ``VARIABLE_RATES`` to per-patient multipliers (arrays of shape
+    (patients,)), the hook for inter-individual variability.
+    """
+    params = params or bundled()
+    factors = {name: np.ones(patients) for name in VARIABLE_RATES}
+    for name, values in (rate_factors or {}).items():
+        if name not in factors:
+            raise ValueError(f"unknown rate factor {name!r}; allowed: {', '.join(VARIABLE_RATES)}")
+        factors[name] = np.broadcast_to(np.asarray(values, dtype=float), (patients,))
+    k = len(SIZE_NODES)
+    n_rows = patients * k
+    per_row = {name: np.repeat(values, k) for name, values in factors.items()}
+    species = scenario.species
+    body = physiology(species, np.full(n_rows, scenario.patient.body_weight_kg), params)
+    body = _scale_cardiac_output(body, per_row["cardiac_output"])
+    product = product_properties(scenario, params)
+    sigma = np.sqrt(np.log1p(product.diameter_cv**2))
+    diameter = product.diameter_um * np.exp(np.tile(SIZE_NODES, patients) * sigma)
+    builder = _Builder(n_rows)
+    for name in (VENOUS, "lungs", ARTERIAL, *ORGANS[1:]):
+        kind_text = "circulating" if name in BLOOD else "arrested"
+        builder.state(name, name, "live", f"live cells {kind_text} in {name}")
+    condition = scenario.condition
+    if condition is not None:
+        builder.state(TARGET, TARGET, "live", f"live cells in the injured part of {condition.site}")
+        builder.state(TARGET_ENGRAFTED, TARGET, "live", "cells engrafted in the injured tissue")
+    builder.state(MARROW_ENGRAFTED, "bone_marrow", "live", "cells engrafted in bone marrow")
+    site = scenario.site
+    if scenario.administration.route == "local":
+        receiving = TARGET if condition is not None and site == condition.site else site
+        builder.state(DEPOT, receiving, "live", f"injected cells not yet settled in {site}")
+    for cause in DEATH_CAUSES:
+        builder.state(f"dead:{cause}", "body", "dead", f"cells dead by {cause}")
+
+    beds = _beds(scenario, body, diameter, params, per_row["homing"])
+    _circulation(builder, body, beds)
+    _fates(builder, scenario, params, per_row)
+    rows_doses = _doses(scenario, beds, n_rows, patients)
+    switches = _rejection(builder, scenario, params, per_row["rejection"])
+    processes, parameters = builder.processes()
+    return Model(
+        states=tuple(builder.states),
+        processes=processes,
+        parameters=parameters,
+        doses=rows_doses,
+        switches=switches,
+        rows_per_patient=k,
+        info=builder.info,
+        sources=tuple(params.sources_used()),
+    )
+
+
+def _scale_cardiac_output(body: Physiology, factor: np.ndarray) -> Physiology:
+    if np.all(factor == 1.0):
+        return body
+    flows = {organ: flow * factor for organ, flow in body.organ_flow_l_per_h.items()}
+    return Physiology(
+        body.body_weight_kg,
+        body.cardiac_output_l_per_h * factor,
+        body.venous_volume_l,
+        body.arterial_volume_l,
+        body.organ_volume_l,
+        flows,
+        body.capillary_diameter_um,
+    )
+
+
+Bed = list[tuple[str, np.ndarray, np.ndarray]]  # (state, share of organ flow, extraction per pass)
+
+
+def _beds(
+    scenario: Scenario,
+    body: Physiology,
+    diameter: np.ndarray,
+    params: ParameterSet,
+    homing_factor: np.ndarray,
+) -> dict[str, Bed]:
+    """Per organ: the states its blood meets, each with flow share and extraction per pass."""
+    cell = scenario.product.cell_type
+    beds: dict[str, Bed] = {}
+    for organ in ORGANS:
+        e_size = size_extraction(diameter, body.capillary_diameter_um[organ], params)
+        e_adhesion = params.get("adhesion_extraction", f"{cell}/{organ}", "")
+        extraction = 1.0 - (1.0 - e_size) * (1.0 - e_adhesion)
+        beds[organ] = [(organ, np.ones_like(diameter), extraction)]
+    condition = scenario.condition
+    if condition is not None:
+        organ = condition.site
+        severity = condition.severity
+        share = severity * params.get("lesion_fraction_max", organ, "")
+        e_homing = np.clip(params.get("homing_extraction_max", cell, "") * severity * homing_factor, 0.0, 1.0)
+        healthy = beds[organ][0][2]
+        injured = 1.0 - (1.0 - healthy) * (1.0 - e_homing)
+        beds[organ] = [
+            (TARGET, np.full_like(diameter, share), injured),
+            (organ, np.full_like(diameter, 1.0 - share), healthy),
+        ]
+    return beds
+
+
+def _pass(bed: Bed) -> np.ndarray:
+    """Fraction of the blood's cells that crosses a bed without being held."""
+    return sum(share * (1.0 - extraction) for _state, share, extraction in bed)
+
+
+def _circulation(builder: _Builder, body: Physiology, beds: dict[str, Bed]) -> None:
+    """Blood-borne transfers: the lung first pass, systemic organ beds and the portal route."""
+    v_ven, v_art = body.venous_volume_l, body.arterial_volume_l
+    co = body.cardiac_output_l_per_h
+    for state, share, extraction in beds["lungs"]:
+        builder.flow(VENOUS, state, co * share * extraction / v_ven, "lung first pass", "Q_co*share*E/V_ven")
+    builder.flow(VENOUS, ARTERIAL, co * _pass(beds["lungs"]) / v_ven, "lung passage", "Q_co*(1-E_lung)/V_ven")
+    for organ in ORGANS[1:]:
+        flow = body.organ_flow_l_per_h[organ]
+        for state, share, extraction in beds[organ]:
+            builder.flow(
+                ARTERIAL, state, flow * share * extraction / v_art, f"arrest in {organ}", f"Q_{organ}*E/V_art"
+            )
+        passing = flow * _pass(beds[organ])
+        if organ in PORTAL:
+            for state, share, extraction in beds["liver"]:
+                builder.flow(
+                    ARTERIAL,
+                    state,
+                    passing * share * extraction / v_art,
+                    "arrest in liver via portal vein",
+                    f"Q_{organ}*(1-E_{organ})*E_liver/V_art",
+                )
+            passing = passing * _pass(beds["liver"])
+        builder.flow(ARTERIAL, VENOUS, passing / v_art, "passage to venous blood", f"Q_{organ}*(1-E)/V_art")
+
+
+def _fates(
+    builder: _Builder, scenario: Scenario, params: ParameterSet, per_row: dict[str, np.ndarray]
+) -> None:
+    """Release, death in place, phagocytosis and engraftment of cells where they are."""
+    cell = scenario.product.cell_type
+    loss_factor, release_factor = per_row["loss"], per_row["release"]
+    organs_here = list(ORGANS)
+    condition = scenario.condition
+    for compartment in (*BLOOD, *organs_here, *([TARGET] if condition else [])):
+        organ = condition.site if compartment == TARGET else compartment
+        scope = f"{cell}/{'blood' if compartment in BLOOD else organ}"
+        loss = params.get("loss_rate", scope, "1/h") * loss_factor
+        eaten = params.get("phagocytosed_share", scope, "")
+        builder.flow(compartment, "dead:death", loss * (1 - eaten), "death in place", "k_loss*(1-f_phag)")
+        builder.flow(compartment, "dead:phagocytosis", loss * eaten, "phagocytosis", "k_loss*f_phag")
+        if compartment in BLOOD:
+            continue
+        release = params.get("release_rate", scope, "1/h") * release_factor
+        if compartment == TARGET:
+            gain = params.get("injury_retention_gain", cell, "")
+            release = release / (1.0 + gain * condition.severity)
+        downstream = ARTERIAL if organ == "lungs" else VENOUS
+        builder.flow(compartment, downstream, release, "release to blood", "k_release")
+    engrafting = [("bone_marrow", MARROW_ENGRAFTED, "bone_marrow")]
+    if condition is not None:
+        engrafting.append((TARGET, TARGET_ENGRAFTED, condition.site))
+    for compartment, engrafted, organ in engrafting:
+        rate = params.get("engraftment_rate", f"{cell}/{organ}", "1/h")
+        builder.flow(compartment, engrafted, np.full(builder.n_rows, rate), "engraftment", "k_engraft")
+        death = params.get("engrafted_loss_rate", f"{cell}/{organ}", "1/h") * loss_factor
+        builder.flow(engrafted, "dead:death", death, "death of engrafted cells", "k_loss_engrafted")
+    if scenario.administration.route == "local":
+        site = scenario.site
+        receiving = TARGET if condition is not None and site == condition.site else site
+        retained = params.get("local_retained_fraction", site, "")
+        settling = params.get("local_settling_time", site, "h")
+        builder.flow(DEPOT, receiving, np.full(builder.n_rows, retained / settling), "settling", "f_ret/tau")
+        builder.flow(
+            DEPOT, VENOUS, np.full(builder.n_rows, (1 - retained) / settling), "wash-out", "(1-f_ret)/tau"
+        )
+
+
+def _rejection(
+    builder: _Builder, scenario: Scenario, params: ParameterSet, factor: np.ndarray
+) -> tuple[Switch, ...]:
+    """Allogeneic cells: a host-level killing rate that switches on when the adaptive response starts."""
+    live = [s.name for s in builder.states if s.kind == "live"]
+    product = scenario.product
+    if product.donor == "autologous":
+        return ()
+    hazard = params.get("mismatch_hazard_ratio", "", "")
+    reference = params.get("reference_mismatches", "", "")
+    scale = hazard ** (product.hla_mismatches - reference) * factor
+    innate = params.get("allo_innate_rate", "", "1/h") * scale
+    adaptive = params.get("allo_adaptive_rate", "", "1/h") * scale
+    onset = params.get("allo_response_onset", "", "h")
+    first_dose = 0.0
+    for state in live:
+        builder.flow(state, "dead:rejection", innate, "rejection of allogeneic cells", "k_rej(t)")
+    switches = []
+    for state in live:
+        name = builder.names[(state, "dead:rejection")]
+        switches.append(Switch(name, np.full(builder.n_rows, first_dose + onset), adaptive.copy()))
+    return tuple(switches)
+
+
+def _doses(scenario: Scenario, beds: dict[str, Bed], n_rows: int, patients: int) -> tuple[Dose, ...]:
+    """The dose event table: one ``Dose`` per administration, split over the receiving states."""
+    admin = scenario.administration
+    viability = scenario.product.viability
+    weights = np.tile(SIZE_WEIGHTS, patients)
+    amount = scenario.dose_cells * weights
+    split: dict[str, np.ndarray] = {"dead:nonviable": np.full(n_rows, 1.0 - viability)}
+    if admin.route == "intravenous":
+        split[VENOUS] = np.full(n_rows, viability)
+    elif admin.route == "local":
+        split[DEPOT] = np.full(n_rows, viability)
+    else:
+        site = scenario.site
+        for state, share, extraction in beds[site]:
+            split[state] = viability * share * extraction
+        passing = _pass(beds[site])
+        if site in PORTAL:
+            for state, share, extraction in beds["liver"]:
+                split[state] = split.get(state, 0.0) + viability * passing * share * extraction
+            passing = passing * _pass(beds["liver"])
+        split[VENOUS] = viability * passing
+    duration = admin.effective_duration_h
+    return tuple(
+        Dose(i * admin.repeat.interval_h, duration, amount, split) for i in range(admin.repeat.count)
+    )

@@ -1,0 +1,187 @@
+"""Parameter tables shipped with infusim: every value with its unit, its source and its provenance.
+
+Tables live in ``infusim/data/*.csv`` in one long format::
+
+    parameter,scope,value,unit,source,provenance,note
+
+``scope`` says what a value applies to, most general last: ``human/lungs``, ``msc/adipose``,
+``in111``. ``source`` is a key of ``data/CITATIONS.bib``. ``provenance`` is ``read`` (the number is
+in the source), ``derived`` (computed from read numbers; the note says how), ``calibrated``
+(fitted; the note names the data and the command) or ``assumption`` (the note says why).
+Units are checked with pint when a value is read, so a table in mL/min serves a model in L/h.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from infusim import units
+from infusim.errors import DataError
+
+PROVENANCES = ("read", "derived", "calibrated", "assumption")
+TABLES = ("physiology.csv", "products.csv", "kinetics.csv", "labels.csv")
+COLUMNS = ("parameter", "scope", "value", "unit", "source", "provenance", "note")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of a parameter table."""
+
+    parameter: str
+    scope: str
+    value: float
+    unit: str
+    source: str
+    provenance: str
+    note: str
+    table: str
+
+
+@dataclass
+class ParameterSet:
+    """All bundled parameter rows, looked up by name and scope; remembers which sources were used."""
+
+    entries: dict[tuple[str, str], Entry]
+    used: dict[str, set[str]] = field(default_factory=dict)
+
+    def get(self, parameter: str, scope: str, unit: str) -> float:
+        """Value of ``parameter`` for ``scope`` in ``unit``; falls back to shorter scopes.
+
+        ``get('death_rate', 'msc/lungs', '1/h')`` tries ``msc/lungs``, then ``msc``, then ``''``.
+        """
+        entry = self.entry(parameter, scope)
+        self.used.setdefault(entry.source, set()).add(parameter)
+        if entry.unit == unit:
+            return entry.value
+        try:
+            return float(units.registry().Quantity(entry.value, entry.unit).to(unit).magnitude)
+        except Exception as exc:
+            raise DataError(
+                f"{entry.table}:{parameter}[{entry.scope}]",
+                f"unit {entry.unit!r} cannot be converted to {unit!r}",
+            ) from exc
+
+    def entry(self, parameter: str, scope: str) -> Entry:
+        """The most specific row for ``parameter`` and ``scope`` (see ``get``)."""
+        parts = scope.split("/") if scope else []
+        for n in range(len(parts), -1, -1):
+            key = (parameter, "/".join(parts[:n]))
+            if key in self.entries:
+                return self.entries[key]
+        raise DataError(f"parameter {parameter}", f"no value for scope {scope!r} in the bundled tables")
+
+    def has(self, parameter: str, scope: str) -> bool:
+        """Whether a row exists for ``parameter`` at exactly ``scope``."""
+        return (parameter, scope) in self.entries
+
+    def sources_used(self) -> list[str]:
+        """Citation keys of the values read so far, sorted."""
+        return sorted(self.used)
+
+
+def _data_dir() -> Path:
+    return Path(str(resources.files("infusim") / "data"))
+
+
+def read_table(path: Path) -> list[Entry]:
+    """Read one table; every row must have a number, a pint unit, a source and a provenance."""
+    rows: list[Entry] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(row for row in handle if not row.startswith("#"))
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise DataError(path.name, f"columns must be {', '.join(COLUMNS)}")
+        for number, row in enumerate(reader, start=2):
+            where = f"{path.name} line {number}"
+            try:
+                value = float(row["value"])
+            except (TypeError, ValueError):
+                raise DataError(where, f"value {row['value']!r} is not a number") from None
+            if row["provenance"] not in PROVENANCES:
+                raise DataError(where, f"provenance must be one of {', '.join(PROVENANCES)}")
+            if not row["source"]:
+                raise DataError(where, "every value needs a source")
+            try:
+                units.registry().Unit(row["unit"])
+            except Exception:
+                raise DataError(where, f"unit {row['unit']!r} is not a unit pint knows") from None
+            rows.append(
+                Entry(
+                    row["parameter"],
+                    row["scope"],
+                    value,
+                    row["unit"],
+                    row["source"],
+                    row["provenance"],
+                    row["note"],
+                    path.name,
+                )
+            )
+    return rows
+
+
+@cache
+def _bundled_entries() -> dict[tuple[str, str], Entry]:
+    entries: dict[tuple[str, str], Entry] = {}
+    for name in TABLES:
+        for entry in read_table(_data_dir() / name):
+            key = (entry.parameter, entry.scope)
+            if key in entries:
+                raise DataError(f"{name}:{entry.parameter}[{entry.scope}]", "defined twice")
+            entries[key] = entry
+    return entries
+
+
+def bundled() -> ParameterSet:
+    """A fresh ``ParameterSet`` over the bundled tables (its record of used sources starts empty)."""
+    return ParameterSet(dict(_bundled_entries()))
+
+
+def reference_body_weight_kg(species: str) -> float:
+    """Reference body weight of a species (kg), used when a scenario gives none."""
+    return bundled().get("reference_body_weight", species, "kg")
+
+
+@cache
+def citations() -> dict[str, str]:
+    """BibTeX entries of ``data/CITATIONS.bib`` by key."""
+    text = (_data_dir() / "CITATIONS.bib").read_text(encoding="utf-8")
+    found: dict[str, str] = {}
+    for match in re.finditer(r"@\w+\{([^,]+),(.*?)\n\}", text, flags=re.S):
+        found[match.group(1).strip()] = match.group(0)
+    return found
+
+
+def citation_line(key: str) -> str:
+    """A one-line human-readable citation for a BibTeX key."""
+    entry = citations().get(key)
+    if entry is None:
+        return key
+
+    def grab(name: str) -> str:
+        m = re.search(rf"\b{name}\s*=\s*[{{\"](.+?)[}}\"],?\s*\n", entry, flags=re.S)
+        return re.sub(r"[{}]", "", m.group(1)).strip() if m else ""
+
+    parts = [grab("author").split(" and ")[0], grab("year"), grab("title"), grab("journal"), grab("doi")]
+    return ". ".join(p for p in parts if p)
+
+
+def scopes(entries: Iterable[Entry], parameter: str) -> list[str]:
+    """All scopes that define ``parameter``."""
+    return [e.scope for e in entries if e.parameter == parameter]
+
+
+def with_values(params: ParameterSet, values: dict[tuple[str, str], float]) -> ParameterSet:
+    """A copy of ``params`` with some values replaced (same unit, provenance 'calibrated')."""
+    entries = dict(params.entries)
+    for key, value in values.items():
+        old = params.entry(*key)
+        entries[key] = Entry(
+            key[0], key[1], float(value), old.unit, old.source, "calibrated", old.note, old.table
+        )
+    return ParameterSet(entries)

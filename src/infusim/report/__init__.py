@@ -1,0 +1,1 @@
+"""Self-contained HTML reports (plotly with its JavaScript embedded; nothing is fetched)."""

@@ -1,0 +1,121 @@
+"""The HTML report of one simulation: where the cells are, how they die, what instruments read."""
+
+from __future__ import annotations
+
+import html
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+
+from infusim.observe import cells_table, observation_table, observe
+from infusim.simulation import DISCLAIMER, Result, dense_times
+
+#: Compartments drawn individually; the others are summed as "other organs".
+MAX_LINES = 8
+
+
+def render(result: Result) -> str:
+    """A standalone HTML page for ``result`` (the plotly library is embedded once)."""
+    scenario = result.scenario
+    times = dense_times(scenario)
+    label = scenario.simulation.label
+    dense = observe(
+        result.model,
+        times,
+        scenario.species,
+        isotope=label.isotope if label else None,
+        decay_corrected=label.decay_corrected if label else True,
+    )
+    cells = cells_table(dense)
+    observations = observation_table(dense)
+    given = result.model.administered(np.inf).sum()
+    figures = [_live_figure(cells, given), _fate_figure(cells, given)]
+    if label is not None:
+        figures.append(
+            _marker_figure(observations, "radiolabel", f"Radiolabel ({label.isotope}) by organ", 1.0)
+        )
+    figures.append(
+        _marker_figure(observations, "dna", "Human-DNA signal (live + recently dead cells)", given)
+    )
+    parts = []
+    for i, figure in enumerate(figures):
+        parts.append(
+            figure.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
+        )
+    summary = result.summary
+    sources = "".join(
+        f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in summary["sources"].items()
+    )
+    facts = {
+        "dose (cells)": f"{summary['dose_cells']:.3g}",
+        "dose (cells/kg)": f"{summary['dose_cells_per_kg']:.3g}",
+        "doses": summary["doses"],
+        "mass balance max relative error": f"{summary['mass_balance_max_rel_error']:.1e}",
+        "scenario hash": summary["scenario_hash"][:16],
+        "infusim version": summary["infusim_version"],
+    }
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items()
+    )
+    scenario_json = html.escape(json.dumps(scenario.model_dump(mode="json", by_alias=True), indent=2))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>infusim: {html.escape(scenario.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
+.warn{{background:#fff4d6;border-left:4px solid #e0a800;padding:.6em 1em}}
+table{{border-collapse:collapse}}th,td{{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd}}
+pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
+<h1>infusim: {html.escape(scenario.name)}</h1>
+<p class="warn">{html.escape(DISCLAIMER)}</p>
+<table>{rows}</table>
+{"".join(parts)}
+<h2>Sources of the parameters this run used</h2><ul>{sources}</ul>
+<h2>Scenario</h2><pre>{scenario_json}</pre>
+</body></html>
+"""
+
+
+def _time_axis(figure: go.Figure, title: str, y_title: str) -> go.Figure:
+    figure.update_layout(title=title, height=420, margin={"l": 60, "r": 20, "t": 50, "b": 50})
+    figure.update_xaxes(title="time after first dose (h)", type="log")
+    figure.update_yaxes(title=y_title)
+    return figure
+
+
+def _live_figure(cells, given: float) -> go.Figure:
+    live = cells[(cells.patient == 0) & (cells.state == "live") & (cells.time_h > 0)]
+    table = live.pivot(index="time_h", columns="compartment", values="cells") / given * 100
+    order = table.max().sort_values(ascending=False).index
+    figure = go.Figure()
+    for compartment in order[:MAX_LINES]:
+        figure.add_trace(go.Scatter(x=table.index, y=table[compartment], name=compartment, mode="lines"))
+    if len(order) > MAX_LINES:
+        other = table[order[MAX_LINES:]].sum(axis=1)
+        figure.add_trace(go.Scatter(x=table.index, y=other, name="other organs", mode="lines"))
+    figure.update_yaxes(type="log", range=[-4, 2.1])
+    return _time_axis(figure, "Live cells by compartment", "% of cells given")
+
+
+def _fate_figure(cells, given: float) -> go.Figure:
+    rows = cells[(cells.patient == 0) & (cells.time_h > 0)]
+    table = rows.groupby(["time_h", "state"]).cells.sum().unstack() / given * 100
+    figure = go.Figure()
+    for state in table.columns:
+        figure.add_trace(
+            go.Scatter(x=table.index, y=table[state], name=state, mode="lines", stackgroup="fate")
+        )
+    return _time_axis(figure, "Fate of the cells given (live, or dead by cause)", "% of cells given")
+
+
+def _marker_figure(observations, quantity: str, title: str, scale: float) -> go.Figure:
+    rows = observations[(observations.patient == 0) & (observations.quantity == quantity)]
+    rows = rows[rows.time_h > 0]
+    table = rows.pivot(index="time_h", columns="compartment", values="value") / scale * 100
+    body = table.pop("whole_body")
+    order = table.max().sort_values(ascending=False).index[:MAX_LINES]
+    figure = go.Figure()
+    for compartment in order:
+        figure.add_trace(go.Scatter(x=table.index, y=table[compartment], name=compartment, mode="lines"))
+    figure.add_trace(go.Scatter(x=body.index, y=body, name="whole body", mode="lines", line={"dash": "dot"}))
+    unit = rows.unit.iloc[0] if len(rows) else ""
+    return _time_axis(figure, title, f"% ({unit})" if quantity == "radiolabel" else "% of cells given")

@@ -1,0 +1,465 @@
+"""Scenario files: YAML in, a validated, typed ``Scenario`` out.
+
+The YAML shape is a public contract (see README, "Scenario file"). Quantities carry units parsed
+with pint; inside a ``Scenario`` every number is a float in infusim's internal units (hours, kg,
+cells, micrometres). Every problem raises ``ScenarioError`` with the field path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from infusim import units
+from infusim.compartments import (
+    ARTERIAL_SITES,
+    ORGANS,
+    SITES,
+    CellType,
+    Donor,
+    Isotope,
+    Route,
+    Sex,
+    Species,
+    TissueSource,
+)
+from infusim.errors import ScenarioError
+
+#: Largest dose accepted, cells per kg body weight (an input guard, not a model parameter: clinical
+#: MSC doses are 1e5-1e7 cells/kg and marrow transplants about 1e8-1e9 nucleated cells/kg).
+MAX_DOSE_CELLS_PER_KG = 1e10
+#: Plausible body weights (kg) per species: guards against unit slips such as '70 g' for a human.
+BODY_WEIGHT_RANGE_KG = {"human": (2.0, 350.0), "mouse": (0.005, 0.1), "rat": (0.03, 1.2)}
+#: Tissue sources each cell type is obtained from (MSC from blood are rare: allowed with a warning).
+PLAUSIBLE_SOURCES = {
+    "msc": ("bone_marrow", "adipose", "umbilical_cord", "cord_blood", "peripheral_blood"),
+    "hsc": ("bone_marrow", "cord_blood", "peripheral_blood"),
+    "bm_mnc": ("bone_marrow",),
+}
+#: Longest simulation accepted (h): ten years.
+MAX_DURATION_H = 24.0 * 365.25 * 10
+
+
+class _FieldError(ValueError):
+    """A cross-field error that knows its own field path."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(message)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _parsed(unit: str, what: str):
+    """A before-validator turning ``'70 kg'`` into a float in ``unit``."""
+
+    def convert(value: Any, info: pydantic.ValidationInfo) -> float:
+        if value is None:
+            return value
+        field = info.field_name or "value"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"{value} has no unit (write e.g. '{value} {unit}')")
+        try:
+            return units.to_float(value, unit, field, what)
+        except ScenarioError as exc:
+            raise ValueError(exc.message) from None
+
+    return pydantic.BeforeValidator(convert)
+
+
+def _hours():
+    def convert(value: Any, info: pydantic.ValidationInfo) -> float:
+        try:
+            return units.hours(value, info.field_name or "value")
+        except ScenarioError as exc:
+            raise ValueError(exc.message) from None
+
+    return pydantic.BeforeValidator(convert)
+
+
+Hours = Annotated[float, _hours()]
+
+
+class Patient(_Section):
+    """Who receives the cells. Body weight defaults to the species' reference weight."""
+
+    body_weight_kg: Annotated[float | None, _parsed("kg", "a body weight")] = Field(None, alias="body_weight")
+    age_years: Annotated[float | None, _parsed("year", "an age")] = Field(None, alias="age")
+    sex: Sex | None = None
+
+    @field_validator("age_years")
+    @classmethod
+    def _age_in_range(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= 120:
+            raise ValueError(f"{value:g} year is outside 0-120 year")
+        return value
+
+
+class Condition(_Section):
+    """The injured tissue that attracts cells: an organ compartment and a severity in [0, 1]."""
+
+    site: str
+    severity: float = Field(0.5, ge=0.0, le=1.0)
+
+    @field_validator("site")
+    @classmethod
+    def _known_site(cls, value: str) -> str:
+        if value not in SITES:
+            raise ValueError(f"unknown site {value!r}; allowed: {', '.join(SITES)}")
+        return value
+
+
+class Product(_Section):
+    """The cell product: type, tissue of origin, donor, size and viability."""
+
+    cell_type: CellType
+    tissue_source: TissueSource
+    donor: Donor = "autologous"
+    hla_mismatches: int = Field(0, ge=0, le=10)
+    diameter_um: Annotated[float | None, _parsed("micrometer", "a cell diameter")] = Field(
+        None, alias="diameter"
+    )
+    viability: float = Field(0.9, gt=0.0, le=1.0)
+
+    @field_validator("diameter_um")
+    @classmethod
+    def _diameter_in_range(cls, value: float | None) -> float | None:
+        if value is not None and not 3.0 <= value <= 60.0:
+            raise ValueError(f"{value:g} um is not a cell diameter (allowed 3-60 um)")
+        return value
+
+    @model_validator(mode="after")
+    def _source_fits_cell_type(self) -> Product:
+        allowed = PLAUSIBLE_SOURCES[self.cell_type]
+        if self.tissue_source not in allowed:
+            raise _FieldError(
+                "product.tissue_source",
+                f"{self.cell_type} cells are not obtained from {self.tissue_source}; allowed: {', '.join(allowed)}",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _mismatches_need_allogeneic(self) -> Product:
+        if self.donor == "autologous" and self.hla_mismatches:
+            raise _FieldError(
+                "product.hla_mismatches", "applies to allogeneic cells only (donor: allogeneic)"
+            )
+        return self
+
+
+class Repeat(_Section):
+    """Repeated administration: ``count`` doses in all, ``interval`` apart (start to start)."""
+
+    count: int = Field(1, ge=1, le=100)
+    interval_h: Hours = Field(24.0 * 28, alias="interval")
+
+    @field_validator("interval_h")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration")
+        return value
+
+
+class Administration(_Section):
+    """How the cells are given. Exactly one of ``dose_cells_per_kg`` and ``dose_cells`` is set."""
+
+    route: Route
+    into: str | None = None
+    dose_cells_per_kg: float | None = None
+    dose_cells: float | None = None
+    duration_h: Hours = Field(0.5, alias="duration")
+    repeat: Repeat = Repeat()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_dose(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "dose" not in data:
+            if isinstance(data, dict):
+                raise _FieldError("administration.dose", "is required (e.g. '2e6 cells/kg' or '1.4e8 cells')")
+            return data
+        data = dict(data)
+        text = data.pop("dose")
+        try:
+            quantity = units.parse(text, "dose") if not isinstance(text, bool) else None
+        except ScenarioError as exc:
+            raise _FieldError("administration.dose", exc.message) from None
+        hint = "a cell count (e.g. '1.4e8 cells') or cells per body weight (e.g. '2e6 cells/kg')"
+        if quantity is None:
+            raise _FieldError("administration.dose", f"{text!r} is not {hint}")
+        if quantity.check("[cell_count] / [mass]"):
+            data["dose_cells_per_kg"] = float(quantity.to("cell/kg").magnitude)
+        elif quantity.check("[cell_count]"):
+            data["dose_cells"] = float(quantity.to("cell").magnitude)
+        else:
+            raise _FieldError("administration.dose", f"{text} is not {hint}")
+        return data
+
+    @field_validator("dose_cells_per_kg", "dose_cells")
+    @classmethod
+    def _positive_dose(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise ValueError(f"dose must be positive, got {value:g}")
+        return value
+
+    @field_validator("duration_h")
+    @classmethod
+    def _duration_range(cls, value: float) -> float:
+        if not 0 <= value <= 24.0 * 7:
+            raise ValueError(f"{value:g} h is outside 0-168 h")
+        if 0 < value < 1 / 3600:
+            raise ValueError(f"{value:g} h is shorter than 1 s; use 0 for a bolus")
+        return value
+
+    @model_validator(mode="after")
+    def _route_rules(self) -> Administration:
+        if self.into is not None and self.route != "intravenous":
+            allowed = ARTERIAL_SITES if self.route == "intra_arterial" else ORGANS
+            if self.into not in allowed:
+                raise _FieldError(
+                    "administration.into",
+                    f"unknown {self.route} site {self.into!r}; allowed: {', '.join(allowed)}",
+                )
+        if self.route == "local" and "duration_h" in self.model_fields_set and self.duration_h > 0:
+            raise _FieldError(
+                "administration.duration",
+                "applies to intravenous and intra_arterial infusions, not local injection",
+            )
+        if self.repeat.count > 1 and self.repeat.interval_h <= self.effective_duration_h:
+            raise _FieldError("administration.repeat.interval", "must be longer than the infusion duration")
+        return self
+
+    @property
+    def effective_duration_h(self) -> float:
+        """Infusion time (h); a local injection is a bolus."""
+        return 0.0 if self.route == "local" else self.duration_h
+
+
+class Label(_Section):
+    """Radiolabel carried by the cells, for the radiolabel observation model."""
+
+    isotope: Isotope
+    decay_corrected: bool = True
+
+
+class Simulation(_Section):
+    """Run settings: horizon, output times, random seed and the radiolabel to observe."""
+
+    duration_h: Hours = Field(24.0 * 28, alias="duration")
+    outputs_h: tuple[Hours, ...] = Field((), alias="outputs")
+    seed: int = Field(1, ge=0, le=2**63 - 1)
+    label: Label | None = None
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value == "none":
+                return None
+            return {"isotope": value}
+        return value
+
+    @model_validator(mode="after")
+    def _check_times(self) -> Simulation:
+        if not 0 < self.duration_h <= MAX_DURATION_H:
+            raise ValueError(f"duration {self.duration_h:g} h is outside (0, {MAX_DURATION_H:g}] h")
+        outputs = self.outputs_h or default_outputs_h(self.duration_h)
+        bad = [t for t in outputs if not 0 <= t <= self.duration_h]
+        if bad:
+            raise ValueError(
+                f"outputs: {bad[0]:g} h lies outside 0-{self.duration_h:g} h (simulation.duration)"
+            )
+        object.__setattr__(self, "outputs_h", tuple(sorted(set(outputs))))
+        return self
+
+
+def default_outputs_h(duration_h: float) -> tuple[float, ...]:
+    """Output times (h) used when a scenario lists none: 5 min, 1 h, 1, 3, 7 days, and the end."""
+    candidates = (5 / 60, 1.0, 24.0, 72.0, 168.0, duration_h)
+    return tuple(sorted({t for t in candidates if t <= duration_h}))
+
+
+class Scenario(_Section):
+    """A validated scenario. Build one with ``load(path)`` or ``from_dict(mapping)``."""
+
+    name: str = Field("scenario", min_length=1, max_length=200)
+    species: Species
+    patient: Patient = Patient()
+    condition: Condition | None = None
+    product: Product
+    administration: Administration
+    simulation: Simulation = Simulation()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Scenario:
+        from infusim.parameters import reference_body_weight_kg
+
+        low, high = BODY_WEIGHT_RANGE_KG[self.species]
+        weight = self.patient.body_weight_kg
+        if weight is None:
+            patient = self.patient.model_copy(
+                update={"body_weight_kg": reference_body_weight_kg(self.species)}
+            )
+            object.__setattr__(self, "patient", patient)
+        elif not low <= weight <= high:
+            raise _FieldError(
+                "patient.body_weight",
+                f"{weight:g} kg is not a {self.species} body weight ({low:g}-{high:g} kg)",
+            )
+        admin = self.administration
+        per_kg = self.dose_cells_per_kg
+        if per_kg > MAX_DOSE_CELLS_PER_KG:
+            raise _FieldError(
+                "administration.dose",
+                f"{per_kg:.3g} cells/kg is above the largest accepted dose "
+                f"({MAX_DOSE_CELLS_PER_KG:g} cells/kg)",
+            )
+        if admin.route != "intravenous" and admin.into is None:
+            if self.condition is None:
+                raise _FieldError(
+                    "administration.into",
+                    f"required for route {admin.route} when no condition site is given; allowed: "
+                    + ", ".join(ARTERIAL_SITES if admin.route == "intra_arterial" else ORGANS),
+                )
+            if admin.route == "intra_arterial" and self.condition.site not in ARTERIAL_SITES:
+                raise _FieldError(
+                    "administration.into",
+                    f"the condition site {self.condition.site!r} has no artery of its own; "
+                    f"allowed: {', '.join(ARTERIAL_SITES)}",
+                )
+        last_start = (admin.repeat.count - 1) * admin.repeat.interval_h
+        if last_start > self.simulation.duration_h:
+            raise _FieldError(
+                "administration.repeat",
+                f"the last dose starts at {last_start:g} h, after the end of the simulation "
+                f"({self.simulation.duration_h:g} h)",
+            )
+        return self
+
+    @property
+    def dose_cells_per_kg(self) -> float:
+        """Dose per administration, cells per kg body weight."""
+        admin = self.administration
+        if admin.dose_cells_per_kg is not None:
+            return admin.dose_cells_per_kg
+        return admin.dose_cells / self.patient.body_weight_kg
+
+    @property
+    def dose_cells(self) -> float:
+        """Dose per administration, cells."""
+        return self.dose_cells_per_kg * self.patient.body_weight_kg
+
+    @property
+    def site(self) -> str | None:
+        """Organ receiving an intra-arterial or local dose (``into``, else the condition's site)."""
+        admin = self.administration
+        if admin.route == "intravenous":
+            return None
+        return admin.into or (self.condition.site if self.condition else None)
+
+    def warnings(self) -> list[str]:
+        """Inputs that are valid but have no effect, one line each."""
+        notes = []
+        if self.administration.route == "intravenous" and self.administration.into is not None:
+            notes.append("administration.into is ignored for an intravenous infusion (cells enter venous blood)")
+        if self.product.tissue_source in ("cord_blood", "peripheral_blood") and self.product.cell_type == "msc":
+            notes.append(
+                f"product.tissue_source {self.product.tissue_source} is an unusual source of MSC; "
+                "the generic MSC size is used"
+            )
+        return notes
+
+    def hash(self) -> str:
+        """A SHA-256 of the validated content: equal for scenarios that mean the same thing."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def from_dict(data: Any) -> Scenario:
+    """Validate a mapping (as read from YAML) into a ``Scenario``."""
+    if not isinstance(data, dict):
+        raise ScenarioError(
+            "scenario", "the file must hold a mapping of sections (name, species, product, ...)"
+        )
+    try:
+        return Scenario.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise _first_error(exc, data) from None
+    except _FieldError as exc:
+        raise ScenarioError(exc.field, exc.message) from None
+
+
+def load(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError("scenario", f"file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError("scenario", f"cannot read {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError("scenario", f"malformed YAML{where}: {problem}") from None
+    return from_dict(data)
+
+
+_ALIASES = {
+    "body_weight_kg": "body_weight",
+    "age_years": "age",
+    "diameter_um": "diameter",
+    "duration_h": "duration",
+    "interval_h": "interval",
+    "outputs_h": "outputs",
+    "dose_cells_per_kg": "dose",
+    "dose_cells": "dose",
+}
+
+
+def _first_error(exc: pydantic.ValidationError, data: dict) -> ScenarioError:
+    """Turn pydantic's report into one line naming the field path and what is allowed."""
+    error = exc.errors()[0]
+    location = [str(_ALIASES.get(str(p), p)) for p in error["loc"]]
+    ctx_error = (error.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _FieldError):
+        return ScenarioError(ctx_error.field, ctx_error.message)
+    kind = error["type"]
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        section = _section_model(location[:-1])
+        allowed = sorted(f.alias or name for name, f in section.model_fields.items())
+        message = f"unknown field; allowed here: {', '.join(allowed)}"
+    elif kind == "missing":
+        message = "is required"
+    elif kind == "literal_error":
+        message = f"{error['input']!r} is not allowed; {message[0].lower()}{message[1:]}"
+    field = ".".join(location) or "scenario"
+    return ScenarioError(field, message)
+
+
+def _section_model(path: list[str]) -> type[BaseModel]:
+    model: type[BaseModel] = Scenario
+    for part in path:
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            break
+        annotation = field.annotation
+        candidates = getattr(annotation, "__args__", (annotation,))
+        sub = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if sub is None:
+            break
+        model = sub
+    return model

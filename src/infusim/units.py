@@ -1,0 +1,57 @@
+"""The one pint registry, and conversions at the boundary.
+
+Inside infusim every number is a plain float in fixed units: time in hours, cells as counts,
+volumes in litres, flows in L/h, body weight in kg, lengths in micrometres.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pint
+
+from infusim.errors import ScenarioError
+
+
+@cache
+def registry() -> pint.UnitRegistry:
+    """The shared unit registry, with a ``cell`` count dimension and word multipliers."""
+    ureg = pint.UnitRegistry()
+    ureg.define("cell = [cell_count] = cells")
+    ureg.define("thousand = 1e3")
+    ureg.define("million = 1e6")
+    ureg.define("billion = 1e9")
+    return ureg
+
+
+def parse(text: str | float | int, field: str) -> pint.Quantity:
+    """Parse ``'2e6 cells/kg'`` or ``'30 min'`` into a pint quantity, or raise ``ScenarioError``."""
+    ureg = registry()
+    if isinstance(text, bool):
+        raise ScenarioError(field, f"{text!r} is not a quantity with a unit")
+    if isinstance(text, int | float):
+        return ureg.Quantity(float(text))
+    try:
+        quantity = ureg.parse_expression(str(text))
+    except (pint.errors.PintError, SyntaxError, TypeError, ValueError, AttributeError) as exc:
+        raise ScenarioError(field, f"cannot read {text!r} as a quantity ({type(exc).__name__})") from None
+    if not isinstance(quantity, pint.Quantity):
+        quantity = ureg.Quantity(float(quantity))
+    return quantity
+
+
+def to_float(text: str | float | int, unit: str, field: str, what: str) -> float:
+    """Parse ``text`` and return its magnitude in ``unit``; ``what`` names the expected kind in errors."""
+    quantity = parse(text, field)
+    try:
+        return float(quantity.to(unit).magnitude)
+    except pint.errors.DimensionalityError:
+        raise ScenarioError(field, f"{text} is not {what} (expected a unit like {unit})") from None
+
+
+def hours(text: str | float | int, field: str) -> float:
+    """A duration in hours; a bare number is an error (the unit would be a guess)."""
+    quantity = parse(text, field)
+    if quantity.dimensionless:
+        raise ScenarioError(field, f"{text!r} has no time unit (write e.g. '30 min', '24 h', '28 day')")
+    return to_float(text, "hour", field, "a duration")

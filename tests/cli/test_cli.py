@@ -1,0 +1,144 @@
+"""The command line end to end: outputs, help, demo, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.helpers import BASE, EXAMPLES, merge
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "infusim", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def write_scenario(folder: Path, data: dict | str) -> Path:
+    path = folder / "scenario.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def test_simulate_writes_the_documented_tables_and_summary(tmp_path):
+    out = tmp_path / "out"
+    result = run("simulate", str(EXAMPLES / "msc-iv-human.yaml"), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "research tool" in result.stdout and str(out) in result.stdout
+    cells = pd.read_parquet(out / "cells.parquet")
+    assert list(cells.columns) == ["patient", "time_h", "compartment", "state", "cells"]
+    assert set(cells.state) == {"live", "dead:nonviable", "dead:death", "dead:phagocytosis", "dead:rejection"}
+    observations = pd.read_parquet(out / "observations.parquet")
+    assert list(observations.columns) == ["patient", "time_h", "quantity", "compartment", "value", "unit"]
+    assert set(observations.quantity) == {"live_cells", "dna", "radiolabel"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dose_cells"] == pytest.approx(1.4e8)
+    assert summary["mass_balance_max_rel_error"] < 1e-9
+    assert summary["seed"] == 1 and len(summary["scenario_hash"]) == 64 and summary["infusim_version"]
+    at_1h = summary["live_fraction_of_dose"]["1 h"]
+    assert at_1h["lungs"] > 0.5 and "target" in at_1h
+    assert "Toma2009" in summary["sources"]
+    for t in cells.time_h.unique():
+        total = cells[cells.time_h == t].cells.sum()
+        assert total == pytest.approx(1.4e8 * min(t / 0.5, 1.0), rel=1e-9)
+
+
+def test_report_is_self_contained(tmp_path):
+    out = tmp_path / "out"
+    assert run("simulate", str(EXAMPLES / "msc-iv-mouse.yaml"), "-o", str(out)).returncode == 0
+    page = (out / "report.html").read_text()
+    assert "research tool" in page and "plotly" in page.lower()
+    assert '<script src="http' not in page and '<link href="http' not in page
+
+
+def test_demo_runs_the_bundled_example_and_says_where_the_report_is(tmp_path):
+    result = run("demo", "-o", "demo-out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "report.html" in result.stdout
+    assert (tmp_path / "demo-out" / "summary.json").is_file()
+
+
+def test_help_explains_every_command_and_option():
+    top = run("--help").stdout
+    assert "simulate" in top and "demo" in top
+    sim = run("simulate", "--help").stdout
+    for word in ("scenario", "--out", "--quiet", "--no-report", "cells.parquet", "observations.parquet"):
+        assert word in sim
+
+
+def test_rerun_replaces_its_own_output_but_never_a_foreign_folder(tmp_path):
+    scenario = str(EXAMPLES / "msc-iv-mouse.yaml")
+    out = tmp_path / "out"
+    assert run("simulate", scenario, "-o", str(out), "-q", "--no-report").returncode == 0
+    assert run("simulate", scenario, "-o", str(out), "-q", "--no-report").returncode == 0
+    foreign = tmp_path / "thesis"
+    foreign.mkdir()
+    (foreign / "chapter1.tex").write_text("precious")
+    result = run("simulate", scenario, "-o", str(foreign))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: output:") and (foreign / "chapter1.tex").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "thesis"]
+
+
+BAD = [
+    ({"administration": {"dose": "5 kg"}}, "administration.dose"),
+    ({"administration": {"dose": "-1e6 cells/kg"}}, "administration.dose"),
+    ({"administration": {"dose": "0 cells"}}, "administration.dose"),
+    ({"administration": {"dose": "5e10 cells/kg"}}, "administration.dose"),
+    ({"species": "horse"}, "species"),
+    ({"condition": {"site": "elbow"}}, "condition.site"),
+    ({"product": {"cell_type": "neuron"}}, "product.cell_type"),
+    ({"product": {"celltype": "msc"}}, "product.celltype"),
+    ({"administration": {"duration": "ten minutes"}}, "administration.duration"),
+    ({"patient": {"body_weight": "70 lb", "height": "170 cm"}}, "patient.height"),
+    ({"simulation": {"label": "cr51"}}, "simulation.label.isotope"),
+    ({"product": {"viability": 1.5}}, "product.viability"),
+    ({"administration": {"route": "oral"}}, "administration.route"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field"), BAD, ids=[b[1] + str(i) for i, b in enumerate(BAD)])
+def test_bad_scenario_gives_one_line_exit_2_and_no_output(tmp_path, overrides, field):
+    path = write_scenario(tmp_path, merge(BASE, overrides))
+    out = tmp_path / "out"
+    result = run("simulate", str(path), "-o", str(out))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["scenario.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "error: scenario: file not found"),
+        ("name: x\nspecies: [human\n", "error: scenario: malformed YAML at line"),
+        ("just a sentence", "error: scenario: the file must hold a mapping"),
+        (b"\xff\xfe\x00binary", "error: scenario: cannot read"),
+    ],
+)
+def test_missing_malformed_or_corrupt_file(tmp_path, content, message):
+    path = tmp_path / "scenario.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    result = run("simulate", str(path), "-o", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(message) and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_every_bundled_example_runs_from_the_command_line(tmp_path):
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        result = run("simulate", str(path), "-o", str(tmp_path / path.stem), "-q", "--no-report")
+        assert result.returncode == 0, (path.name, result.stderr)
+        summary = json.loads((tmp_path / path.stem / "summary.json").read_text())
+        assert summary["mass_balance_max_rel_error"] < 1e-9

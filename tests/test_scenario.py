@@ -1,0 +1,124 @@
+"""Scenario files: units, defaults, and a one-line error naming the field for every bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from infusim.errors import ScenarioError
+from infusim.scenario import load
+from tests.helpers import EXAMPLES, scenario
+
+
+def test_every_bundled_example_validates():
+    names = sorted(p.name for p in EXAMPLES.glob("*.yaml"))
+    assert len(names) >= 4
+    for path in EXAMPLES.glob("*.yaml"):
+        assert load(path).name == path.stem
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_per_kg"),
+    [("2e6 cells/kg", 2e6), ("1.5 million cells/kg", 1.5e6), ("2000 cells/g", 2e6), ("1.4e8 cells", 2e6)],
+)
+def test_dose_in_any_compatible_unit(text, expected_per_kg):
+    s = scenario(administration={"dose": text})
+    assert s.dose_cells_per_kg == pytest.approx(expected_per_kg)
+
+
+@pytest.mark.parametrize(("text", "hours"), [("30 min", 0.5), ("0.5 h", 0.5), ("1800 s", 0.5), ("2 day", 48)])
+def test_durations_in_any_time_unit(text, hours):
+    assert scenario(administration={"duration": text}).administration.duration_h == pytest.approx(hours)
+
+
+def test_species_reference_weight_fills_a_missing_body_weight():
+    s = scenario(species="mouse", patient=None, administration={"dose": "5e5 cells"})
+    assert s.patient.body_weight_kg == pytest.approx(0.025)
+    assert s.dose_cells_per_kg == pytest.approx(2e7)
+
+
+def test_default_outputs_end_at_the_duration():
+    s = scenario(simulation={"duration": "10 day", "outputs": None})
+    assert s.simulation.outputs_h[-1] == 240 and s.simulation.outputs_h[0] == pytest.approx(5 / 60)
+
+
+def test_intra_arterial_defaults_to_the_condition_site():
+    s = scenario(condition={"site": "liver", "severity": 0.4}, administration={"route": "intra_arterial"})
+    assert s.site == "liver"
+
+
+def test_same_meaning_same_hash_and_different_content_different_hash():
+    spelled_out = scenario(administration={"dose": "2 million cells/kg", "duration": "60 s"})
+    assert scenario().hash() == spelled_out.hash()
+    assert scenario().hash() != scenario(administration={"dose": "3e6 cells/kg"}).hash()
+
+
+BAD_INPUTS = [
+    ({"administration": {"dose": "5 kg"}}, "administration.dose", "not a cell count"),
+    ({"administration": {"dose": "-2e6 cells/kg"}}, "administration.dose", "positive"),
+    ({"administration": {"dose": "0 cells"}}, "administration.dose", "positive"),
+    ({"administration": {"dose": "2e11 cells/kg"}}, "administration.dose", "largest accepted"),
+    ({"species": "dog"}, "species", "'human', 'mouse' or 'rat'"),
+    ({"product": {"cell_type": "ipsc"}}, "product.cell_type", "'msc', 'hsc' or 'bm_mnc'"),
+    ({"condition": {"site": "toe"}}, "condition.site", "allowed: lungs"),
+    ({"condition": {"site": "venous_blood"}}, "condition.site", "unknown site"),
+    ({"condition": {"site": "heart", "severity": 1.5}}, "condition.severity", "less than or equal to 1"),
+    ({"product": {"colour": "blue"}}, "product.colour", "unknown field; allowed here"),
+    ({"administraton": {"route": "intravenous"}}, "administraton", "unknown field"),
+    ({"patient": {"body_weight": "70 g"}}, "patient.body_weight", "not a human body weight"),
+    ({"administration": {"duration": "30"}}, "administration.duration", "no time unit"),
+    ({"administration": {"duration": "30 kg"}}, "administration.duration", "not a duration"),
+    ({"administration": {"duration": "1 ms"}}, "administration.duration", "use 0 for a bolus"),
+    (
+        {"administration": {"route": "local", "duration": None}},
+        "administration.into",
+        "required for route local",
+    ),
+    (
+        {"administration": {"route": "local", "into": "heart"}},
+        "administration.duration",
+        "not local injection",
+    ),
+    (
+        {"administration": {"route": "intra_arterial", "into": "lungs"}},
+        "administration.into",
+        "allowed: heart",
+    ),
+    ({"product": {"hla_mismatches": 3}}, "product.hla_mismatches", "allogeneic cells only"),
+    (
+        {"product": {"donor": "allogeneic", "hla_mismatches": 12}},
+        "product.hla_mismatches",
+        "less than or equal to 10",
+    ),
+    ({"simulation": {"outputs": ["30 day"]}}, "simulation", "outside"),
+    ({"simulation": {"label": "cr51"}}, "simulation.label.isotope", "'in111'"),
+    (
+        {"administration": {"repeat": {"count": 3, "interval": "7 day"}}},
+        "administration.repeat",
+        "after the end",
+    ),
+    ({"product": {"diameter": "2 mm"}}, "product.diameter", "not a cell diameter"),
+    ({"product": {"cell_type": "hsc", "tissue_source": "adipose"}}, "product.tissue_source", "allowed: bone_marrow"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field", "words"), BAD_INPUTS)
+def test_bad_input_names_the_field_and_what_is_allowed(overrides, field, words):
+    with pytest.raises(ScenarioError) as caught:
+        scenario(**overrides)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{field}: "), message
+    assert words in message, message
+
+
+def test_missing_file_and_malformed_yaml(tmp_path):
+    with pytest.raises(ScenarioError, match=r"^scenario: file not found"):
+        load(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nspecies: [human\n")
+    with pytest.raises(ScenarioError, match=r"^scenario: malformed YAML at line \d+"):
+        load(broken)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(ScenarioError, match="mapping of sections"):
+        load(listing)
