@@ -97,7 +97,11 @@ BAD_INPUTS = [
         "after the end",
     ),
     ({"product": {"diameter": "2 mm"}}, "product.diameter", "not a cell diameter"),
-    ({"product": {"cell_type": "hsc", "tissue_source": "adipose"}}, "product.tissue_source", "allowed: bone_marrow"),
+    (
+        {"product": {"cell_type": "hsc", "tissue_source": "adipose"}},
+        "product.tissue_source",
+        "allowed: bone_marrow",
+    ),
 ]
 
 

@@ -13,10 +13,20 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from infusim.errors import InfusimError  # noqa: E402
-from infusim.model.kinetics import assemble  # noqa: E402
-from infusim.scenario import Scenario, from_dict, load  # noqa: E402
-from infusim.simulation import Result, simulate  # noqa: E402
-from infusim.solve import solve  # noqa: E402
+from infusim.errors import InfusimError
+from infusim.model.kinetics import assemble
+from infusim.scenario import Scenario, from_dict, load
+from infusim.simulation import Result, simulate
+from infusim.solve import solve
 
-__all__ = ["InfusimError", "Result", "Scenario", "__version__", "assemble", "from_dict", "load", "simulate", "solve"]
+__all__ = [
+    "InfusimError",
+    "Result",
+    "Scenario",
+    "__version__",
+    "assemble",
+    "from_dict",
+    "load",
+    "simulate",
+    "solve",
+]

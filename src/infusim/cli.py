@@ -144,7 +144,7 @@ def _print_summary(result) -> None:
     )
     table = Table(title=f"{summary['scenario_name']}: live cells, % of cells given", show_lines=False)
     table.add_column("compartment")
-    for t, hours in zip(times, summary["output_times_h"], strict=True):
+    for hours in summary["output_times_h"]:
         table.add_column(_time_label(hours), justify="right")
     for compartment in compartments:
         table.add_row(compartment, *(_percent(fractions[t].get(compartment, 0.0)) for t in times))

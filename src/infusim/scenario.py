@@ -143,7 +143,8 @@ class Product(_Section):
         if self.tissue_source not in allowed:
             raise _FieldError(
                 "product.tissue_source",
-                f"{self.cell_type} cells are not obtained from {self.tissue_source}; allowed: {', '.join(allowed)}",
+                f"{self.cell_type} cells are not obtained from {self.tissue_source}; "
+                f"allowed: {', '.join(allowed)}",
             )
         return self
 
@@ -370,8 +371,13 @@ class Scenario(_Section):
         """Inputs that are valid but have no effect, one line each."""
         notes = []
         if self.administration.route == "intravenous" and self.administration.into is not None:
-            notes.append("administration.into is ignored for an intravenous infusion (cells enter venous blood)")
-        if self.product.tissue_source in ("cord_blood", "peripheral_blood") and self.product.cell_type == "msc":
+            notes.append(
+                "administration.into is ignored for an intravenous infusion (cells enter venous blood)"
+            )
+        if (
+            self.product.tissue_source in ("cord_blood", "peripheral_blood")
+            and self.product.cell_type == "msc"
+        ):
             notes.append(
                 f"product.tissue_source {self.product.tissue_source} is an unusual source of MSC; "
                 "the generic MSC size is used"
