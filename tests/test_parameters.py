@@ -61,13 +61,10 @@ def test_a_corrupt_table_is_refused_with_its_line(tmp_path):
         read_table(bad)
 
 
-def test_tabulated_size_extraction_is_what_the_calibration_command_fits():
-    fit = calibrate.fit_size_extraction()
+def test_tabulated_extraction_parameters_are_what_the_calibration_command_fits():
+    fit = calibrate.fit_extraction()
     p = bundled()
-    assert p.get("size_extraction_midpoint", "", "") == pytest.approx(fit.midpoint, rel=1e-3)
-    assert p.get("size_extraction_width", "", "") == pytest.approx(fit.width, rel=1e-3)
-    assert 0.9 < fit.toma_arrest < 1.0 and fit.fischer_ratio > 10
-
-
-def test_tabulated_homing_is_what_the_calibration_command_fits():
-    assert bundled().get("homing_extraction_max", "", "") == pytest.approx(calibrate.fit_homing(), rel=1e-3)
+    for (name, scope), value in fit.values().items():
+        assert p.get(name, scope, "") == pytest.approx(value, rel=2e-3), name
+    assert fit.fischer_ratio > 20 and fit.toma_arrest > 0.92
+    assert fit.abbott_ratio == pytest.approx(calibrate.ABBOTT2004_INFARCT_TO_HEALTHY_48H, rel=0.15)

@@ -104,6 +104,143 @@ def demo(
     _run(example, out, quiet=False, report=True)
 
 
+@app.command()
+@_user_errors
+def validate(
+    cases: Annotated[
+        list[Path] | None, typer.Argument(help="Case folders (scenario.yaml, observations.csv, case.yaml).")
+    ] = None,
+    cases_root: Annotated[
+        Path | None, typer.Option("--cases", help="A folder whose sub-folders are cases.")
+    ] = None,
+    out: OutOption = Path("infusim-validation"),
+    strict: Annotated[
+        bool, typer.Option(help="Exit with status 1 if a prediction case misses its tolerance.")
+    ] = False,
+) -> None:
+    """Hold the model against published measurements (the bundled suite when no case is given).
+
+    Writes validation.json (per case: n, AAFE, share within 2-fold and 3-fold, largest fold error,
+    whether the case was used for calibration) and validation.html (observed points over predicted
+    curves). A bad case folder is reported with its reason; the other cases still run. Case format:
+    docs/validation.md.
+    """
+    from infusim import io
+    from infusim import validate as validation
+    from infusim.report.validation import render
+
+    results = validation.validate(validation.case_dirs(cases, cases_root))
+
+    def write(folder: Path) -> None:
+        io.write_json(validation.summary(results), folder / "validation.json")
+        (folder / "validation.html").write_text(render(results), encoding="utf-8")
+
+    folder = io.write_folder(out, write)
+    _print_validation(results)
+    console.print(f"Output folder: [bold]{folder}[/bold] (validation.json, validation.html)")
+    misses = [r for r in results if not r.calibration and not r.passed]
+    if strict and misses:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_user_errors
+def calibrate(
+    cases: Annotated[list[Path], typer.Argument(help="Case folders to fit (observations.csv of each).")],
+    parameter: Annotated[
+        list[str],
+        typer.Option("--parameter", "-p", help="Parameter to fit, as name[scope] of data/*.csv (repeat)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="YAML file for the fitted values.")] = Path(
+        "params.yaml"
+    ),
+    update_tables: Annotated[
+        bool, typer.Option(help="Also write the fitted values into infusim's bundled parameter tables.")
+    ] = False,
+) -> None:
+    """Fit parameters to validation cases (least squares on log fold errors) and report fit quality.
+
+    Writes OUT (fitted values, 95% intervals, start values, cases, the command); with
+    --update-tables the values go into the package's data tables with provenance 'calibrated'.
+    """
+    import yaml
+
+    from infusim.calibrate import fit_cases, parse_parameter
+    from infusim.calibrate import update_tables as write_tables
+    from infusim.errors import OutputError
+
+    keys = [parse_parameter(p) for p in parameter]
+    try:
+        fit = fit_cases(cases, keys)
+    except ValueError as exc:
+        raise InfusimError("--parameter", str(exc)) from None
+    command = "infusim calibrate " + " ".join([*(str(c) for c in cases), *(f"-p '{p}'" for p in parameter)])
+    record = {
+        "command": command,
+        "cases": list(fit.cases),
+        "observations": fit.n,
+        "residual_sd_log": round(fit.residual_sd, 4),
+        "parameters": [
+            {
+                "parameter": v.parameter,
+                "scope": v.scope,
+                "value": float(f"{v.value:.4g}"),
+                "unit": v.unit,
+                "ci95": [float(f"{v.low:.4g}"), float(f"{v.high:.4g}")],
+                "start": v.start,
+            }
+            for v in fit.values
+        ],
+        "aafe_before": {k: round(v, 3) for k, v in fit.aafe_before.items()},
+        "aafe_after": {k: round(v, 3) for k, v in fit.aafe_after.items()},
+    }
+    try:
+        out.write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
+    except OSError as exc:
+        raise OutputError("--out", f"cannot write {out}: {exc.strerror}") from None
+    table = Table(title="fitted parameters")
+    for column in ("parameter", "start", "fitted", "95% interval"):
+        table.add_column(column)
+    for v in fit.values:
+        table.add_row(
+            f"{v.parameter}[{v.scope}]",
+            f"{v.start:.3g}",
+            f"{v.value:.3g}",
+            f"{v.low:.3g}-{v.high:.3g} {v.unit}",
+        )
+    console.print(table)
+    for name in fit.cases:
+        console.print(f"{name}: AAFE {fit.aafe_before[name]:.2f} -> {fit.aafe_after[name]:.2f}")
+    if update_tables:
+        for row in write_tables(fit, command):
+            console.print(f"updated {row}")
+    console.print(f"Fitted values: [bold]{out}[/bold]")
+
+
+def _print_validation(results) -> None:
+    table = Table(title="infusim validation (AAFE: absolute average fold error)")
+    table.add_column("case", overflow="fold", min_width=24)
+    for column in ("species", "use", "n", "AAFE", "within 2x", "max fold", ""):
+        table.add_column(column, justify="left" if column in ("species", "use", "") else "right")
+    for r in results:
+        if r.error:
+            table.add_row(r.name, "", "", "", "", "", "", f"[red]not run: {r.error}[/red]")
+            continue
+        verdict = "pass" if r.passed else "[red]miss[/red]"
+        use = "fitted" if r.calibration else "prediction"
+        table.add_row(
+            r.name,
+            r.species,
+            use,
+            str(r.n),
+            f"{r.aafe:.2f}",
+            f"{r.within_2fold:.0%}",
+            f"{r.max_fold_error:.1f}",
+            verdict,
+        )
+    console.print(table)
+
+
 def _run(scenario_path: Path, out: Path, quiet: bool, report: bool) -> None:
     from infusim import io
     from infusim.scenario import load

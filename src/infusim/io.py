@@ -19,15 +19,19 @@ import pandas as pd
 from infusim.errors import OutputError
 
 MARKER_KEY = "infusim_version"
+#: Files whose ``infusim_version`` key marks a folder as an infusim output.
+MARKER_FILES = ("summary.json", "validation.json")
 
 
 def is_infusim_output(path: Path) -> bool:
     """Whether ``path`` is a folder an earlier infusim run wrote."""
-    summary = path / "summary.json"
-    try:
-        return MARKER_KEY in json.loads(summary.read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
-        return False
+    for name in MARKER_FILES:
+        try:
+            if MARKER_KEY in json.loads((path / name).read_text(encoding="utf-8")):
+                return True
+        except (OSError, ValueError, TypeError):
+            continue
+    return False
 
 
 def write_folder(out: Path, write: Callable[[Path], None]) -> Path:

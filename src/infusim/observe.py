@@ -30,7 +30,7 @@ from infusim.model.declare import Dose, Model, ParameterInfo, Process, State, pa
 from infusim.parameters import ParameterSet, bundled
 from infusim.solve import Trajectory, solve
 
-PHAGOCYTE_ORGANS = ("liver", "spleen")
+PHAGOCYTE_ORGANS = ("liver", "spleen", "lungs")
 FREE_DESTINATIONS = ("liver", "bone_marrow", "kidneys", "gut", "brain", "heart", "muscle", "rest")
 
 
@@ -47,6 +47,7 @@ class MarkerRates:
     phagocyte_release: float
     phagocyte_degradation: float
     liver_share: float
+    lung_local_share: float
     free_clearance: float
     free_fractions: dict[str, float]
     half_life_h: float  # physical; inf for DNA
@@ -64,6 +65,7 @@ def dna_rates(species: str, params: ParameterSet) -> MarkerRates:
         phagocyte_release=0.0,
         phagocyte_degradation=params.get("dna_phagocyte_degradation_rate", "", "1/h"),
         liver_share=params.get("phagocyte_liver_share", species, ""),
+        lung_local_share=params.get("phagocyte_local_share", "lungs", ""),
         free_clearance=0.0,
         free_fractions={},
         half_life_h=np.inf,
@@ -90,6 +92,7 @@ def label_rates(isotope: str, species: str, params: ParameterSet) -> MarkerRates
         phagocyte_release=params.get("phagocyte_release_rate", isotope, "1/h"),
         phagocyte_degradation=0.0,
         liver_share=params.get("phagocyte_liver_share", species, ""),
+        lung_local_share=params.get("phagocyte_local_share", "lungs", ""),
         free_clearance=params.get("free_clearance_rate", isotope, "1/h"),
         free_fractions=fractions,
         half_life_h=params.get("physical_half_life", isotope, "h"),
@@ -141,9 +144,7 @@ def with_marker(model: Model, rates: MarkerRates, labelled_doses: int | None = N
             debris = f"{m}:debris:{compartment_of[p.source]}"
             processes.append(Process(f"{m}:{p.name}", source, debris, p.rate))
         elif p.target == "dead:phagocytosis":
-            for organ, share in zip(
-                PHAGOCYTE_ORGANS, (rates.liver_share, 1 - rates.liver_share), strict=True
-            ):
+            for organ, share in _phagocyte_destinations(compartment_of[p.source], rates):
                 rate = scaled(p.rate, share, f"to {organ}")
                 processes.append(Process(f"{m}:{p.name}:{organ}", source, f"{m}:phagocytes:{organ}", rate))
     if rates.efflux:
@@ -156,9 +157,8 @@ def with_marker(model: Model, rates: MarkerRates, labelled_doses: int | None = N
         debris = f"{m}:debris:{c}"
         in_blood = c in ("venous_blood", "arterial_blood")
         clearance = rates.debris_clearance_blood if in_blood else rates.debris_clearance
-        for organ, share in zip(PHAGOCYTE_ORGANS, (rates.liver_share, 1 - rates.liver_share), strict=True):
-            where = "blood" if in_blood else "tissue"
-            rate = constant(f"{where}_debris_to_{organ}", clearance * share, f"debris carried to {organ}")
+        for organ, share in _phagocyte_destinations(c, rates):
+            rate = constant(f"debris_{c}_to_{organ}", clearance * share, f"debris of {c} carried to {organ}")
             processes.append(Process(f"{m}:clear:{c}:{organ}", debris, f"{m}:phagocytes:{organ}", rate))
         if rates.debris_release:
             rate = constant("debris_release", rates.debris_release, "label released from debris")
@@ -201,6 +201,14 @@ def with_marker(model: Model, rates: MarkerRates, labelled_doses: int | None = N
         info=info,
         sources=model.sources,
     )
+
+
+def _phagocyte_destinations(compartment: str, rates: MarkerRates) -> list[tuple[str, float]]:
+    """Where phagocytes take material from ``compartment``: resident lung macrophages keep a share."""
+    local = rates.lung_local_share if compartment == "lungs" else 0.0
+    carried = 1.0 - local
+    shares = [("liver", carried * rates.liver_share), ("spleen", carried * (1 - rates.liver_share))]
+    return [*shares, ("lungs", local)] if local > 0 else shares
 
 
 @dataclass(frozen=True)

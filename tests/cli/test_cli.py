@@ -142,3 +142,53 @@ def test_every_bundled_example_runs_from_the_command_line(tmp_path):
         assert result.returncode == 0, (path.name, result.stderr)
         summary = json.loads((tmp_path / path.stem / "summary.json").read_text())
         assert summary["mass_balance_max_rel_error"] < 1e-9
+
+
+def test_validate_writes_json_and_html_and_prints_a_table(tmp_path):
+    result = run("validate", "-o", str(tmp_path / "val"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "val" / "validation.json").read_text())
+    record = summary["cases"][0]
+    for key in ("case", "n", "aafe", "within_2fold", "within_3fold", "max_fold_error", "calibration"):
+        assert key in record
+    assert summary["predictions"]["ran"] == summary["predictions"]["cases"]
+    page = (tmp_path / "val" / "validation.html").read_text()
+    assert "AAFE" in page and '<script src="http' not in page
+    assert "AAFE" in result.stdout
+    again = run("validate", "-o", str(tmp_path / "val"))
+    assert again.returncode == 0, again.stderr
+
+
+def test_validate_reports_a_bad_case_and_still_runs_the_others(tmp_path):
+    from infusim.validate import bundled_cases_dir
+
+    bad = tmp_path / "cases" / "broken_case"
+    bad.mkdir(parents=True)
+    (bad / "scenario.yaml").write_text("species: human\n")
+    import shutil
+
+    shutil.copytree(bundled_cases_dir() / "toma2009_rat_ia_muscle_msc", tmp_path / "cases" / "toma")
+    result = run("validate", "--cases", str(tmp_path / "cases"), "-o", str(tmp_path / "val"))
+    assert result.returncode == 0, result.stderr
+    records = {r["case"]: r for r in json.loads((tmp_path / "val" / "validation.json").read_text())["cases"]}
+    assert (
+        "observations.csv is missing" in records["broken_case"]["error"]
+        or "scenario.yaml" in records["broken_case"]["error"]
+    )
+    assert records["toma"]["error"] is None and records["toma"]["n"] == 2
+
+
+def test_calibrate_writes_fitted_values_with_intervals(tmp_path):
+    from infusim.validate import bundled_cases_dir
+
+    case = bundled_cases_dir() / "couto2011_human_hepatic_artery_bmmc_tc99m"
+    out = tmp_path / "params.yaml"
+    result = run("calibrate", str(case), "-p", "efflux_rate[tc99m]", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    record = yaml.safe_load(out.read_text())
+    fitted = record["parameters"][0]
+    assert fitted["parameter"] == "efflux_rate" and fitted["scope"] == "tc99m"
+    assert fitted["ci95"][0] < fitted["value"] < fitted["ci95"][1]
+    assert record["aafe_after"][case.name] <= record["aafe_before"][case.name] + 0.01
+    bad = run("calibrate", str(case), "-p", "no_such_rate[x]", "-o", str(out))
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")

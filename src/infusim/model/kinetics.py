@@ -40,6 +40,7 @@ TARGET = "target"
 TARGET_ENGRAFTED = "target:engrafted"
 MARROW_ENGRAFTED = "bone_marrow:engrafted"
 DEPOT = "depot"
+IMPLANT = "implant"
 
 #: Names of the per-patient rate multipliers ``assemble`` accepts (inter-individual variability).
 VARIABLE_RATES = ("loss", "release", "homing", "rejection", "cardiac_output")
@@ -147,6 +148,7 @@ def assemble(
     if scenario.administration.route == "local":
         receiving = TARGET if condition is not None and site == condition.site else site
         builder.state(DEPOT, receiving, "live", f"injected cells not yet settled in {site}")
+        builder.state(IMPLANT, receiving, "live", f"injected cells settled in the tissue of {site}")
     for cause in DEATH_CAUSES:
         builder.state(f"dead:{cause}", "body", "dead", f"cells dead by {cause}")
 
@@ -284,10 +286,21 @@ def _fates(
         receiving = TARGET if condition is not None and site == condition.site else site
         retained = params.get("local_retained_fraction", site, "")
         settling = params.get("local_settling_time", site, "h")
-        builder.flow(DEPOT, receiving, np.full(builder.n_rows, retained / settling), "settling", "f_ret/tau")
+        builder.flow(DEPOT, IMPLANT, np.full(builder.n_rows, retained / settling), "settling", "f_ret/tau")
         builder.flow(
             DEPOT, VENOUS, np.full(builder.n_rows, (1 - retained) / settling), "wash-out", "(1-f_ret)/tau"
         )
+        loss = params.get("implant_loss_rate", site, "1/h") * loss_factor
+        eaten = params.get("phagocytosed_share", f"{cell}/{site}", "")
+        builder.flow(
+            IMPLANT, "dead:death", loss * (1 - eaten), "death of implanted cells", "k_implant*(1-f_phag)"
+        )
+        builder.flow(
+            IMPLANT, "dead:phagocytosis", loss * eaten, "phagocytosis of implanted cells", "k_implant*f_phag"
+        )
+        if receiving == TARGET:
+            rate = params.get("engraftment_rate", f"{cell}/{site}", "1/h")
+            builder.flow(IMPLANT, TARGET_ENGRAFTED, np.full(builder.n_rows, rate), "engraftment", "k_engraft")
 
 
 def _rejection(

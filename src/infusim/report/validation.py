@@ -1,0 +1,106 @@
+"""The validation report: per case, observed points with error bars over the predicted curves."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import plotly.graph_objects as go
+
+from infusim.simulation import DISCLAIMER
+from infusim.validate import CaseResult
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def render(results: list[CaseResult]) -> str:
+    """A standalone HTML page (plotly embedded once) with a summary table and one plot per case."""
+    rows = []
+    for r in results:
+        if r.error:
+            rows.append(
+                f"<tr class='bad'><td>{html.escape(r.name)}</td>"
+                f"<td colspan='7'>could not run: {html.escape(r.error)}</td></tr>"
+            )
+            continue
+        verdict = "pass" if r.passed else "miss"
+        rows.append(
+            f"<tr class='{verdict}'><td><a href='#{html.escape(r.name)}'>{html.escape(r.name)}</a></td>"
+            f"<td>{r.species}</td><td>{'fitted' if r.calibration else 'prediction'}</td><td>{r.n}</td>"
+            f"<td>{r.aafe:.2f}</td><td>{r.within_2fold:.0%}</td><td>{r.max_fold_error:.2f}</td><td>{verdict}</td></tr>"
+        )
+    sections, first = [], True
+    for r in results:
+        if r.error:
+            continue
+        figure = _figure(r)
+        plot = figure.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False})
+        first = False
+        sections.append(
+            f"<h3 id='{html.escape(r.name)}'>{html.escape(r.name)}</h3>"
+            f"<p>{html.escape(r.description)}<br><small>{html.escape(r.citation)}</small></p>{plot}"
+        )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>infusim validation</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse}}th,td{{padding:.2em .7em;border-bottom:1px solid #ddd;text-align:left}}
+tr.miss td{{background:#fff0f0}} tr.bad td{{background:#ffe0e0}}
+.warn{{background:#fff4d6;padding:.6em 1em}}</style>
+</head><body><h1>infusim validation</h1>
+<p class="warn">{html.escape(DISCLAIMER)}</p>
+<p>AAFE: absolute average fold error, 10^mean|log10(predicted/observed)|. Cases marked <em>fitted</em> were
+used to calibrate parameters; <em>prediction</em> cases were not. A bound (&lt;x, &gt;x) that the
+prediction respects counts as fold error 1.</p>
+<table><tr><th>case</th><th>species</th><th>use</th><th>n</th><th>AAFE</th><th>within 2x</th>
+<th>max fold</th><th></th></tr>
+{"".join(rows)}</table>
+{"".join(sections)}
+</body></html>
+"""
+
+
+def _figure(result: CaseResult) -> go.Figure:
+    figure = go.Figure()
+    comparisons, curves = result.comparisons, result.curves
+    series = curves[["quantity", "compartment", "unit"]].drop_duplicates().itertuples(index=False)
+    for i, (quantity, compartment, unit) in enumerate(series):
+        color = PALETTE[i % len(PALETTE)]
+        name = f"{quantity} {compartment} ({unit})"
+        curve = curves[
+            (curves.quantity == quantity) & (curves.compartment == compartment) & (curves.unit == unit)
+        ]
+        curve = curve[curve.time_h > 0]
+        figure.add_trace(
+            go.Scatter(
+                x=curve.time_h,
+                y=curve.predicted,
+                mode="lines",
+                name=f"predicted {name}",
+                line={"color": color},
+            )
+        )
+        points = comparisons[
+            (comparisons.quantity == quantity)
+            & (comparisons.compartment == compartment)
+            & (comparisons.unit == unit)
+        ]
+        symbols = np.where(
+            points.bound == "<", "triangle-down", np.where(points.bound == ">", "triangle-up", "circle")
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=np.maximum(points.time_h, 1 / 60),
+                y=points.observed,
+                mode="markers",
+                name=f"observed {name}",
+                marker={"color": color, "size": 10, "symbol": symbols},
+                error_y={"type": "data", "array": points.sd.fillna(0).to_numpy(), "visible": True},
+                text=points.source,
+            )
+        )
+    figure.update_layout(
+        height=380, margin={"l": 60, "r": 20, "t": 30, "b": 40}, legend={"font": {"size": 10}}
+    )
+    figure.update_xaxes(type="log", title="time (h)")
+    figure.update_yaxes(type="log", title="value")
+    return figure

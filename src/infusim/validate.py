@@ -1,0 +1,436 @@
+"""Holding the model against published measurements: validation cases, predictions, fold errors.
+
+A case is a folder (format in docs/validation.md):
+
+* ``scenario.yaml``: the experiment as a scenario;
+* ``observations.csv``: ``time_h, quantity, compartment, value, unit, sd, source``; ``value`` may be
+  ``<x`` or ``>x`` for a detection limit or a bound;
+* ``case.yaml`` (optional): ``description``, ``citation``, ``tolerance_fold`` (2), ``calibration``
+  (false), ``label: {isotope, decay_corrected}`` for radiolabel rows.
+
+Each observation is compared with the prediction of the same observation model at the same time;
+a case's score is its absolute average fold error (AAFE = 10^mean|log10(predicted/observed)|).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from infusim.compartments import COMPARTMENTS, LABELS
+from infusim.errors import InfusimError
+from infusim.model.kinetics import assemble
+from infusim.model.physiology import physiology
+from infusim.observe import observe
+from infusim.parameters import ParameterSet, bundled
+from infusim.scenario import Label, Scenario, load
+
+QUANTITIES = ("live_cells", "dna", "radiolabel")
+UNITS = ("fraction_of_dose", "percent_of_dose", "percent_of_dose_per_g", "cells", "cells_per_g")
+COLUMNS = ("time_h", "quantity", "compartment", "value", "unit", "sd", "source")
+CASE_KEYS = ("description", "citation", "source", "tolerance_fold", "calibration", "label", "notes")
+#: Marker kind of each observed quantity in the solved model.
+KIND = {"live_cells": "live", "dna": "dna", "radiolabel": "label"}
+
+
+class CaseError(InfusimError):
+    """A validation case folder that cannot be used (named, with the reason)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One validation case, read and checked."""
+
+    name: str
+    path: Path
+    scenario: Scenario
+    observations: pd.DataFrame
+    skipped: pd.DataFrame
+    tolerance_fold: float = 2.0
+    calibration: bool = False
+    label: Label | None = None
+    description: str = ""
+    citation: str = ""
+    source: str = ""
+
+
+@dataclass
+class CaseResult:
+    """Scores of one case; ``error`` is set (and scores are NaN) when the case could not run."""
+
+    name: str
+    calibration: bool = False
+    n: int = 0
+    aafe: float = math.nan
+    within_2fold: float = math.nan
+    within_3fold: float = math.nan
+    max_fold_error: float = math.nan
+    tolerance_fold: float = 2.0
+    species: str = ""
+    description: str = ""
+    citation: str = ""
+    skipped: int = 0
+    error: str | None = None
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.aafe <= self.tolerance_fold
+
+    def record(self) -> dict:
+        """The JSON record of ``validation.json``."""
+
+        def number(x: float) -> float | None:
+            return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
+
+        return {
+            "case": self.name,
+            "n": self.n,
+            "aafe": number(self.aafe),
+            "within_2fold": number(self.within_2fold),
+            "within_3fold": number(self.within_3fold),
+            "max_fold_error": number(self.max_fold_error),
+            "calibration": self.calibration,
+            "species": self.species,
+            "tolerance_fold": self.tolerance_fold,
+            "passed": self.passed,
+            "skipped_rows": self.skipped,
+            "error": self.error,
+            "citation": self.citation,
+        }
+
+
+def bundled_cases_dir() -> Path:
+    """Folder of the validation cases shipped with infusim."""
+    return Path(str(resources.files("infusim") / "data" / "validation"))
+
+
+def case_dirs(paths: list[Path] | None = None, cases_root: Path | None = None) -> list[Path]:
+    """Case folders to run: the given ones, those under ``cases_root``, or the bundled suite."""
+    found: list[Path] = [Path(p) for p in paths or []]
+    if cases_root is not None:
+        root = Path(cases_root)
+        if not root.is_dir():
+            raise CaseError("--cases", f"{root} is not a folder")
+        found += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        root = bundled_cases_dir()
+        found = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return found
+
+
+def load_case(path: Path) -> Case:
+    """Read and check one case folder, or raise ``CaseError`` naming the case and the reason."""
+    path = Path(path)
+    name = path.name
+    if not path.is_dir():
+        raise CaseError(name, f"{path} is not a folder")
+    meta: dict = {}
+    meta_path = path / "case.yaml"
+    if meta_path.exists():
+        try:
+            meta = yaml.safe_load(meta_path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise CaseError(name, f"case.yaml is malformed: {str(exc).splitlines()[0]}") from None
+        if not isinstance(meta, dict):
+            raise CaseError(name, "case.yaml must hold a mapping")
+        unknown = set(meta) - set(CASE_KEYS)
+        if unknown:
+            raise CaseError(
+                name, f"case.yaml: unknown field {sorted(unknown)[0]}; allowed: {', '.join(CASE_KEYS)}"
+            )
+    if not (path / "scenario.yaml").is_file():
+        raise CaseError(name, "scenario.yaml is missing")
+    try:
+        scenario = load(path / "scenario.yaml")
+    except InfusimError as exc:
+        raise CaseError(name, f"scenario.yaml: {exc}") from None
+    label = _label(name, meta.get("label"), scenario)
+    observations, skipped = _observations(name, path / "observations.csv", scenario, label)
+    tolerance = meta.get("tolerance_fold", 2.0)
+    if not isinstance(tolerance, int | float) or tolerance < 1:
+        raise CaseError(name, "case.yaml: tolerance_fold must be a number >= 1")
+    return Case(
+        name=name,
+        path=path,
+        scenario=scenario,
+        observations=observations,
+        skipped=skipped,
+        tolerance_fold=float(tolerance),
+        calibration=bool(meta.get("calibration", False)),
+        label=label,
+        description=str(meta.get("description", "")),
+        citation=str(meta.get("citation", "")),
+        source=str(meta.get("source", "")),
+    )
+
+
+def _label(name: str, spec, scenario: Scenario) -> Label | None:
+    if spec is None:
+        return scenario.simulation.label
+    if isinstance(spec, str):
+        spec = {"isotope": spec}
+    if not isinstance(spec, dict) or spec.get("isotope") not in LABELS:
+        raise CaseError(name, f"case.yaml: label.isotope must be one of {', '.join(LABELS)}")
+    return Label(isotope=spec["isotope"], decay_corrected=bool(spec.get("decay_corrected", True)))
+
+
+def _observations(
+    name: str, path: Path, scenario: Scenario, label: Label | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if not path.is_file():
+        raise CaseError(name, "observations.csv is missing")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, comment=None)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise CaseError(name, f"observations.csv cannot be read: {str(exc).splitlines()[0]}") from None
+    if tuple(table.columns) != COLUMNS:
+        raise CaseError(name, f"observations.csv columns must be {', '.join(COLUMNS)}")
+    rows, skipped = [], []
+    compartments = (*COMPARTMENTS, "whole_body")
+    for number, row in enumerate(table.itertuples(index=False), start=2):
+        where = f"observations.csv line {number}"
+        quantity, compartment, unit = row.quantity.strip(), row.compartment.strip(), row.unit.strip()
+        if quantity.startswith(("endpoint:", "effect:")):
+            skipped.append(
+                {"line": number, "quantity": quantity, "reason": "disease endpoints need the disease modules"}
+            )
+            continue
+        if quantity not in QUANTITIES:
+            raise CaseError(
+                name,
+                f"{where}: unknown quantity {quantity!r}; allowed: {', '.join(QUANTITIES)}, "
+                "endpoint:<name>, effect:<name>",
+            )
+        if compartment not in compartments:
+            raise CaseError(
+                name, f"{where}: unknown compartment {compartment!r}; allowed: {', '.join(compartments)}"
+            )
+        if compartment == "target" and scenario.condition is None:
+            raise CaseError(name, f"{where}: compartment 'target' needs a condition in scenario.yaml")
+        if unit not in UNITS:
+            raise CaseError(
+                name, f"{where}: unit {unit!r} does not fit {quantity}; allowed: {', '.join(UNITS)}"
+            )
+        if quantity == "radiolabel" and unit in ("cells", "cells_per_g"):
+            raise CaseError(
+                name, f"{where}: radiolabel is measured as a share of the injected activity, not {unit}"
+            )
+        if quantity == "radiolabel" and label is None:
+            raise CaseError(name, f"{where}: radiolabel rows need label: {{isotope: ...}} in case.yaml")
+        bound, value = _value(name, where, row.value)
+        try:
+            time_h = float(row.time_h)
+        except ValueError:
+            raise CaseError(name, f"{where}: time_h {row.time_h!r} is not a number of hours") from None
+        if not 0 <= time_h <= scenario.simulation.duration_h:
+            raise CaseError(
+                name,
+                f"{where}: time_h {time_h:g} lies outside the scenario's "
+                f"0-{scenario.simulation.duration_h:g} h",
+            )
+        sd = _float_or_nan(row.sd)
+        rows.append(
+            {
+                "time_h": time_h,
+                "quantity": quantity,
+                "compartment": compartment,
+                "observed": value,
+                "bound": bound,
+                "unit": unit,
+                "sd": sd,
+                "source": row.source,
+            }
+        )
+    if not rows:
+        raise CaseError(name, "observations.csv has no rows infusim can compare")
+    return pd.DataFrame(rows), pd.DataFrame(skipped)
+
+
+def _value(name: str, where: str, text: str) -> tuple[str, float]:
+    text = text.strip()
+    bound = text[0] if text[:1] in ("<", ">") else ""
+    try:
+        value = float(text[1:] if bound else text)
+    except ValueError:
+        raise CaseError(name, f"{where}: value {text!r} is not a number, <number or >number") from None
+    if not value > 0 or not math.isfinite(value):
+        raise CaseError(name, f"{where}: value must be positive (write <x for a value below detection x)")
+    return bound, value
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def predict(case: Case, times_h: np.ndarray, params: ParameterSet | None = None) -> pd.DataFrame:
+    """Predictions of every (quantity, compartment, unit) series of ``case`` at ``times_h``."""
+    params = params or bundled()
+    scenario = case.scenario
+    times = np.unique(np.asarray(times_h, dtype=float))
+    model = assemble(scenario, params=params)
+    label = case.label
+    observed = observe(
+        model,
+        times,
+        scenario.species,
+        isotope=label.isotope if label else None,
+        decay_corrected=label.decay_corrected if label else True,
+        params=params,
+    )
+    states = observed.trajectory.patient_states()[0]
+    given = np.array([model.administered(t).sum() for t in times])
+    injected = next((d.amount.sum() for d in observed.trajectory.model.doses if d.marker == "label"), np.nan)
+    decay = np.ones_like(times)
+    if label is not None and not label.decay_corrected:
+        decay = np.exp(-np.log(2) * times / params.get("physical_half_life", label.isotope, "h"))
+    body = physiology(scenario.species, np.array([scenario.patient.body_weight_kg]), params)
+    site = scenario.condition.site if scenario.condition else None
+    share = scenario.condition.severity * params.get("lesion_fraction_max", site, "") if site else 0.0
+    frames = []
+    series = case.observations[["quantity", "compartment", "unit"]].drop_duplicates()
+    for quantity, compartment, unit in series.itertuples(index=False):
+        members = _members(compartment, site)
+        columns = [
+            i
+            for i, s in enumerate(observed.trajectory.model.states)
+            if s.kind == KIND[quantity]
+            and (members is None or s.compartment in members)
+            and s.compartment not in ("excreted", "degraded", "body")
+        ]
+        amount = states[:, columns].sum(axis=1)
+        if quantity == "radiolabel":
+            fraction = amount / injected * decay
+        else:
+            fraction = np.divide(amount, given, out=np.zeros_like(amount), where=given > 0)
+        mass_g = _mass_g(compartment, body, site, share, scenario)
+        value = {
+            "fraction_of_dose": fraction,
+            "percent_of_dose": 100 * fraction,
+            "percent_of_dose_per_g": 100 * fraction / mass_g,
+            "cells": amount,
+            "cells_per_g": amount / mass_g,
+        }[unit]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "time_h": times,
+                    "quantity": quantity,
+                    "compartment": compartment,
+                    "unit": unit,
+                    "predicted": value,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _members(compartment: str, site: str | None) -> set[str] | None:
+    if compartment == "whole_body":
+        return None
+    if compartment == site:
+        return {site, "target"}
+    return {compartment}
+
+
+def _mass_g(compartment: str, body, site: str | None, share: float, scenario: Scenario) -> float:
+    if compartment == "whole_body":
+        return scenario.patient.body_weight_kg * 1000.0
+    if compartment in ("venous_blood", "arterial_blood"):
+        volume = body.venous_volume_l if compartment == "venous_blood" else body.arterial_volume_l
+        return float(volume[0]) * 1000.0
+    if compartment == "target":
+        return float(body.organ_volume_l[site][0]) * share * 1000.0
+    return float(body.organ_volume_l[compartment][0]) * 1000.0
+
+
+def fold_errors(comparisons: pd.DataFrame) -> np.ndarray:
+    """Fold error of each row (>= 1); a satisfied bound scores 1."""
+    ratio = comparisons.predicted.to_numpy() / comparisons.observed.to_numpy()
+    bound = comparisons.bound.to_numpy()
+    ratio = np.where((bound == "<") & (ratio <= 1), 1.0, ratio)
+    ratio = np.where((bound == ">") & (ratio >= 1), 1.0, ratio)
+    ratio = np.maximum(ratio, 1e-300)
+    return np.maximum(ratio, 1.0 / ratio)
+
+
+def run_case(case: Case, params: ParameterSet | None = None, curves: bool = True) -> CaseResult:
+    """Compare every observation of ``case`` with its prediction and score the case."""
+    obs = case.observations
+    times = np.unique(obs.time_h.to_numpy())
+    if curves:
+        end = min(max(1.5 * float(times.max()), 1.0), case.scenario.simulation.duration_h)
+        times = np.unique(np.concatenate([times, np.geomspace(min(1 / 60, end), end, 60)]))
+    predicted = predict(case, times, params)
+    comparisons = obs.merge(predicted, on=["time_h", "quantity", "compartment", "unit"], how="left")
+    comparisons["fold_error"] = fold_errors(comparisons)
+    folds = comparisons.fold_error.to_numpy()
+    return CaseResult(
+        name=case.name,
+        calibration=case.calibration,
+        n=len(folds),
+        aafe=float(10 ** np.mean(np.log10(folds))),
+        within_2fold=float(np.mean(folds <= 2.0)),
+        within_3fold=float(np.mean(folds <= 3.0)),
+        max_fold_error=float(folds.max()),
+        tolerance_fold=case.tolerance_fold,
+        species=case.scenario.species,
+        description=case.description,
+        citation=case.citation,
+        skipped=len(case.skipped),
+        comparisons=comparisons,
+        curves=predicted,
+    )
+
+
+def validate(paths: list[Path], params: ParameterSet | None = None, curves: bool = True) -> list[CaseResult]:
+    """Run every case folder; a bad case becomes a result with ``error`` set and the others still run."""
+    results = []
+    for path in paths:
+        try:
+            case = load_case(path)
+            results.append(run_case(case, params, curves=curves))
+        except InfusimError as exc:
+            results.append(
+                CaseResult(
+                    name=Path(path).name, error=exc.message if isinstance(exc, CaseError) else str(exc)
+                )
+            )
+    return results
+
+
+def summary(results: list[CaseResult]) -> dict:
+    """``validation.json``: one record per case, plus totals for predictions and fitted cases."""
+    from infusim import __version__
+
+    def totals(selected: list[CaseResult]) -> dict:
+        ran = [r for r in selected if r.error is None]
+        return {
+            "cases": len(selected),
+            "ran": len(ran),
+            "passed": sum(r.passed for r in ran),
+            "median_aafe": float(np.median([r.aafe for r in ran])) if ran else None,
+        }
+
+    predictions = [r for r in results if not r.calibration]
+    by_species = {
+        species: totals([r for r in predictions if r.species == species])
+        for species in sorted({r.species for r in predictions if r.species})
+    }
+    return {
+        "infusim_version": __version__,
+        "cases": [r.record() for r in results],
+        "predictions": totals(predictions),
+        "predictions_by_species": by_species,
+        "calibration": totals([r for r in results if r.calibration]),
+    }
