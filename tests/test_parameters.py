@@ -68,3 +68,12 @@ def test_tabulated_extraction_parameters_are_what_the_calibration_command_fits()
         assert p.get(name, scope, "") == pytest.approx(value, rel=2e-3), name
     assert fit.fischer_ratio > 20 and fit.toma_arrest > 0.92
     assert fit.abbott_ratio == pytest.approx(calibrate.ABBOTT2004_INFARCT_TO_HEALTHY_48H, rel=0.15)
+
+
+def test_citation_lines_are_readable():
+    from infusim.parameters import citation_line
+
+    line = citation_line("Charoenphun2015")
+    assert line.startswith("Charoenphun, P et al. 2015. [89Zr]Oxinate4")
+    assert "Eur J Nucl Med Mol Imaging 42:278-287" in line and line.endswith("doi:10.1007/s00259-014-2945-x")
+    assert citation_line("not-a-key") == "not-a-key"

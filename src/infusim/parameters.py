@@ -164,11 +164,17 @@ def citation_line(key: str) -> str:
         return key
 
     def grab(name: str) -> str:
-        m = re.search(rf"\b{name}\s*=\s*[{{\"](.+?)[}}\"],?\s*\n", entry, flags=re.S)
-        return re.sub(r"[{}]", "", m.group(1)).strip() if m else ""
+        m = re.search(rf"\b{name}\s*=\s*\{{((?:[^{{}}]|\{{[^{{}}]*\}})*)\}}", entry)
+        return re.sub(r"\s+", " ", m.group(1).replace("{", "").replace("}", "")).strip() if m else ""
 
-    parts = [grab("author").split(" and ")[0], grab("year"), grab("title"), grab("journal"), grab("doi")]
-    return ". ".join(p for p in parts if p)
+    authors = grab("author").split(" and ")
+    first = f"{authors[0]} et al" if len(authors) > 1 else authors[0]
+    where = " ".join(p for p in (grab("journal"), grab("volume")) if p)
+    pages = grab("pages").replace("--", "-")
+    parts = [first, grab("year"), grab("title"), f"{where}:{pages}" if pages else where]
+    doi = grab("doi")
+    line = ". ".join(p for p in parts if p)
+    return f"{line}. doi:{doi}" if doi else line
 
 
 def scopes(entries: Iterable[Entry], parameter: str) -> list[str]:
