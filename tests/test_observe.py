@@ -8,6 +8,7 @@ import pytest
 from infusim.model.kinetics import assemble
 from infusim.observe import observation_table, observe
 from infusim.parameters import bundled
+from infusim.scenario import Label
 from infusim.solve import solve
 from tests.helpers import scenario
 
@@ -16,7 +17,8 @@ TIMES = np.array([0.25, 1.0, 24.0, 72.0, 168.0])
 
 def table(isotope: str | None, decay_corrected: bool = True, **overrides):
     s = scenario(species="mouse", patient={"body_weight": "25 g"}, **overrides)
-    observed = observe(assemble(s), TIMES, s.species, isotope=isotope, decay_corrected=decay_corrected)
+    label = Label(isotope=isotope, decay_corrected=decay_corrected) if isotope else None
+    observed = observe(assemble(s), TIMES, s.species, label=label)
     return s, observation_table(observed)
 
 
@@ -96,7 +98,7 @@ def test_marker_systems_solved_by_eigen_decomposition_match_the_matrix_exponenti
     s = load(EXAMPLES / f"{name}.yaml")
     label = s.simulation.label
     times = np.asarray(s.simulation.outputs_h)
-    fast = observe(assemble(s), times, s.species, isotope=label.isotope, method="eig").trajectory
-    exact = observe(assemble(s), times, s.species, isotope=label.isotope, method="expm").trajectory
+    fast = observe(assemble(s), times, s.species, label=label, method="eig").trajectory
+    exact = observe(assemble(s), times, s.species, label=label, method="expm").trajectory
     scale = s.dose_cells * s.administration.repeat.count
     np.testing.assert_allclose(fast.states, exact.states, rtol=1e-8, atol=1e-12 * scale)

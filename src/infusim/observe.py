@@ -28,6 +28,7 @@ import pandas as pd
 from infusim.compartments import DEATH_CAUSES
 from infusim.model.declare import Dose, Model, ParameterInfo, Process, State, patient_sum
 from infusim.parameters import ParameterSet, bundled
+from infusim.scenario import Label
 from infusim.solve import Trajectory, solve
 
 PHAGOCYTE_ORGANS = ("liver", "spleen", "lungs")
@@ -225,25 +226,26 @@ def observe(
     model: Model,
     times_h: np.ndarray,
     species: str,
-    isotope: str | None = None,
-    decay_corrected: bool = True,
+    label: Label | None = None,
     params: ParameterSet | None = None,
     method: str = "eig",
 ) -> Observed:
     """Solve the cell model together with its DNA and (optionally) radiolabel markers.
 
+    ``label`` names the isotope and whether readings are decay-corrected (``simulation.label``).
     ``method`` is passed to ``solve``; rows whose augmented matrix is near-defective (markers mirror
     the cells' eigenvalues) fall back to the matrix exponential automatically.
     """
     params = params or bundled()
     augmented = with_marker(model, dna_rates(species, params))
     half_life = np.inf
-    if isotope is not None:
-        rates = label_rates(isotope, species, params)
+    if label is not None:
+        rates = label_rates(label.isotope, species, params)
         augmented = with_marker(augmented, rates, labelled_doses=1)
         half_life = rates.half_life_h
     trajectory = solve(augmented, times_h, method=method)
-    return Observed(trajectory, isotope, decay_corrected, half_life)
+    isotope = label.isotope if label else None
+    return Observed(trajectory, isotope, label.decay_corrected if label else True, half_life)
 
 
 def cell_states(observed: Observed) -> np.ndarray:

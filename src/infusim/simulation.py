@@ -46,8 +46,7 @@ def simulate(scenario: Scenario, params: ParameterSet | None = None) -> Result:
         model,
         times,
         scenario.species,
-        isotope=label.isotope if label else None,
-        decay_corrected=label.decay_corrected if label else True,
+        label=label,
         params=params,
     )
     cells = cells_table(observed)

@@ -284,8 +284,7 @@ def predict(case: Case, times_h: np.ndarray, params: ParameterSet | None = None)
         model,
         times,
         scenario.species,
-        isotope=label.isotope if label else None,
-        decay_corrected=label.decay_corrected if label else True,
+        label=label,
         params=params,
     )
     states = observed.trajectory.patient_states()[0]

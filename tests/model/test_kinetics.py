@@ -65,7 +65,7 @@ def test_lung_held_msc_are_gone_within_days():
 def test_iv_msc_signal_redistributes_from_lungs_to_liver_and_spleen_over_days(species):
     s = scenario(species=species, patient={"body_weight": WEIGHTS[species]}, simulation={"label": "in111"})
     times = np.array([1.0, 72.0, 168.0])
-    observed = observe(assemble(s), times, species, isotope="in111")
+    observed = observe(assemble(s), times, species, label=s.simulation.label)
     trajectory = observed.trajectory
     states = trajectory.patient_states()[0]
     by = {}

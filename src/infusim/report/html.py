@@ -24,8 +24,7 @@ def render(result: Result) -> str:
         result.model,
         times,
         scenario.species,
-        isotope=label.isotope if label else None,
-        decay_corrected=label.decay_corrected if label else True,
+        label=label,
     )
     cells = cells_table(dense)
     observations = observation_table(dense)
