@@ -21,6 +21,8 @@ PASSING_PREDICTIONS = {
     "eggenhofer2012_mouse_iv_msc",
     "nakamuta2009_rat_im_bmc_tc99m",
     "vrtovec2013_human_ic_cd34_dcm_tc99m",
+    "oa_ma2020_msc_ia_vas",
+    "ihf_intramyocardial_bmc",
 }
 
 
@@ -97,12 +99,32 @@ def _replace(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def test_endpoint_rows_are_kept_for_the_disease_modules_and_skipped_here(tmp_path):
+def test_effect_rows_need_a_named_condition_a_known_endpoint_and_an_sd(tmp_path):
     case_dir = copy_case(tmp_path)
     with (case_dir / "observations.csv").open("a") as handle:
         handle.write("720,effect:lvef,,3.1,%,1.2,example\n")
-    case = load_case(case_dir)
-    assert len(case.skipped) == 1 and len(case.observations) == 2
+    assert "needs a named condition" in validate([case_dir], curves=False)[0].error
+    clinical = copy_case(tmp_path, "ihf_xiao2014_bmc_ic")
+    _replace(clinical / "observations.csv", "effect:lvef", "effect:nyha")
+    assert "no endpoint 'nyha'" in validate([clinical], curves=False)[0].error
+    _replace(clinical / "observations.csv", "effect:nyha", "effect:lvef")
+    _replace(clinical / "observations.csv", ",%,1.339", ",%,")
+    assert "need sd" in validate([clinical], curves=False)[0].error
+
+
+def test_effect_rows_score_one_inside_the_confidence_interval_and_grow_outside():
+    import pandas as pd
+
+    rows = pd.DataFrame(
+        {
+            "quantity": ["effect:lvef"] * 3,
+            "observed": [3.0, 3.0, 3.0],
+            "sd": [1.0, 1.0, 1.0],
+            "predicted": [4.5, 3.0 + 2 * 1.96, 0.0],
+            "bound": [""] * 3,
+        }
+    )
+    np.testing.assert_allclose(fold_errors(rows), [1.0, 2.0, 1.0 + (3.0 - 1.96) / 1.96])
 
 
 def test_organ_means_whole_organ_and_target_the_injured_part():

@@ -29,7 +29,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+#: Tables are read in terminals and in logs; off a terminal use a width that keeps rows whole.
+console = Console(width=None if sys.stdout.isatty() else 140)
 errors = Console(stderr=True)
 
 DEMO_EXAMPLE = "msc-iv-human.yaml"
@@ -254,6 +255,8 @@ def _run(scenario_path: Path, out: Path, quiet: bool, report: bool) -> None:
     def write(folder: Path) -> None:
         io.write_parquet(result.cells, folder / "cells.parquet")
         io.write_parquet(result.observations, folder / "observations.parquet")
+        if len(result.endpoints):
+            io.write_parquet(result.endpoints, folder / "endpoints.parquet")
         if report:
             from infusim.report.html import render
 
@@ -261,10 +264,14 @@ def _run(scenario_path: Path, out: Path, quiet: bool, report: bool) -> None:
         io.write_json(result.summary, folder / "summary.json")
 
     folder = io.write_folder(out, write)
+    for warning in result.summary["warnings"][len(scenario.warnings()) :]:
+        errors.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if quiet:
         console.print(str(folder))
         return
     _print_summary(result)
+    if result.summary["endpoints"]:
+        _print_endpoints(result)
     console.print(f"[dim]{DISCLAIMER}[/dim]")
     console.print(f"Output folder: [bold]{folder}[/bold]")
     if report:
@@ -296,13 +303,70 @@ def _print_summary(result) -> None:
     )
 
 
+def _print_endpoints(result) -> None:
+    effects = result.summary["endpoints"]
+    table = Table(
+        title=f"{result.summary['condition']}: treated vs untreated twin (effect = treated - untreated)"
+    )
+    for column in ("endpoint", "time", "untreated", "treated", "effect", "unit"):
+        table.add_column(column, justify="left" if column in ("endpoint", "unit") else "right")
+    for time_key, endpoints in effects.items():
+        hours = float(time_key.split()[0])
+        for name, values in endpoints.items():
+            table.add_row(
+                name,
+                _time_label(hours),
+                f"{values['untreated']:.3g}",
+                f"{values['treated']:.3g}",
+                f"{values['effect']:+.3g}",
+                values["unit"],
+            )
+    console.print(table)
+    console.print(f"[dim]{result.summary['endpoint_note']}[/dim]")
+
+
+@app.command(name="conditions")
+@_user_errors
+def list_conditions() -> None:
+    """List the conditions infusim models, with their endpoints, units, mechanisms and sources."""
+    from infusim import conditions
+    from infusim.parameters import bundled
+
+    params = bundled()
+    table = Table(title="Conditions (condition.name in a scenario)", show_lines=True)
+    table.add_column("name", no_wrap=True)
+    for column in ("area / site", "endpoints (unit)", "mechanisms: potency", "sources"):
+        table.add_column(column, overflow="fold")
+    for info in conditions.registry().values():
+        endpoints = "\n".join(f"{e.name} ({e.unit}){' *' if e.primary else ''}" for e in info.endpoints)
+        mechanisms, sources = [], set()
+        for mechanism in info.mechanisms:
+            entry = params.entry("potency", f"{info.name}/{mechanism}")
+            mechanisms.append(f"{mechanism}: {entry.value:.3g} ({entry.provenance})")
+            sources.add(entry.source)
+        for endpoint in info.endpoints:
+            sources.add(params.entry("annual_change", f"{info.name}/{endpoint.name}").source)
+        table.add_row(
+            info.name,
+            f"{info.area} / {info.site}",
+            endpoints,
+            "\n".join(mechanisms),
+            ", ".join(sorted(sources)),
+        )
+    console.print(table)
+    console.print(
+        "* primary endpoint. Potency: improvement of the primary endpoint at full response "
+        "(docs/conditions.md)."
+    )
+
+
 def _time_label(hours: float) -> str:
     """'5 min', '24 h', '7 d': the unit a reader expects for each time scale."""
     if hours < 1:
         return f"{hours * 60:.3g} min"
     if hours < 72:
         return f"{hours:.3g} h"
-    return f"{hours / 24:.3g} d"
+    return f"{hours / 24:.4g} d"
 
 
 def _percent(value: float) -> str:

@@ -25,7 +25,7 @@ from infusim import units
 from infusim.errors import DataError
 
 PROVENANCES = ("read", "derived", "calibrated", "assumption")
-TABLES = ("physiology.csv", "products.csv", "kinetics.csv", "labels.csv")
+TABLES = ("physiology.csv", "products.csv", "kinetics.csv", "labels.csv", "conditions.csv", "mechanisms.csv")
 COLUMNS = ("parameter", "scope", "value", "unit", "source", "provenance", "note")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
@@ -105,17 +105,51 @@ class Patient(_Section):
 
 
 class Condition(_Section):
-    """The injured tissue that attracts cells: an organ compartment and a severity in [0, 1]."""
+    """The disease: a named condition (its site follows), or only an injured organ (``site``).
 
-    site: str
-    severity: float = Field(0.5, ge=0.0, le=1.0)
+    ``severity`` is 0-1, or mild, moderate, severe. With a ``name`` the run also gives the
+    condition's clinical endpoints; an explicit ``site`` must agree with the condition's.
+    """
 
-    @field_validator("site")
+    name: str | None = None
+    site: str = ""
+    severity: float = 0.5
+
+    @field_validator("severity", mode="before")
     @classmethod
-    def _known_site(cls, value: str) -> str:
-        if value not in SITES:
-            raise ValueError(f"unknown site {value!r}; allowed: {', '.join(SITES)}")
-        return value
+    def _severity(cls, value: Any) -> float:
+        from infusim.conditions import SEVERITY_WORDS
+        from infusim.parameters import bundled
+
+        if isinstance(value, str):
+            if value not in SEVERITY_WORDS:
+                raise ValueError(f"{value!r} is not a severity; allowed: {', '.join(SEVERITY_WORDS)} or 0-1")
+            return bundled().get("severity_level", value, "")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(f"{value!r} is outside 0-1; allowed: 0-1 or {', '.join(SEVERITY_WORDS)}")
+        return float(value)
+
+    @model_validator(mode="after")
+    def _name_and_site(self) -> Condition:
+        from infusim import conditions
+
+        if self.name is not None:
+            if self.name not in conditions.names():
+                raise _FieldError(
+                    "condition.name",
+                    f"unknown condition {self.name!r}; allowed: {', '.join(conditions.names())}",
+                )
+            site = conditions.get(self.name).site
+            if self.site and self.site != site:
+                raise _FieldError(
+                    "condition.site", f"{self.site!r} conflicts with {self.name}, whose site is {site!r}"
+                )
+            object.__setattr__(self, "site", site)
+        elif not self.site:
+            raise _FieldError("condition", "give a name (e.g. knee_osteoarthritis) or a site")
+        if self.site not in SITES:
+            raise _FieldError("condition.site", f"unknown site {self.site!r}; allowed: {', '.join(SITES)}")
+        return self
 
 
 class Product(_Section):
@@ -180,6 +214,7 @@ class Administration(_Section):
     dose_cells: float | None = None
     duration_h: Hours = Field(0.5, alias="duration")
     repeat: Repeat = Repeat()
+    conditioning: Literal["none", "cy_atg", "beam_atg"] = "none"
 
     @model_validator(mode="before")
     @classmethod
@@ -337,6 +372,13 @@ class Scenario(_Section):
                     f"the condition site {self.condition.site!r} has no artery of its own; "
                     f"allowed: {', '.join(ARTERIAL_SITES)}",
                 )
+        if admin.conditioning != "none" and (
+            self.product.cell_type != "hsc" or self.product.donor != "autologous"
+        ):
+            raise _FieldError(
+                "administration.conditioning",
+                f"{admin.conditioning} goes with autologous hsc transplants only; allowed here: none",
+            )
         last_start = (admin.repeat.count - 1) * admin.repeat.interval_h
         if last_start > self.simulation.duration_h:
             raise _FieldError(

@@ -8,13 +8,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from infusim import __version__
+from infusim import __version__, conditions
+from infusim.model import disease, mechanisms
 from infusim.model.declare import Model, patient_sum
+from infusim.model.disease import EndpointTrajectories
 from infusim.model.kinetics import assemble
 from infusim.observe import Observed, cells_table, observation_table, observe
 from infusim.parameters import ParameterSet, bundled, citation_line
 from infusim.scenario import Scenario
-from infusim.solve import conservation_error
+from infusim.solve import conservation_error, solve
 
 DISCLAIMER = (
     "infusim is a research tool. Its results are model predictions for research and teaching, "
@@ -26,7 +28,7 @@ REPORT_GRID_POINTS = 120
 
 @dataclass(frozen=True)
 class Result:
-    """Everything one simulation produced."""
+    """Everything one simulation produced; ``endpoints`` is empty without a named condition."""
 
     scenario: Scenario
     model: Model
@@ -34,6 +36,25 @@ class Result:
     cells: pd.DataFrame
     observations: pd.DataFrame
     summary: dict[str, Any]
+    endpoints: pd.DataFrame
+
+
+def disease_outcomes(
+    scenario: Scenario, model: Model, params: ParameterSet, extra_days: np.ndarray | None = None
+) -> EndpointTrajectories | None:
+    """Endpoint trajectories (treated and untreated twin) of the scenario's named condition."""
+    condition = scenario.condition
+    if condition is None or condition.name is None:
+        return None
+    info = conditions.get(condition.name)
+    outputs_d = np.asarray(scenario.simulation.outputs_h, dtype=float) / 24.0
+    if extra_days is not None:
+        outputs_d = np.concatenate([outputs_d, extra_days])
+    grid_d = mechanisms.disease_grid(scenario.simulation.duration_h / 24.0, outputs_d)
+    states = solve(model, grid_d * 24.0).patient_states()
+    signals = mechanisms.signals(scenario, model, states, grid_d, params)
+    responses = mechanisms.responses(signals, params, info.mechanisms)
+    return disease.trajectories(scenario, info, responses, grid_d, params)
 
 
 def simulate(scenario: Scenario, params: ParameterSet | None = None) -> Result:
@@ -51,8 +72,12 @@ def simulate(scenario: Scenario, params: ParameterSet | None = None) -> Result:
     )
     cells = cells_table(observed)
     observations = observation_table(observed)
-    summary = _summary(scenario, model, observed, cells, params)
-    return Result(scenario, model, observed, cells, observations, summary)
+    outcomes = disease_outcomes(scenario, model, params)
+    endpoints = pd.DataFrame(columns=["patient", "time_d", "endpoint", "treated", "untreated", "unit"])
+    if outcomes is not None:
+        endpoints = outcomes.table(times / 24.0)
+    summary = _summary(scenario, model, observed, cells, params, endpoints)
+    return Result(scenario, model, observed, cells, observations, summary, endpoints)
 
 
 def dense_times(scenario: Scenario) -> np.ndarray:
@@ -66,7 +91,12 @@ def dense_times(scenario: Scenario) -> np.ndarray:
 
 
 def _summary(
-    scenario: Scenario, model: Model, observed: Observed, cells: pd.DataFrame, params: ParameterSet
+    scenario: Scenario,
+    model: Model,
+    observed: Observed,
+    cells: pd.DataFrame,
+    params: ParameterSet,
+    endpoints: pd.DataFrame,
 ) -> dict[str, Any]:
     times = observed.trajectory.times_h
     given = np.stack([patient_sum(model.administered(t), model.rows_per_patient) for t in times], axis=1)[0]
@@ -87,6 +117,18 @@ def _summary(
     }
     cell_model_error = float(conservation_error(observed.trajectory)[0])
     label = scenario.simulation.label
+    warnings = scenario.warnings()
+    effects: dict[str, dict[str, dict[str, float | str]]] = {}
+    name = scenario.condition.name if scenario.condition else None
+    if name is not None:
+        warnings += disease.extrapolation_warnings(scenario, conditions.get(name))
+        for row in endpoints[endpoints.patient == 0].itertuples():
+            effects.setdefault(_time_key(row.time_d * 24.0), {})[row.endpoint] = {
+                "treated": float(row.treated),
+                "untreated": float(row.untreated),
+                "effect": float(row.treated - row.untreated),
+                "unit": row.unit,
+            }
     return {
         "infusim_version": __version__,
         "scenario_name": scenario.name,
@@ -111,7 +153,13 @@ def _summary(
             "engrafted cells are counted in their compartment"
         ),
         "solver": {"method": "exact (matrix exponential of the augmented linear system)", "size_classes": 3},
-        "warnings": scenario.warnings(),
+        "condition": name,
+        "endpoints": effects,
+        "endpoint_note": (
+            "effect = treated minus untreated twin (natural history only); placebo or sham responses "
+            "belong to trial arms and are not included"
+        ),
+        "warnings": warnings,
         "sources": {key: citation_line(key) for key in params.sources_used()},
         "disclaimer": DISCLAIMER,
     }

@@ -34,7 +34,17 @@ from infusim.scenario import Label, Scenario, load
 QUANTITIES = ("live_cells", "dna", "radiolabel")
 UNITS = ("fraction_of_dose", "percent_of_dose", "percent_of_dose_per_g", "cells", "cells_per_g")
 COLUMNS = ("time_h", "quantity", "compartment", "value", "unit", "sd", "source")
-CASE_KEYS = ("description", "citation", "source", "tolerance_fold", "calibration", "label", "notes")
+CASE_KEYS = (
+    "description",
+    "citation",
+    "source",
+    "tolerance_fold",
+    "calibration",
+    "label",
+    "notes",
+    "fits",
+    "null_result",
+)
 #: Marker kind of each observed quantity in the solved model.
 KIND = {"live_cells": "live", "dna": "dna", "radiolabel": "label"}
 
@@ -58,6 +68,8 @@ class Case:
     description: str = ""
     citation: str = ""
     source: str = ""
+    fits: str = ""
+    null_result: bool = False
 
 
 @dataclass
@@ -169,6 +181,8 @@ def load_case(path: Path) -> Case:
         description=str(meta.get("description", "")),
         citation=str(meta.get("citation", "")),
         source=str(meta.get("source", "")),
+        fits=str(meta.get("fits", "")),
+        null_result=bool(meta.get("null_result", False)),
     )
 
 
@@ -199,9 +213,7 @@ def _observations(
         where = f"observations.csv line {number}"
         quantity, compartment, unit = row.quantity.strip(), row.compartment.strip(), row.unit.strip()
         if quantity.startswith(("endpoint:", "effect:")):
-            skipped.append(
-                {"line": number, "quantity": quantity, "reason": "disease endpoints need the disease modules"}
-            )
+            rows.append(_endpoint_row(name, where, row, scenario))
             continue
         if quantity not in QUANTITIES:
             raise CaseError(
@@ -254,6 +266,50 @@ def _observations(
     return pd.DataFrame(rows), pd.DataFrame(skipped)
 
 
+def _endpoint_row(name: str, where: str, row, scenario: Scenario) -> dict:
+    """A clinical row: ``endpoint:<name>`` (treated value) or ``effect:<name>`` (treated - untreated)."""
+    from infusim import conditions
+
+    quantity = row.quantity.strip()
+    endpoint_name = quantity.split(":", 1)[1]
+    condition = scenario.condition
+    if condition is None or condition.name is None:
+        raise CaseError(name, f"{where}: {quantity} needs a named condition in scenario.yaml")
+    info = conditions.get(condition.name)
+    names = [e.name for e in info.endpoints]
+    if endpoint_name not in names:
+        allowed = ", ".join(names)
+        raise CaseError(
+            name, f"{where}: {condition.name} has no endpoint {endpoint_name!r}; allowed: {allowed}"
+        )
+    endpoint = info.endpoint(endpoint_name)
+    if row.unit.strip() != endpoint.unit:
+        raise CaseError(
+            name, f"{where}: unit {row.unit.strip()!r} does not fit {endpoint_name}; allowed: {endpoint.unit}"
+        )
+    if row.compartment.strip():
+        raise CaseError(name, f"{where}: compartment must be empty for {quantity}")
+    try:
+        value, time_h = float(row.value), float(row.time_h)
+    except ValueError:
+        raise CaseError(name, f"{where}: value and time_h must be numbers") from None
+    sd = _float_or_nan(row.sd)
+    if quantity.startswith("effect:") and not sd > 0:
+        raise CaseError(name, f"{where}: effect rows need sd (95% CI half-width / 1.96)")
+    if not 0 <= time_h <= scenario.simulation.duration_h:
+        raise CaseError(name, f"{where}: time_h {time_h:g} lies outside the scenario's duration")
+    return {
+        "time_h": time_h,
+        "quantity": quantity,
+        "compartment": "",
+        "observed": value,
+        "bound": "",
+        "unit": endpoint.unit,
+        "sd": sd,
+        "source": row.source,
+    }
+
+
 def _value(name: str, where: str, text: str) -> tuple[str, float]:
     text = text.strip()
     bound = text[0] if text[:1] in ("<", ">") else ""
@@ -298,6 +354,10 @@ def predict(case: Case, times_h: np.ndarray, params: ParameterSet | None = None)
     share = scenario.condition.severity * params.get("lesion_fraction_max", site, "") if site else 0.0
     frames = []
     series = case.observations[["quantity", "compartment", "unit"]].drop_duplicates()
+    clinical = series[series.quantity.str.contains(":")]
+    if len(clinical):
+        frames.append(_predict_clinical(case, model, times, clinical, params))
+    series = series[~series.quantity.str.contains(":")]
     for quantity, compartment, unit in series.itertuples(index=False):
         members = _members(compartment, site)
         columns = [
@@ -334,6 +394,27 @@ def predict(case: Case, times_h: np.ndarray, params: ParameterSet | None = None)
     return pd.concat(frames, ignore_index=True)
 
 
+def _predict_clinical(
+    case: Case, model, times_h: np.ndarray, series: pd.DataFrame, params: ParameterSet
+) -> pd.DataFrame:
+    """Endpoint (treated) and effect (treated - untreated twin) predictions at ``times_h``."""
+    from infusim.simulation import disease_outcomes
+
+    outcomes = disease_outcomes(case.scenario, model, params, extra_days=times_h / 24.0)
+    index = np.searchsorted(outcomes.times_d, times_h / 24.0 - 1e-9)
+    frames = []
+    for quantity, _compartment, unit in series.itertuples(index=False):
+        kind, endpoint = quantity.split(":", 1)
+        treated = outcomes.treated[endpoint][0, index]
+        value = treated - outcomes.untreated[endpoint][0, index] if kind == "effect" else treated
+        frames.append(
+            pd.DataFrame(
+                {"time_h": times_h, "quantity": quantity, "compartment": "", "unit": unit, "predicted": value}
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
 def _members(compartment: str, site: str | None) -> set[str] | None:
     if compartment == "whole_body":
         return None
@@ -354,7 +435,27 @@ def _mass_g(compartment: str, body, site: str | None, share: float, scenario: Sc
 
 
 def fold_errors(comparisons: pd.DataFrame) -> np.ndarray:
-    """Fold error of each row (>= 1); a satisfied bound scores 1."""
+    """Fold error of each row (>= 1); a satisfied bound scores 1.
+
+    Effect rows (``effect:<endpoint>``, which may be zero or negative) score 1 inside the study's 95%
+    CI (observed +/- 1.96 sd) and 1 + (distance outside the CI) / (CI half-width) beyond it.
+    """
+    if "quantity" in comparisons:
+        effect = comparisons.quantity.astype(str).str.startswith("effect:").to_numpy()
+    else:
+        effect = np.zeros(len(comparisons), dtype=bool)
+    folds = np.ones(len(comparisons))
+    if np.any(~effect):
+        folds[~effect] = _ratio_folds(comparisons[~effect])
+    if np.any(effect):
+        rows = comparisons[effect]
+        half = 1.96 * rows.sd.to_numpy()
+        distance = np.abs(rows.predicted.to_numpy() - rows.observed.to_numpy())
+        folds[effect] = 1.0 + np.maximum(distance - half, 0.0) / half
+    return folds
+
+
+def _ratio_folds(comparisons: pd.DataFrame) -> np.ndarray:
     ratio = comparisons.predicted.to_numpy() / comparisons.observed.to_numpy()
     bound = comparisons.bound.to_numpy()
     ratio = np.where((bound == "<") & (ratio <= 1), 1.0, ratio)

@@ -192,3 +192,37 @@ def test_calibrate_writes_fitted_values_with_intervals(tmp_path):
     assert record["aafe_after"][case.name] <= record["aafe_before"][case.name] + 0.01
     bad = run("calibrate", str(case), "-p", "no_such_rate[x]", "-o", str(out))
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+
+
+def test_a_named_condition_adds_endpoints_with_an_untreated_twin(tmp_path):
+    out = tmp_path / "oa"
+    result = run(
+        "simulate", str(EXAMPLES / "condition-knee-osteoarthritis.yaml"), "-o", str(out), "--no-report"
+    )
+    assert result.returncode == 0, result.stderr
+    endpoints = pd.read_parquet(out / "endpoints.parquet")
+    assert list(endpoints.columns) == ["patient", "time_d", "endpoint", "treated", "untreated", "unit"]
+    assert {"womac_total", "pain_vas"} <= set(endpoints.endpoint)
+    summary = json.loads((out / "summary.json").read_text())
+    effect = summary["endpoints"]["8760 h"]["womac_total"]["effect"]
+    assert effect < 0 and "effect = treated minus untreated twin" in result.stdout
+
+
+def test_extrapolation_is_warned_about_on_stderr(tmp_path):
+    path = write_scenario(
+        tmp_path,
+        merge(BASE, {"condition": {"name": "knee_osteoarthritis"}, "simulation": {"duration": "30 day"}}),
+    )
+    result = run("simulate", str(path), "-o", str(tmp_path / "out"), "-q")
+    assert result.returncode == 0
+    assert "warning: extrapolation" in result.stderr
+
+
+def test_conditions_lists_every_condition_with_endpoints_and_sources():
+    from infusim import conditions
+
+    result = run("conditions")
+    assert result.returncode == 0
+    for name in conditions.names():
+        assert name in result.stdout, name
+    assert "womac_total" in result.stdout and "BoneJointRes2020" in result.stdout

@@ -8,8 +8,10 @@ import json
 import numpy as np
 import plotly.graph_objects as go
 
+from infusim.model.disease import EndpointTrajectories
 from infusim.observe import cells_table, observation_table, observe
-from infusim.simulation import DISCLAIMER, Result, dense_times
+from infusim.parameters import bundled
+from infusim.simulation import DISCLAIMER, Result, dense_times, disease_outcomes
 
 #: Compartments drawn individually; the others are summed as "other organs".
 MAX_LINES = 8
@@ -37,6 +39,9 @@ def render(result: Result) -> str:
     figures.append(
         _marker_figure(observations, "dna", "Human-DNA signal (live + recently dead cells)", given)
     )
+    outcomes = disease_outcomes(scenario, result.model, bundled())
+    if outcomes is not None:
+        figures.extend(_endpoint_figure(outcomes, name) for name in outcomes.treated)
     parts = []
     for i, figure in enumerate(figures):
         parts.append(
@@ -118,3 +123,21 @@ def _marker_figure(observations, quantity: str, title: str, scale: float) -> go.
     figure.add_trace(go.Scatter(x=body.index, y=body, name="whole body", mode="lines", line={"dash": "dot"}))
     unit = rows.unit.iloc[0] if len(rows) else ""
     return _time_axis(figure, title, f"% ({unit})" if quantity == "radiolabel" else "% of cells given")
+
+
+def _endpoint_figure(outcomes: EndpointTrajectories, name: str) -> go.Figure:
+    days = outcomes.times_d
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(x=days, y=outcomes.untreated[name][0], name="untreated twin", line={"dash": "dash"})
+    )
+    figure.add_trace(go.Scatter(x=days, y=outcomes.treated[name][0], name="treated"))
+    figure.update_layout(
+        title=f"{outcomes.condition.label}: {name} "
+        "(treated vs untreated twin; placebo responses not included)",
+        height=360,
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+    )
+    figure.update_xaxes(title="days after first dose")
+    figure.update_yaxes(title=outcomes.units[name])
+    return figure

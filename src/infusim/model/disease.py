@@ -1,0 +1,178 @@
+"""How a condition responds: endpoint trajectories of a treated patient and of its untreated twin.
+
+For each endpoint ``e`` of condition ``c`` (values in the endpoint's unit, days ``t``):
+
+    untreated_e(t) = clamp(baseline_e(severity) + rate_e t)
+    treated_e(t)   = clamp(untreated_e(t) + direction_e G_e(t) (1 - exp(-(I_e + S_e) / G_e(t))))
+    I_e(t) = sum_m potency[c, m, e] R_m(t)                        (restoration)
+    S_e(t) = sum_m slowing[c, m] |rate_e| integral_0^t R_m dt     (progression prevented, if worsening)
+
+``G_e(t) = |untreated_e(t) - healthy_e|`` is the room left for improvement: the saturating map keeps
+a large response from "improving" a patient past health, and is linear (I + S) for small effects.
+
+``R_m`` are the mechanism responses (model/mechanisms.py); ``potency[c, m, e]`` is the row for the
+endpoint if there is one, else the primary endpoint's potency times ``effect_ratio[c/e]``.
+``baseline_e(s) = healthy_e + (typical_e - healthy_e) s / 0.5`` (``typical`` is the trial-entry
+value of a moderate, severity 0.5, patient). Placebo and sham responses are trial-arm effects
+(``infusim trial``), not effects of the cells, so they are not part of ``treated``. After a
+conditioning regimen, treatment-related mortality accumulates with its own time constant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from infusim.conditions import ConditionInfo, Endpoint
+from infusim.parameters import ParameterSet
+from infusim.scenario import Scenario
+
+TRM_ENDPOINT = Endpoint(
+    "treatment_related_mortality", "Treatment-related mortality", "% of patients", 0, 100, "lower", False
+)
+
+
+@dataclass(frozen=True)
+class EndpointTrajectories:
+    """Per endpoint: treated and untreated values, shape (patients, times), on ``times_d``."""
+
+    condition: ConditionInfo
+    times_d: np.ndarray
+    treated: dict[str, np.ndarray]
+    untreated: dict[str, np.ndarray]
+    units: dict[str, str]
+
+    def table(self, at_days: np.ndarray) -> pd.DataFrame:
+        """Long table ``patient, time_d, endpoint, treated, untreated, unit`` at ``at_days``."""
+        index = np.searchsorted(self.times_d, at_days)
+        frames = []
+        for name, treated in self.treated.items():
+            untreated = self.untreated[name]
+            patients = treated.shape[0]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "patient": np.repeat(np.arange(patients), len(index)),
+                        "time_d": np.tile(self.times_d[index], patients),
+                        "endpoint": name,
+                        "treated": treated[:, index].reshape(-1),
+                        "untreated": untreated[:, index].reshape(-1),
+                        "unit": self.units[name],
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
+
+
+def baseline(condition: ConditionInfo, endpoint: Endpoint, severity: float, params: ParameterSet) -> float:
+    """Value of ``endpoint`` at entry for a patient of ``severity`` (0-1), in the table's unit."""
+    scope = f"{condition.name}/{endpoint.name}"
+    typical = _value(params, "baseline", scope)
+    healthy = _value(params, "healthy", scope)
+    value = healthy + (typical - healthy) * severity / 0.5 if endpoint.by_severity else typical
+    return float(np.clip(value, endpoint.low, endpoint.high))
+
+
+def annual_change(condition: ConditionInfo, endpoint: Endpoint, params: ParameterSet) -> float:
+    """Untreated change of ``endpoint`` per year, in the table's unit."""
+    return _value(params, "annual_change", f"{condition.name}/{endpoint.name}")
+
+
+def potency(condition: ConditionInfo, mechanism: str, endpoint: Endpoint, params: ParameterSet) -> float:
+    """Improvement of ``endpoint`` at full response of ``mechanism`` (endpoint units, >= 0)."""
+    own = f"{condition.name}/{mechanism}/{endpoint.name}"
+    if params.has("potency", own):
+        return _value(params, "potency", own)
+    primary = _value(params, "potency", f"{condition.name}/{mechanism}")
+    if endpoint.primary:
+        return primary
+    ratio_scope = f"{condition.name}/{endpoint.name}"
+    return (
+        primary * _value(params, "effect_ratio", ratio_scope)
+        if params.has("effect_ratio", ratio_scope)
+        else 0.0
+    )
+
+
+def _value(params: ParameterSet, name: str, scope: str) -> float:
+    """A table value in the unit it is tabulated in (records the source as used)."""
+    return params.get(name, scope, params.entry(name, scope).unit)
+
+
+def slowing(condition: ConditionInfo, mechanism: str, params: ParameterSet) -> float:
+    """Fraction of disease progression prevented at full response of ``mechanism``."""
+    return params.get("slowing", f"{condition.name}/{mechanism}", "")
+
+
+def trajectories(
+    scenario: Scenario,
+    condition: ConditionInfo,
+    responses: dict[str, np.ndarray],
+    times_d: np.ndarray,
+    params: ParameterSet,
+) -> EndpointTrajectories:
+    """Treated and untreated trajectories of every endpoint of ``condition``."""
+    severity = scenario.condition.severity
+    years = times_d / 365.25
+    patients = next(iter(responses.values())).shape[0]
+    integral = {
+        m: np.concatenate(
+            [np.zeros((patients, 1)), np.cumsum(0.5 * (r[:, 1:] + r[:, :-1]) * np.diff(times_d), 1)], 1
+        )
+        for m, r in responses.items()
+    }
+    treated, untreated, units = {}, {}, {}
+    for endpoint in condition.endpoints:
+        rate_per_year = annual_change(condition, endpoint, params)
+        natural = baseline(condition, endpoint, severity, params) + rate_per_year * years
+        natural = np.clip(np.tile(natural, (patients, 1)), endpoint.low, endpoint.high)
+        improvement = np.zeros_like(natural)
+        worsening_per_day = max(0.0, -endpoint.direction * rate_per_year) / 365.25
+        for mechanism in condition.mechanisms:
+            improvement += potency(condition, mechanism, endpoint, params) * responses[mechanism]
+            improvement += slowing(condition, mechanism, params) * worsening_per_day * integral[mechanism]
+        room = np.abs(natural - _value(params, "healthy", f"{condition.name}/{endpoint.name}"))
+        gain = np.where(room > 0, room * -np.expm1(-improvement / np.where(room > 0, room, 1.0)), 0.0)
+        treated[endpoint.name] = np.clip(natural + endpoint.direction * gain, endpoint.low, endpoint.high)
+        untreated[endpoint.name] = natural
+        units[endpoint.name] = endpoint.unit
+    regimen = scenario.administration.conditioning
+    if regimen != "none":
+        risk = params.get("treatment_related_mortality", regimen, "")
+        tau = params.get("trm_time_constant", "", "day")
+        treated[TRM_ENDPOINT.name] = np.tile(100.0 * risk * (1.0 - np.exp(-times_d / tau)), (patients, 1))
+        untreated[TRM_ENDPOINT.name] = np.zeros((patients, len(times_d)))
+        units[TRM_ENDPOINT.name] = TRM_ENDPOINT.unit
+    return EndpointTrajectories(condition, times_d, treated, untreated, units)
+
+
+def extrapolation_warnings(scenario: Scenario, condition: ConditionInfo) -> list[str]:
+    """Warnings when the product, route, dose or conditioning lies outside the condition's evidence."""
+    product, admin = scenario.product, scenario.administration
+    dose = scenario.dose_cells_per_kg
+    matching = [
+        e
+        for e in condition.evidence
+        if e.cell_type == product.cell_type
+        and e.route == admin.route
+        and admin.conditioning in e.conditioning
+    ]
+    studied = "; ".join(
+        f"{e.cell_type} {e.route} {e.dose_low:.2g}-{e.dose_high:.2g} cells/kg"
+        + (f" with {'/'.join(e.conditioning)}" if e.conditioning != ("none",) else "")
+        for e in condition.evidence
+    )
+    if not matching:
+        return [
+            f"extrapolation: {condition.name} has no trial evidence for {product.cell_type} given "
+            f"{admin.route}{' with ' + admin.conditioning if admin.conditioning != 'none' else ''} "
+            f"(studied: {studied})"
+        ]
+    if not any(e.dose_low <= dose <= e.dose_high for e in matching):
+        return [
+            f"extrapolation: {dose:.2g} cells/kg lies outside the doses studied in {condition.name} "
+            f"({studied})"
+        ]
+    return []

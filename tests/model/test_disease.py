@@ -1,0 +1,139 @@
+"""Conditions: natural history of the untreated twin, calibrated effects, nulls shown as nulls."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from infusim import conditions
+from infusim.parameters import bundled
+from infusim.scenario import load
+from infusim.simulation import simulate
+from infusim.validate import bundled_cases_dir, load_case, run_case
+from tests.helpers import EXAMPLES, scenario
+
+NULL_EVIDENCE = ["copd", "ischemic_stroke", "rheumatoid_arthritis", "alzheimers", "crohns_perianal_fistula"]
+
+
+def condition_example(name: str):
+    return load(EXAMPLES / f"condition-{name.replace('_', '-')}.yaml")
+
+
+def effects(result, endpoint: str) -> np.ndarray:
+    rows = result.endpoints[result.endpoints.endpoint == endpoint]
+    return (rows.treated - rows.untreated).to_numpy()
+
+
+@pytest.mark.parametrize("name", conditions.names())
+def test_every_condition_has_an_example_that_runs_inside_its_evidence(name):
+    result = simulate(condition_example(name))
+    assert set(result.endpoints.endpoint) >= {e.name for e in conditions.get(name).endpoints}
+    assert not [w for w in result.summary["warnings"] if w.startswith("extrapolation")]
+
+
+def test_the_untreated_twin_follows_the_tabulated_natural_history():
+    result = simulate(condition_example("copd"))
+    rows = result.endpoints[result.endpoints.endpoint == "fev1"]
+    p = bundled()
+    expected = (
+        p.get("baseline", "copd/fev1", "L")
+        + p.get("annual_change", "copd/fev1", "L/year") * rows.time_d / 365.25
+    )
+    np.testing.assert_allclose(rows.untreated, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", NULL_EVIDENCE)
+def test_where_blinded_trials_found_no_benefit_infusim_shows_none(name):
+    result = simulate(condition_example(name))
+    for endpoint in conditions.get(name).endpoints:
+        np.testing.assert_allclose(effects(result, endpoint.name), 0.0, atol=1e-12)
+
+
+def test_calibrated_effects_sit_inside_their_studies_confidence_intervals():
+    for path in sorted(bundled_cases_dir().iterdir()):
+        case = load_case(path)
+        if case.calibration and case.fits:
+            result = run_case(case, curves=False)
+            assert result.aafe == pytest.approx(1.0) or case.null_result, (case.name, result.aafe)
+
+
+def test_effects_never_harm_and_grow_with_dose_until_they_saturate():
+    def womac_effect(dose: str) -> float:
+        s = scenario(
+            condition={"name": "knee_osteoarthritis"},
+            product={"tissue_source": "adipose"},
+            administration={"route": "local", "into": "joints", "dose": dose, "duration": None},
+            simulation={"duration": "365 day", "outputs": ["365 day"]},
+        )
+        return float(effects(simulate(s), "womac_total")[0])
+
+    values = [womac_effect(d) for d in ("1e5 cells", "1e6 cells", "1e7 cells", "5e7 cells", "2e8 cells")]
+    assert all(v <= 0 for v in values)  # WOMAC: lower is better
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(values))
+    assert abs(values[-1] - values[-2]) < 0.2 * abs(values[-1])
+
+
+def test_cells_that_never_reach_the_mechanism_do_nothing_and_are_flagged():
+    s = scenario(
+        condition={"name": "knee_osteoarthritis"}, simulation={"duration": "180 day", "outputs": ["180 day"]}
+    )
+    result = simulate(s)  # intravenous MSC for a local (intra-articular) mechanism
+    local = scenario(
+        condition={"name": "knee_osteoarthritis"},
+        administration={"route": "local", "into": "joints", "duration": None},
+        simulation={"duration": "180 day", "outputs": ["180 day"]},
+    )
+    assert abs(effects(result, "womac_total")[0]) < 0.1 * abs(effects(simulate(local), "womac_total")[0])
+    assert any("no trial evidence for msc given intravenous" in w for w in result.summary["warnings"])
+
+
+def test_a_dose_outside_the_studied_range_is_flagged_as_extrapolation():
+    s = scenario(
+        condition={"name": "lupus"},
+        product={"tissue_source": "umbilical_cord"},
+        administration={"dose": "5e7 cells/kg"},
+        simulation={"duration": "180 day", "outputs": ["180 day"]},
+    )
+    assert any("outside the doses studied" in w for w in simulate(s).summary["warnings"])
+
+
+def test_severity_words_and_numbers_set_the_baseline_between_health_and_trial_entry():
+    p = bundled()
+    healthy, typical = p.get("healthy", "lupus/sledai", ""), p.get("baseline", "lupus/sledai", "")
+    for severity, expected in (
+        ("mild", healthy + (typical - healthy) * 0.5),
+        ("moderate", typical),
+        (0.75, None),
+    ):
+        s = scenario(
+            condition={"name": "lupus", "severity": severity},
+            simulation={"duration": "1 day", "outputs": ["1 day"]},
+        )
+        base = simulate(s).endpoints.query("endpoint == 'sledai'").untreated.iloc[0]
+        assert base == pytest.approx(
+            expected if expected is not None else healthy + (typical - healthy) * 1.5
+        )
+
+
+def test_conditioning_brings_treatment_related_mortality_and_an_immune_reset():
+    result = simulate(condition_example("multiple_sclerosis"))
+    trm = result.endpoints[result.endpoints.endpoint == "treatment_related_mortality"]
+    assert trm.untreated.max() == 0
+    assert trm.treated.iloc[-1] == pytest.approx(
+        100 * bundled().get("treatment_related_mortality", "cy_atg", ""), rel=1e-3
+    )
+    assert effects(result, "edss")[-1] < -1.0
+    msc = scenario(
+        condition={"name": "multiple_sclerosis"}, simulation={"duration": "365 day", "outputs": ["365 day"]}
+    )
+    assert "treatment_related_mortality" not in set(simulate(msc).endpoints.endpoint)
+
+
+def test_endpoints_stay_inside_their_ranges():
+    for name in conditions.names():
+        result = simulate(condition_example(name))
+        for endpoint in conditions.get(name).endpoints:
+            rows = result.endpoints[result.endpoints.endpoint == endpoint.name]
+            assert rows.treated.between(endpoint.low, endpoint.high).all(), (name, endpoint.name)
