@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -189,3 +190,26 @@ def test_update_tables_writes_value_interval_cases_and_keeps_the_basis(tmp_path)
     )
     assert row.value == pytest.approx(0.0312) and row.provenance == "calibrated"
     assert "somecase" in row.note and "0.02-0.05" in row.note and "basis: -ln(0.475)" in row.note
+
+
+def test_effect_fit_reproduces_the_bundled_potencies_and_writes_them(tmp_path):
+    """`python -m infusim.calibrate effects --write` is reproducible: a refit gives the table values."""
+    from infusim.calibrate import fit_effects, write_effect_fits
+    from infusim.parameters import _data_dir, read_table
+
+    fits = fit_effects()
+    table = {(e.parameter, e.scope): e for e in read_table(_data_dir() / "conditions.csv")}
+    assert len(fits) >= 12
+    for fit in fits:
+        row = table[(fit.parameter, fit.scope)]
+        assert row.provenance == "calibrated" and fit.case in row.note
+        assert fit.value == pytest.approx(row.value, rel=1e-3, abs=1e-9)
+    nulls = {f.scope for f in fits if f.value == 0.0}
+    assert {"copd/systemic", "ischemic_stroke/systemic", "crohns_perianal_fistula/local"} <= nulls
+
+    shutil.copy(_data_dir() / "conditions.csv", tmp_path / "conditions.csv")
+    doubled = [dataclasses.replace(f, value=2 * f.value + 1.0) for f in fits[:2]]
+    assert sorted(write_effect_fits(doubled, tmp_path)) == sorted(f"potency[{f.scope}]" for f in doubled)
+    rewritten = {(e.parameter, e.scope): e for e in read_table(tmp_path / "conditions.csv")}
+    for fit in doubled:
+        assert rewritten[(fit.parameter, fit.scope)].value == pytest.approx(fit.value, rel=1e-3)

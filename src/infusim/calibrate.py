@@ -21,8 +21,11 @@ on a capillary bed's extraction and stays a validation case. The printed values 
 
 from __future__ import annotations
 
+import csv
+import io
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.optimize
@@ -162,6 +165,7 @@ def fit_effects(params: ParameterSet | None = None, case_paths: list | None = No
     result (``null_result: true``) is fitted to no effect (potency 0); potencies are not negative
     (cells are not modelled as harming the disease).
     """
+    from infusim import conditions
     from infusim.validate import bundled_cases_dir, load_case, predict
 
     params = params or bundled()
@@ -174,8 +178,6 @@ def fit_effects(params: ParameterSet | None = None, case_paths: list | None = No
         key = parse_parameter(case.fits)
         parts = key[1].split("/")
         rows = case.observations[case.observations.quantity.str.startswith("effect:")]
-        from infusim import conditions
-
         endpoint = parts[2] if len(parts) == 3 else conditions.get(parts[0]).primary.name
         rows = rows[rows.quantity == f"effect:{endpoint}"]
         times = np.unique(rows.time_h.to_numpy())
@@ -207,9 +209,6 @@ def fit_effects(params: ParameterSet | None = None, case_paths: list | None = No
 
 def write_effect_fits(fits: list[EffectFit], data_dir=None) -> list[str]:
     """Write fitted potencies into conditions.csv (provenance ``calibrated``)."""
-    import csv
-    import io
-    from pathlib import Path
 
     from infusim.parameters import _bundled_entries, _data_dir
 
@@ -229,9 +228,7 @@ def write_effect_fits(fits: list[EffectFit], data_dir=None) -> list[str]:
             f"({fit.target}); standard error {fit.se:.2g}"
         )
         changed.append(f"{row[0]}[{row[1]}]")
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    path.write_text(buffer.getvalue(), encoding="utf-8")
+    _write_rows(path, rows)
     _bundled_entries.cache_clear()
     return changed
 
@@ -385,9 +382,6 @@ def fit_cases(
 
 def update_tables(fit: CaseFit, command: str, data_dir=None) -> list[str]:
     """Write fitted values into the parameter tables (provenance ``calibrated``), keeping the basis."""
-    import csv
-    import io
-    from pathlib import Path
 
     from infusim.parameters import TABLES, _bundled_entries, _data_dir
 
@@ -410,11 +404,16 @@ def update_tables(fit: CaseFit, command: str, data_dir=None) -> list[str]:
                 + f"; start value {fitted.start:.3g} | basis: {basis}"
             )
             changed.append(f"{table}:{row[0]}[{row[1]}]")
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows(rows)
-        path.write_text(buffer.getvalue(), encoding="utf-8")
+        _write_rows(path, rows)
     _bundled_entries.cache_clear()
     return changed
+
+
+def _write_rows(path: Path, rows: list[list[str]]) -> None:
+    """Write a parameter table back as CSV with Unix line ends (keeps diffs small)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
 
 
 if __name__ == "__main__":
