@@ -137,3 +137,23 @@ def test_endpoints_stay_inside_their_ranges():
         for endpoint in conditions.get(name).endpoints:
             rows = result.endpoints[result.endpoints.endpoint == endpoint.name]
             assert rows.treated.between(endpoint.low, endpoint.high).all(), (name, endpoint.name)
+
+
+def test_disease_modules_see_mechanism_signals_only_never_cell_counts():
+    """The disease layer takes mechanism responses; it cannot reach the cell model or the solver."""
+    import inspect
+
+    from infusim.model import disease
+
+    assert list(inspect.signature(disease.trajectories).parameters) == [
+        "scenario",
+        "condition",
+        "responses",
+        "times_d",
+        "params",
+    ]
+    imported = {getattr(value, "__module__", "") for value in vars(disease).values()} | {
+        value.__name__ for value in vars(disease).values() if inspect.ismodule(value)
+    }
+    cell_side = {"infusim.model.declare", "infusim.model.kinetics", "infusim.solve", "infusim.observe"}
+    assert not imported & cell_side
