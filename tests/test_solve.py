@@ -11,7 +11,7 @@ from infusim.model.declare import Dose, Model, Process, State
 from infusim.model.kinetics import assemble
 from infusim.population import lognormal_factors
 from infusim.scenario import load
-from infusim.solve import conservation_error, reference_solve, solve
+from infusim.solve import conservation_error, reference_solve, solve, solve_projected
 from tests.helpers import EXAMPLES, scenario
 
 
@@ -145,3 +145,20 @@ def test_cells_are_conserved_to_1e9(
     trajectory = solve(assemble(s), np.asarray(s.simulation.outputs_h))
     assert conservation_error(trajectory).max() < 1e-9
     assert trajectory.states.min() > -1e-9 * s.dose_cells
+
+
+def test_projected_solution_equals_weighted_states_and_subsets_of_patients_match():
+    s = load(EXAMPLES / "msc-allogeneic-iv-human.yaml")
+    factors = lognormal_factors(5, np.arange(6), {"loss": 0.5, "rejection": 0.5, "homing": 0.5})
+    model = assemble(s, patients=6, rate_factors=factors)
+    times = np.asarray(s.simulation.outputs_h)
+    states = solve(model, times).states
+    weights = np.zeros((3, len(model.states)))
+    weights[0, [i for i, x in enumerate(model.states) if x.kind == "live"]] = 1.0
+    weights[1, model.index("lungs")] = 2.0
+    weights[2, model.index("dead:rejection")] = 1.0
+    projected = solve_projected(model, times, weights)
+    scale = s.dose_cells
+    np.testing.assert_allclose(projected, states @ weights.T, rtol=1e-10, atol=1e-12 * scale)
+    subset = solve(model.take_patients(np.array([4, 1])), times).states
+    np.testing.assert_allclose(subset, states[[12, 13, 14, 3, 4, 5]], rtol=1e-12, atol=1e-12 * scale)

@@ -226,3 +226,13 @@ def test_conditions_lists_every_condition_with_endpoints_and_sources():
     for name in conditions.names():
         assert name in result.stdout, name
     assert "womac_total" in result.stdout and "BoneJointRes2020" in result.stdout
+
+
+def test_export_sbml_writes_a_valid_file_and_refuses_bad_input(tmp_path):
+    result = run("export-sbml", str(EXAMPLES / "msc-iv-human.yaml"), "-o", str(tmp_path / "m.xml"))
+    assert result.returncode == 0, result.stderr
+    assert "libsbml: no errors" in result.stdout
+    assert (tmp_path / "m.xml").read_text().startswith("<?xml")
+    bad = run("export-sbml", str(tmp_path / "missing.yaml"), "-o", str(tmp_path / "x.xml"))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    assert not (tmp_path / "x.xml").exists()

@@ -185,6 +185,22 @@ class Model:
                 total += dose.amount * fraction
         return total
 
+    def take_patients(self, patients: np.ndarray) -> Model:
+        """The sub-model of some patients (all their rows), in the order given."""
+        k = self.rows_per_patient
+        rows = (np.asarray(patients, dtype=int)[:, None] * k + np.arange(k)).reshape(-1)
+
+        def take(values) -> np.ndarray:
+            return np.broadcast_to(np.asarray(values, dtype=float), (self.n_rows,))[rows]
+
+        doses = tuple(
+            Dose(d.time_h, d.duration_h, take(d.amount), {s: take(f) for s, f in d.split.items()}, d.marker)
+            for d in self.doses
+        )
+        switches = tuple(Switch(s.name, take(s.time_h), take(s.value)) for s in self.switches)
+        parameters = {name: take(values) for name, values in self.parameters.items()}
+        return Model(self.states, self.processes, parameters, doses, switches, k, self.info, self.sources)
+
     def with_parameters(self, **updates: np.ndarray) -> Model:
         """A copy with some parameter arrays replaced."""
         parameters = dict(self.parameters)
