@@ -30,6 +30,7 @@ test: lint
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_kinetics.py
+	$(BIN)/python benchmarks/bench_trial.py --million
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

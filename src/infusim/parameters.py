@@ -25,7 +25,16 @@ from infusim import units
 from infusim.errors import DataError
 
 PROVENANCES = ("read", "derived", "calibrated", "assumption")
-TABLES = ("physiology.csv", "products.csv", "kinetics.csv", "labels.csv", "conditions.csv", "mechanisms.csv")
+TABLES = (
+    "physiology.csv",
+    "products.csv",
+    "kinetics.csv",
+    "labels.csv",
+    "conditions.csv",
+    "mechanisms.csv",
+    "population.csv",
+    "variability.csv",
+)
 COLUMNS = ("parameter", "scope", "value", "unit", "source", "provenance", "note")
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -324,6 +326,105 @@ def default_outputs_h(duration_h: float) -> tuple[float, ...]:
     return tuple(sorted({t for t in candidates if t <= duration_h}))
 
 
+class Arm(_Section):
+    """One arm of a virtual trial: ``placebo`` (sham procedure), ``none`` (natural history only), or
+    cells (the scenario's administration, with any fields overridden)."""
+
+    name: str = Field(min_length=1, max_length=60)
+    ratio: int = Field(1, ge=1, le=100)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", value):
+            raise ValueError(f"{value!r}: use letters, digits and _ . + - only")
+        return value
+
+    administration: Literal["placebo", "none"] | Administration | None = None
+    product: Product | None = None
+
+    @field_validator("administration", mode="before")
+    @classmethod
+    def _administration(cls, value: Any) -> Any:
+        if value is None or isinstance(value, Administration):
+            return value
+        if isinstance(value, str):
+            if value not in ("placebo", "none"):
+                raise _FieldError(
+                    ".administration",
+                    f"{value!r} is not allowed; allowed: placebo, none, or administration fields to change",
+                )
+            return value
+        return _nested(Administration, value, "administration")
+
+    @field_validator("product", mode="before")
+    @classmethod
+    def _product(cls, value: Any) -> Any:
+        return value if value is None or isinstance(value, Product) else _nested(Product, value, "product")
+
+    @property
+    def kind(self) -> str:
+        """``cells``, ``placebo`` or ``none``."""
+        return self.administration if isinstance(self.administration, str) else "cells"
+
+
+def _nested(model: type[BaseModel], value: Any, section: str) -> BaseModel:
+    """Validate an arm's override section; errors keep their field path relative to the arm."""
+    if not isinstance(value, dict):
+        raise _FieldError(f".{section}", f"give a mapping of {section} fields, got {value!r}")
+    try:
+        return model.model_validate(value)
+    except pydantic.ValidationError as exc:
+        error = _first_error(exc, value, model)
+        field = error.field.removeprefix(f"{section}.").removeprefix(section)
+        raise _FieldError(f".{section}.{field}".rstrip("."), error.message) from None
+    except _FieldError as exc:
+        field = exc.field.removeprefix(f"{section}.").removeprefix(section)
+        raise _FieldError(f".{section}.{field}".rstrip("."), exc.message) from None
+
+
+class Primary(_Section):
+    """The primary comparison: endpoint, visit, and the change (endpoint units) defining a responder."""
+
+    endpoint: str
+    at_h: Hours = Field(alias="at")
+    responder_change: float | None = None
+
+
+class Trial(_Section):
+    """A virtual randomised trial (see README, "Virtual trials")."""
+
+    patients: int = Field(ge=2, le=10_000_000)
+    arms: tuple[Arm, ...] = Field(min_length=1, max_length=20)
+    visits_h: tuple[Hours, ...] = Field(alias="visits", min_length=1, max_length=400)
+    primary: Primary
+    replicates: int = Field(1, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _arms_and_visits(self) -> Trial:
+        names = [arm.name for arm in self.arms]
+        if len(set(names)) != len(names):
+            raise _FieldError("trial.arms", f"arm names must be unique, got {', '.join(names)}")
+        if self.patients < len(self.arms):
+            raise _FieldError("trial.patients", f"{self.patients} is fewer than the {len(self.arms)} arms")
+        visits = tuple(sorted({0.0, *self.visits_h}))
+        if visits[0] < 0:
+            raise _FieldError("trial.visits", "visits are times after the first dose (>= 0 day)")
+        object.__setattr__(self, "visits_h", visits)
+        if self.primary.at_h not in visits:
+            raise _FieldError(
+                "trial.primary.at",
+                f"{self.primary.at_h / 24:g} day is not a visit; allowed: "
+                + ", ".join(f"{v / 24:g} day" for v in visits),
+            )
+        return self
+
+    @property
+    def control(self) -> Arm:
+        """The arm others are compared with: the first placebo or no-treatment arm, else the first."""
+        return next((a for a in self.arms if a.kind != "cells"), self.arms[0])
+
+
 class Scenario(_Section):
     """A validated scenario. Build one with ``load(path)`` or ``from_dict(mapping)``."""
 
@@ -334,6 +435,29 @@ class Scenario(_Section):
     product: Product
     administration: Administration
     simulation: Simulation = Simulation()
+    trial: Trial | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _arm_overrides(cls, data: Any) -> Any:
+        """Each arm's administration and product overrides merged onto the scenario's own."""
+        if not isinstance(data, dict) or not isinstance(data.get("trial"), dict):
+            return data
+        arms = data["trial"].get("arms")
+        if not isinstance(arms, list):
+            return data
+        merged = []
+        for arm in arms:
+            arm = dict(arm) if isinstance(arm, dict) else arm
+            if isinstance(arm, dict):
+                for key in ("administration", "product"):
+                    if isinstance(arm.get(key), dict) and isinstance(data.get(key), dict):
+                        base = dict(data[key])
+                        if key == "administration" and "dose" in arm[key]:
+                            base.pop("dose", None)
+                        arm[key] = {**base, **arm[key]}
+            merged.append(arm)
+        return {**data, "trial": {**data["trial"], "arms": merged}}
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:
@@ -379,6 +503,8 @@ class Scenario(_Section):
                 "administration.conditioning",
                 f"{admin.conditioning} goes with autologous hsc transplants only; allowed here: none",
             )
+        if self.trial is not None:
+            self._check_trial()
         last_start = (admin.repeat.count - 1) * admin.repeat.interval_h
         if last_start > self.simulation.duration_h:
             raise _FieldError(
@@ -387,6 +513,54 @@ class Scenario(_Section):
                 f"({self.simulation.duration_h:g} h)",
             )
         return self
+
+    def _check_trial(self) -> None:
+        from infusim import conditions
+
+        trial = self.trial
+        if self.condition is None or self.condition.name is None:
+            raise _FieldError(
+                "trial", f"a trial needs condition.name; allowed: {', '.join(conditions.names())}"
+            )
+        info = conditions.get(self.condition.name)
+        allowed = [e.name for e in info.endpoints]
+        if trial.primary.endpoint not in allowed:
+            raise _FieldError(
+                "trial.primary.endpoint",
+                f"{trial.primary.endpoint!r} is not an endpoint of {info.name}; "
+                f"allowed: {', '.join(allowed)}",
+            )
+        endpoint = info.endpoint(trial.primary.endpoint)
+        change = trial.primary.responder_change
+        if change is not None and change * endpoint.direction <= 0:
+            better = "an increase" if endpoint.direction > 0 else "a decrease"
+            sign = "positive" if endpoint.direction > 0 else "negative"
+            raise _FieldError(
+                "trial.primary.responder_change",
+                f"improvement of {endpoint.name} is {better}: give a {sign} change",
+            )
+        if trial.visits_h[-1] > self.simulation.duration_h:
+            raise _FieldError(
+                "trial.visits",
+                f"the last visit ({trial.visits_h[-1] / 24:g} day) is after simulation.duration "
+                f"({self.simulation.duration_h / 24:g} day)",
+            )
+        for i, arm in enumerate(trial.arms):
+            try:
+                self.for_arm(arm)
+            except _FieldError as exc:
+                raise _FieldError(f"trial.arms.{i}.{exc.field}", exc.message) from None
+
+    def for_arm(self, arm: Arm) -> Scenario:
+        """This scenario as given to one arm (its administration and product overrides applied)."""
+        update: dict[str, Any] = {"trial": None}
+        if isinstance(arm.administration, Administration):
+            update["administration"] = arm.administration
+        if arm.product is not None:
+            update["product"] = arm.product
+        variant = self.model_copy(update=update)
+        type(self)._cross_checks(variant)
+        return variant
 
     @property
     def dose_cells_per_kg(self) -> float:
@@ -400,6 +574,14 @@ class Scenario(_Section):
     def dose_cells(self) -> float:
         """Dose per administration, cells."""
         return self.dose_cells_per_kg * self.patient.body_weight_kg
+
+    def dose_cells_for(self, body_weight_kg: np.ndarray) -> np.ndarray:
+        """Cells per administration for patients of the given body weights (kg)."""
+        weight = np.asarray(body_weight_kg, dtype=float)
+        admin = self.administration
+        if admin.dose_cells is not None:
+            return np.full(weight.shape, admin.dose_cells)
+        return admin.dose_cells_per_kg * weight
 
     @property
     def site(self) -> str | None:
@@ -477,18 +659,27 @@ _ALIASES = {
 }
 
 
-def _first_error(exc: pydantic.ValidationError, data: dict) -> ScenarioError:
-    """Turn pydantic's report into one line naming the field path and what is allowed."""
+def _first_error(
+    exc: pydantic.ValidationError, data: dict, root: type[BaseModel] | None = None
+) -> ScenarioError:
+    """Turn pydantic's report into one line naming the field path and what is allowed.
+
+    A ``_FieldError`` whose field starts with ``.`` is relative to where pydantic met it.
+    """
     error = exc.errors()[0]
     location = [str(_ALIASES.get(str(p), p)) for p in error["loc"]]
     ctx_error = (error.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _FieldError):
+        if ctx_error.field.startswith("."):
+            own = bool(location) and ctx_error.field.startswith(f".{location[-1]}")
+            parent = location[:-1] if own else location
+            return ScenarioError(".".join(parent) + ctx_error.field, ctx_error.message)
         return ScenarioError(ctx_error.field, ctx_error.message)
     kind = error["type"]
     message = error["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        section = _section_model(location[:-1])
-        allowed = sorted(f.alias or name for name, f in section.model_fields.items())
+        section = _section_model(location[:-1], root or Scenario)
+        allowed = sorted({_ALIASES.get(name, f.alias or name) for name, f in section.model_fields.items()})
         message = f"unknown field; allowed here: {', '.join(allowed)}"
     elif kind == "missing":
         message = "is required"
@@ -498,8 +689,8 @@ def _first_error(exc: pydantic.ValidationError, data: dict) -> ScenarioError:
     return ScenarioError(field, message)
 
 
-def _section_model(path: list[str]) -> type[BaseModel]:
-    model: type[BaseModel] = Scenario
+def _section_model(path: list[str], root: type[BaseModel]) -> type[BaseModel]:
+    model: type[BaseModel] = root
     for part in path:
         field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
         if field is None:

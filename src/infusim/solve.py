@@ -141,7 +141,7 @@ def _eigen_solve(
             z = np.einsum("rij,rj->ri", basis.inverse, x[:, core])
             w = np.einsum("rij,rj->ri", basis.inverse, u[:, core]) if np.any(u[:, core]) else None
             sink, sink_input = x[:, sinks].copy(), u[:, sinks]
-            view = np.einsum("rmi,rij->rmj", weights[:, :, core], basis.vectors)
+            view = weights[:, :, core] @ basis.vectors
             sink_view = weights[:, :, sinks]
         if t0 in out_index:
             values = np.einsum("rmj,rj->rm", view, z).real
@@ -195,8 +195,17 @@ class _EigenBasis:
         condition = np.sqrt(_sum_squares(vectors) * _sum_squares(inverse))
         bad = ~np.isfinite(condition) | (condition > MAX_EIGENVECTOR_CONDITION)
         inverse[bad] = 0.0
-        self.eigvals[rows], self.vectors[rows], self.inverse[rows] = eigvals, vectors, inverse
-        self.sink_vectors[rows] = matrix[np.ix_(rows, self.sinks, self.core)] @ vectors
+        sink_vectors = matrix[np.ix_(rows, self.sinks, self.core)] @ vectors
+        if rows.size == self.model.n_rows:
+            self.eigvals, self.vectors, self.inverse, self.sink_vectors = (
+                eigvals,
+                vectors,
+                inverse,
+                sink_vectors,
+            )
+        else:
+            self.eigvals[rows], self.vectors[rows], self.inverse[rows] = eigvals, vectors, inverse
+            self.sink_vectors[rows] = sink_vectors
         self.ever_bad[rows[bad]] = True
 
     def phi(self, h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

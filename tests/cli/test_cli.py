@@ -236,3 +236,44 @@ def test_export_sbml_writes_a_valid_file_and_refuses_bad_input(tmp_path):
     bad = run("export-sbml", str(tmp_path / "missing.yaml"), "-o", str(tmp_path / "x.xml"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     assert not (tmp_path / "x.xml").exists()
+
+
+def test_trial_writes_the_dataset_and_summary_and_prints_the_primary_comparison(tmp_path):
+    result = run("trial", str(EXAMPLES / "trial-copd.yaml"), "-o", str(tmp_path / "t"), "-n", "40", "-r", "3")
+    assert result.returncode == 0, result.stderr
+    assert "msc vs placebo" in result.stdout and "not advice for any patient" in result.stdout
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert summary["patients"] == 40 and summary["replicates"] == 3
+    assert summary["power"]["msc"]["replicates"] == 3
+    rows = pd.read_parquet(tmp_path / "t" / "patients")
+    assert set(rows.replicate) == {0, 1, 2} and len(rows) == 3 * 40 * 3  # replicates x patients x visits
+    for column in ("patient", "arm", "visit_day", "age_years", "female", "body_weight_kg", "fev1_untreated"):
+        assert column in rows
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["trial", "{examples}/msc-iv-human.yaml", "-o", "{tmp}/x"], "trial:"),
+        (["trial", "{examples}/trial-copd.yaml", "-o", "{tmp}/x", "-n", "1"], "--patients"),
+        (["trial", "{examples}/trial-copd.yaml", "-o", "{tmp}/x", "--resume"], "--resume"),
+        (
+            ["trial", "{examples}/trial-copd.yaml", "-o", "{tmp}/x", "--scheduler", "tcp://127.0.0.1:9"],
+            "--scheduler",
+        ),
+        (["power", "{examples}/trial-copd.yaml", "--n", "20,x"], "--n"),
+        (["export-sbml", "{examples}/no-such.yaml", "-o", "{tmp}/m.xml"], "scenario"),
+    ],
+)
+def test_trial_and_power_refuse_bad_input_in_one_line(tmp_path, args, field):
+    filled = [a.format(examples=EXAMPLES, tmp=tmp_path) for a in args]
+    result = run(*filled)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and field in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x" / "summary.json").exists()
+
+
+def test_power_prints_power_against_sample_size():
+    result = run("power", str(EXAMPLES / "trial-knee-osteoarthritis.yaml"), "--n", "30,90", "-r", "20")
+    assert result.returncode == 0, result.stderr
+    assert "msc_5e7 vs saline" in result.stdout and "90" in result.stdout

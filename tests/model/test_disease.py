@@ -141,6 +141,7 @@ def test_endpoints_stay_inside_their_ranges():
 
 def test_disease_modules_see_mechanism_signals_only_never_cell_counts():
     """The disease layer takes mechanism responses; it cannot reach the cell model or the solver."""
+    import dataclasses
     import inspect
 
     from infusim.model import disease
@@ -151,7 +152,10 @@ def test_disease_modules_see_mechanism_signals_only_never_cell_counts():
         "responses",
         "times_d",
         "params",
+        "variation",
     ]
+    variation = {f.name for f in dataclasses.fields(disease.Variation)}
+    assert variation == {"severity", "potency_factor", "annual_change"}
     imported = {getattr(value, "__module__", "") for value in vars(disease).values()} | {
         value.__name__ for value in vars(disease).values() if inspect.ismodule(value)
     }

@@ -35,6 +35,19 @@ TRM_ENDPOINT = Endpoint(
 
 
 @dataclass(frozen=True)
+class Variation:
+    """How patients differ (arrays over patients): severity, response to cells, natural history.
+
+    ``potency_factor`` multiplies every potency (median 1); ``annual_change`` maps endpoint names
+    to each patient's untreated change per year (table unit), replacing the tabulated mean.
+    """
+
+    severity: np.ndarray
+    potency_factor: np.ndarray
+    annual_change: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
 class EndpointTrajectories:
     """Per endpoint: treated and untreated values, shape (patients, times), on ``times_d``."""
 
@@ -66,13 +79,23 @@ class EndpointTrajectories:
         return pd.concat(frames, ignore_index=True)
 
 
-def baseline(condition: ConditionInfo, endpoint: Endpoint, severity: float, params: ParameterSet) -> float:
-    """Value of ``endpoint`` at entry for a patient of ``severity`` (0-1), in the table's unit."""
+def baseline(condition: ConditionInfo, endpoint: Endpoint, severity, params: ParameterSet):
+    """Value of ``endpoint`` at entry for patients of ``severity`` (0-1; a number or an array)."""
     scope = f"{condition.name}/{endpoint.name}"
     typical = _value(params, "baseline", scope)
     healthy = _value(params, "healthy", scope)
-    value = healthy + (typical - healthy) * severity / 0.5 if endpoint.by_severity else typical
-    return float(np.clip(value, endpoint.low, endpoint.high))
+    severity = np.asarray(severity, dtype=float)
+    value = healthy + (typical - healthy) * severity / 0.5 if endpoint.by_severity else typical + 0 * severity
+    clipped = np.clip(value, endpoint.low, endpoint.high)
+    return float(clipped) if clipped.ndim == 0 else clipped
+
+
+def severity_of(condition: ConditionInfo, endpoint: Endpoint, value, params: ParameterSet):
+    """The severity (0-1) whose entry value of ``endpoint`` is ``value`` (inverse of ``baseline``)."""
+    scope = f"{condition.name}/{endpoint.name}"
+    typical = _value(params, "baseline", scope)
+    healthy = _value(params, "healthy", scope)
+    return 0.5 * (np.asarray(value, dtype=float) - healthy) / (typical - healthy)
 
 
 def annual_change(condition: ConditionInfo, endpoint: Endpoint, params: ParameterSet) -> float:
@@ -112,11 +135,20 @@ def trajectories(
     responses: dict[str, np.ndarray],
     times_d: np.ndarray,
     params: ParameterSet,
+    variation: Variation | None = None,
 ) -> EndpointTrajectories:
-    """Treated and untreated trajectories of every endpoint of ``condition``."""
-    severity = scenario.condition.severity
+    """Treated and untreated trajectories of every endpoint of ``condition``.
+
+    Without ``variation`` every patient is the scenario's patient (its severity, mean potencies and
+    natural history).
+    """
     years = times_d / 365.25
     patients = next(iter(responses.values())).shape[0]
+    if variation is None:
+        severity = np.full(patients, scenario.condition.severity)
+        factor = np.ones(patients)
+    else:
+        severity, factor = variation.severity, variation.potency_factor
     integral = {
         m: np.concatenate(
             [np.zeros((patients, 1)), np.cumsum(0.5 * (r[:, 1:] + r[:, :-1]) * np.diff(times_d), 1)], 1
@@ -125,13 +157,18 @@ def trajectories(
     }
     treated, untreated, units = {}, {}, {}
     for endpoint in condition.endpoints:
-        rate_per_year = annual_change(condition, endpoint, params)
-        natural = baseline(condition, endpoint, severity, params) + rate_per_year * years
-        natural = np.clip(np.tile(natural, (patients, 1)), endpoint.low, endpoint.high)
+        mean_rate = annual_change(condition, endpoint, params)
+        rate_per_year = np.full(patients, mean_rate)
+        if variation is not None and endpoint.name in variation.annual_change:
+            rate_per_year = variation.annual_change[endpoint.name]
+        entry = np.broadcast_to(baseline(condition, endpoint, severity, params), (patients,))
+        natural = entry[:, None] + rate_per_year[:, None] * years[None, :]
+        natural = np.clip(natural, endpoint.low, endpoint.high)
         improvement = np.zeros_like(natural)
-        worsening_per_day = max(0.0, -endpoint.direction * rate_per_year) / 365.25
+        worsening_per_day = (np.maximum(0.0, -endpoint.direction * rate_per_year) / 365.25)[:, None]
         for mechanism in condition.mechanisms:
-            improvement += potency(condition, mechanism, endpoint, params) * responses[mechanism]
+            strength = factor[:, None] * potency(condition, mechanism, endpoint, params)
+            improvement += strength * responses[mechanism]
             improvement += slowing(condition, mechanism, params) * worsening_per_day * integral[mechanism]
         room = np.abs(natural - _value(params, "healthy", f"{condition.name}/{endpoint.name}"))
         gain = np.where(room > 0, room * -np.expm1(-improvement / np.where(room > 0, room, 1.0)), 0.0)

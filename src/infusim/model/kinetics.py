@@ -114,11 +114,14 @@ def assemble(
     patients: int = 1,
     params: ParameterSet | None = None,
     rate_factors: Mapping[str, np.ndarray] | None = None,
+    body_weight_kg: np.ndarray | None = None,
+    severity: np.ndarray | None = None,
 ) -> Model:
     """Build the cell-kinetics model of ``scenario`` for ``patients`` identical or varied patients.
 
     ``rate_factors`` maps names in ``VARIABLE_RATES`` to per-patient multipliers (arrays of shape
-    (patients,)), the hook for inter-individual variability.
+    (patients,)), the hook for inter-individual variability. ``body_weight_kg`` and ``severity``
+    (patients,) replace the scenario's single patient (a per-kg dose follows the weight).
     """
     params = params or bundled()
     factors = {name: np.ones(patients) for name in VARIABLE_RATES}
@@ -129,8 +132,14 @@ def assemble(
     k = len(SIZE_NODES)
     n_rows = patients * k
     per_row = {name: np.repeat(values, k) for name, values in factors.items()}
+    weight = np.broadcast_to(
+        scenario.patient.body_weight_kg if body_weight_kg is None else body_weight_kg, (patients,)
+    )
+    condition = scenario.condition
+    level = condition.severity if condition is not None else 0.0
+    per_row["severity"] = np.repeat(np.broadcast_to(level if severity is None else severity, (patients,)), k)
     species = scenario.species
-    body = physiology(species, np.full(n_rows, scenario.patient.body_weight_kg), params)
+    body = physiology(species, np.repeat(weight, k), params)
     body = _scale_cardiac_output(body, per_row["cardiac_output"])
     product = product_properties(scenario, params)
     sigma = np.sqrt(np.log1p(product.diameter_cv**2))
@@ -139,7 +148,6 @@ def assemble(
     for name in (VENOUS, "lungs", ARTERIAL, *ORGANS[1:]):
         kind_text = "circulating" if name in BLOOD else "arrested"
         builder.state(name, name, "live", f"live cells {kind_text} in {name}")
-    condition = scenario.condition
     if condition is not None:
         builder.state(TARGET, TARGET, "live", f"live cells in the injured part of {condition.site}")
         builder.state(TARGET_ENGRAFTED, TARGET, "live", "cells engrafted in the injured tissue")
@@ -152,10 +160,11 @@ def assemble(
     for cause in DEATH_CAUSES:
         builder.state(f"dead:{cause}", "body", "dead", f"cells dead by {cause}")
 
-    beds = _beds(scenario, body, diameter, params, per_row["homing"])
+    beds = _beds(scenario, body, diameter, params, per_row["homing"], per_row["severity"])
     _circulation(builder, body, beds)
     _fates(builder, scenario, params, per_row)
-    rows_doses = _doses(scenario, beds, n_rows, patients)
+    amount = np.repeat(scenario.dose_cells_for(weight), k) * np.tile(SIZE_WEIGHTS, patients)
+    rows_doses = _doses(scenario, beds, amount)
     switches = _rejection(builder, scenario, params, per_row["rejection"])
     processes, parameters = builder.processes()
     return Model(
@@ -194,6 +203,7 @@ def _beds(
     diameter: np.ndarray,
     params: ParameterSet,
     homing_factor: np.ndarray,
+    severity: np.ndarray,
 ) -> dict[str, Bed]:
     """Per organ: the states its blood meets, each with flow share and extraction per pass."""
     cell = scenario.product.cell_type
@@ -206,14 +216,13 @@ def _beds(
     condition = scenario.condition
     if condition is not None:
         organ = condition.site
-        severity = condition.severity
         share = severity * params.get("lesion_fraction_max", organ, "")
         e_homing = np.clip(params.get("homing_extraction_max", cell, "") * severity * homing_factor, 0.0, 1.0)
         healthy = beds[organ][0][2]
         injured = 1.0 - (1.0 - healthy) * (1.0 - e_homing)
         beds[organ] = [
-            (TARGET, np.full_like(diameter, share), injured),
-            (organ, np.full_like(diameter, 1.0 - share), healthy),
+            (TARGET, share * np.ones_like(diameter), injured),
+            (organ, (1.0 - share) * np.ones_like(diameter), healthy),
         ]
     return beds
 
@@ -270,7 +279,7 @@ def _fates(
         release = params.get("release_rate", scope, "1/h") * release_factor
         if compartment == TARGET:
             gain = params.get("injury_retention_gain", cell, "")
-            release = release / (1.0 + gain * condition.severity)
+            release = release / (1.0 + gain * per_row["severity"])
         downstream = ARTERIAL if organ == "lungs" else VENOUS
         builder.flow(compartment, downstream, release, "release to blood", "k_release")
     engrafting = [("bone_marrow", MARROW_ENGRAFTED, "bone_marrow")]
@@ -327,12 +336,11 @@ def _rejection(
     return tuple(switches)
 
 
-def _doses(scenario: Scenario, beds: dict[str, Bed], n_rows: int, patients: int) -> tuple[Dose, ...]:
-    """The dose event table: one ``Dose`` per administration, split over the receiving states."""
+def _doses(scenario: Scenario, beds: dict[str, Bed], amount: np.ndarray) -> tuple[Dose, ...]:
+    """The dose event table: one ``Dose`` per administration (cells per row), split over states."""
     admin = scenario.administration
     viability = scenario.product.viability
-    weights = np.tile(SIZE_WEIGHTS, patients)
-    amount = scenario.dose_cells * weights
+    n_rows = len(amount)
     split: dict[str, np.ndarray] = {"dead:nonviable": np.full(n_rows, 1.0 - viability)}
     if admin.route == "intravenous":
         split[VENOUS] = np.full(n_rows, viability)

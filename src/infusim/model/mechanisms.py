@@ -49,41 +49,80 @@ class Signals:
     values: dict[str, np.ndarray]
 
 
+#: The weighted sum of cell states each signal is made of (``reset`` needs no cells).
+SUMS = {"local": "target_live", "systemic": "live", "apoptotic": "dying", "differentiation": "engrafted"}
+
+
+def state_weights(model: Model, mechanisms: tuple[str, ...] = MECHANISMS) -> dict[str, np.ndarray]:
+    """Weights over ``model.states`` of each cell sum the ``mechanisms`` need (name -> (states,))."""
+    rows = {}
+    for mechanism in mechanisms:
+        name = SUMS.get(mechanism)
+        if name is None or name in rows:
+            continue
+        weights = np.zeros(len(model.states))
+        for i, state in enumerate(model.states):
+            if name == "target_live":
+                weights[i] = state.kind == "live" and state.compartment == "target"
+            elif name == "live":
+                weights[i] = state.kind == "live" and not state.name.endswith(":engrafted")
+            elif name == "dying":
+                weights[i] = state.name in ("dead:death", "dead:phagocytosis", "dead:rejection")
+            else:
+                weights[i] = state.name == "target:engrafted"
+        rows[name] = weights
+    return rows
+
+
 def signals(
-    scenario: Scenario, model: Model, states: np.ndarray, times_d: np.ndarray, params: ParameterSet
+    scenario: Scenario,
+    sums: dict[str, np.ndarray],
+    times_d: np.ndarray,
+    params: ParameterSet,
+    body_weight_kg: np.ndarray | None = None,
+    severity: np.ndarray | None = None,
 ) -> Signals:
-    """Signals from cell states summed per patient, shape (patients, times, states)."""
-    weight_kg = scenario.patient.body_weight_kg
-    live = [i for i, s in enumerate(model.states) if s.kind == "live" and not s.name.endswith(":engrafted")]
-    target = [i for i, s in enumerate(model.states) if s.kind == "live" and s.compartment == "target"]
-    engrafted = [i for i, s in enumerate(model.states) if s.name == "target:engrafted"]
-    dying = [model.index(f"dead:{cause}") for cause in ("death", "phagocytosis", "rejection")]
-    mass_g = _target_mass_g(scenario, params)
-    per_gram = 1.0 / mass_g if mass_g > 0 else 0.0
-    dead = states[:, :, dying].sum(axis=2)
-    rate = np.zeros_like(dead)
-    step = np.diff(times_d)
-    rate[:, 1:] = np.diff(dead, axis=1) / step
+    """Signals from cell sums (name -> (patients, times), cells; see ``state_weights``).
+
+    ``body_weight_kg`` and ``severity`` (patients,) default to the scenario's single patient.
+    """
+    patients = next(iter(sums.values())).shape[0] if sums else 1
+    weight = np.broadcast_to(
+        scenario.patient.body_weight_kg if body_weight_kg is None else body_weight_kg, (patients,)
+    )[:, None]
+    condition = scenario.condition
+    level = (condition.severity if condition is not None else 0.0) if severity is None else severity
+    mass_g = _target_mass_g(scenario, params, weight[:, 0], np.broadcast_to(level, (patients,)))[:, None]
+    per_gram = np.divide(1.0, mass_g, out=np.zeros_like(mass_g), where=mass_g > 0)
     cell = scenario.product.cell_type
-    secretome = params.get("signal_weight", f"{cell}/systemic", "")
-    reprogramming = params.get("signal_weight", f"{cell}/apoptotic", "")
-    values = {
-        "local": states[:, :, target].sum(axis=2) * per_gram,
-        "systemic": secretome * states[:, :, live].sum(axis=2) / weight_kg,
-        "apoptotic": reprogramming * rate / weight_kg,
-        "differentiation": states[:, :, engrafted].sum(axis=2) * per_gram,
-        "reset": _reset(scenario, times_d, states.shape[0], params),
-    }
+    values = {}
+    if "target_live" in sums:
+        values["local"] = sums["target_live"] * per_gram
+    if "live" in sums:
+        secretome = params.get("signal_weight", f"{cell}/systemic", "")
+        values["systemic"] = secretome * sums["live"] / weight
+    if "dying" in sums:
+        dead = sums["dying"]
+        rate = np.zeros_like(dead)
+        rate[:, 1:] = np.diff(dead, axis=1) / np.diff(times_d)
+        reprogramming = params.get("signal_weight", f"{cell}/apoptotic", "")
+        values["apoptotic"] = reprogramming * rate / weight
+    if "engrafted" in sums:
+        values["differentiation"] = sums["engrafted"] * per_gram
+    values["reset"] = _reset(scenario, times_d, patients, params)
     return Signals(times_d, values)
 
 
-def _target_mass_g(scenario: Scenario, params: ParameterSet) -> float:
+def _target_mass_g(
+    scenario: Scenario, params: ParameterSet, body_weight_kg: np.ndarray, severity: np.ndarray
+) -> np.ndarray:
+    """Mass (g) of the injured tissue per patient (organ mass x severity x largest lesion share)."""
     condition = scenario.condition
     if condition is None:
-        return 0.0
-    body = physiology(scenario.species, np.array([scenario.patient.body_weight_kg]), params)
-    share = condition.severity * params.get("lesion_fraction_max", condition.site, "")
-    return float(body.organ_volume_l[condition.site][0]) * share * 1000.0
+        return np.zeros_like(body_weight_kg)
+    body = physiology(scenario.species, body_weight_kg, params)
+    share = severity * params.get("lesion_fraction_max", condition.site, "")
+    return body.organ_volume_l[condition.site] * share * 1000.0
 
 
 def _reset(scenario: Scenario, times_d: np.ndarray, patients: int, params: ParameterSet) -> np.ndarray:

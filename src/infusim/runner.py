@@ -1,0 +1,347 @@
+"""Running a virtual trial in chunks: in process, in local worker processes or on a Dask cluster.
+
+The output folder holds ``trial.json`` (what is being run), ``patients/`` (a Parquet dataset, one
+file per chunk of patients), ``stats/`` (each chunk's partial sums) and, once every chunk is done,
+``summary.json``. Each chunk file is written to a temporary name and renamed, so a chunk is either
+complete or absent; a run that was killed resumes (``resume=True``) by computing only the chunks
+that are missing, and ends with the same files as an uninterrupted run. Chunks are combined in a
+fixed order, and every patient's numbers depend only on (seed, replicate, patient index), so the
+result does not depend on the number of workers or the backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from infusim import __version__, stats
+from infusim.errors import OutputError
+from infusim.io import write_json
+from infusim.scenario import Scenario
+from infusim.trial import ChunkStats, design, simulate_chunk
+
+MANIFEST = "trial.json"
+KIND = "infusim-trial"
+DEFAULT_CHUNK = 10_000
+DISCLAIMER = (
+    "infusim is a research tool. Its results are model predictions for research and teaching, "
+    "not advice for any patient."
+)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Patients ``start`` to ``stop - 1`` of one replicate."""
+
+    replicate: int
+    start: int
+    stop: int
+
+    @property
+    def stem(self) -> str:
+        return f"part-r{self.replicate:05d}-p{self.start:09d}"
+
+
+def with_size(scenario: Scenario, patients: int | None, replicates: int | None) -> Scenario:
+    """The scenario with the trial's patient count and replicates replaced (command-line options)."""
+    from infusim.errors import ScenarioError
+
+    trial = scenario.trial
+    if trial is None:
+        raise ScenarioError("trial", "the scenario has no trial section (see README, 'Virtual trials')")
+    update = {}
+    if patients is not None:
+        if not len(trial.arms) <= patients <= 10_000_000:
+            raise ScenarioError("--patients", f"{patients} is outside {len(trial.arms)}-10000000")
+        update["patients"] = patients
+    if replicates is not None:
+        if not 1 <= replicates <= 100_000:
+            raise ScenarioError("--replicates", f"{replicates} is outside 1-100000")
+        update["replicates"] = replicates
+    return scenario.model_copy(update={"trial": trial.model_copy(update=update)}) if update else scenario
+
+
+def default_chunk_size(scenario: Scenario) -> int:
+    """Patients per chunk: at most 10,000 and about a million rows (patients x visits) per chunk."""
+    return max(100, min(DEFAULT_CHUNK, 1_000_000 // len(scenario.trial.visits_h)))
+
+
+def chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK) -> list[Chunk]:
+    """The chunks of a trial, in the order they are combined."""
+    trial = scenario.trial
+    return [
+        Chunk(r, start, min(start + chunk_size, trial.patients))
+        for r in range(trial.replicates)
+        for start in range(0, trial.patients, chunk_size)
+    ]
+
+
+def run_trial(
+    scenario: Scenario,
+    out: Path,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    resume: bool = False,
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Run every chunk not yet in ``out``, then write and return ``summary.json``'s content.
+
+    ``progress(patients)`` is called as chunks finish (for a progress bar).
+    """
+    out = Path(out)
+    manifest = _manifest(scenario, chunk_size)
+    _prepare(out, manifest, resume)
+    plan = chunks(scenario, chunk_size)
+    todo = [c for c in plan if not _done(out, c)]
+    if progress is not None:
+        done_patients = sum(c.stop - c.start for c in plan if c not in todo)
+        if done_patients:
+            progress(done_patients)
+    for chunk in _execute(scenario, out, todo, workers, scheduler):
+        if progress is not None:
+            progress(chunk.stop - chunk.start)
+    summary = summarize(scenario, out, plan)
+    _write_atomic_json(out / "summary.json", summary)
+    _write_atomic_json(out / MANIFEST, manifest | {"status": "complete"})
+    return summary
+
+
+def power_curve(
+    scenario: Scenario, sizes: Iterable[int], replicates: int, chunk_size: int = DEFAULT_CHUNK
+) -> dict[int, dict]:
+    """Power of the primary comparison for each total sample size (no patient rows are written)."""
+    result = {}
+    for n in sizes:
+        sized = with_size(scenario, n, replicates)
+        plan = design(sized)
+        parts = [
+            simulate_chunk(sized, c.replicate, c.start, c.stop, table=False)[1]
+            for c in chunks(sized, chunk_size)
+        ]
+        totals = stats.combine(parts, replicates, parts[0].sums.shape)
+        result[n] = stats.power(totals, plan)
+    return result
+
+
+def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
+    """``summary.json`` from the chunks' partial sums (read back in a fixed order)."""
+    plan = design(scenario)
+    trial = scenario.trial
+    parts = [ChunkStats(c.replicate, c.start, np.load(out / "stats" / f"{c.stem}.npy")) for c in plan_chunks]
+    totals = stats.combine(parts, trial.replicates, parts[0].sums.shape)
+    first = totals[0]
+    size = sum(f.stat().st_size for f in (out / "patients").glob("*.parquet"))
+    rows = trial.patients * trial.replicates
+    primary = plan.endpoints[plan.primary]
+    return {
+        "infusim_version": __version__,
+        "kind": KIND,
+        "scenario_name": scenario.name,
+        "scenario_hash": scenario.hash(),
+        "seed": scenario.simulation.seed,
+        "disclaimer": DISCLAIMER,
+        "condition": plan.condition.name,
+        "patients": trial.patients,
+        "replicates": trial.replicates,
+        "arms": [
+            {"name": a.name, "ratio": a.ratio, "kind": a.kind, "control": a.name == trial.control.name}
+            for a in trial.arms
+        ],
+        "visits_day": [float(f"{d:g}") for d in plan.visits_d],
+        "primary": {
+            "endpoint": primary.name,
+            "unit": primary.unit,
+            "visit_day": float(plan.visits_d[plan.primary_visit]),
+            "responder_change": plan.responder_change,
+            "control": trial.control.name,
+            "comparisons": {
+                plan.arms[a]: stats.compare(first, plan, a, plan.primary, plan.primary_visit)
+                for a in range(len(plan.arms))
+                if a != plan.control
+            },
+        },
+        "by_arm": stats.arm_summary(first, plan),
+        "comparisons": stats.comparisons(first, plan),
+        "power": stats.power(totals, plan),
+        "output": {
+            "patients_dataset": "patients/",
+            "bytes": size,
+            "bytes_per_patient": round(size / rows, 1),
+        },
+        "notes": [
+            "by_arm and comparisons describe replicate 0 (the trial); power uses every replicate",
+            "continuous endpoints: change from the day-0 visit, Welch t-test; rate endpoints: share of "
+            "responders, difference of proportions",
+            "effect_vs_untreated: mean of (true value in the arm - the same patient's untreated twin), "
+            "placebo response included for arms with a procedure",
+        ],
+    }
+
+
+def _execute(
+    scenario: Scenario, out: Path, todo: list[Chunk], workers: int, scheduler: str | None
+) -> Iterable[Chunk]:
+    if not todo:
+        return
+    if scheduler is not None:
+        yield from _on_dask(scenario, out, todo, scheduler)
+    elif workers > 1:
+        yield from _in_processes(scenario, out, todo, workers)
+    else:
+        for chunk in todo:
+            run_chunk(scenario, out, chunk)
+            yield chunk
+
+
+def _in_processes(scenario: Scenario, out: Path, todo: list[Chunk], workers: int) -> Iterable[Chunk]:
+    import multiprocessing
+
+    saved = {k: os.environ.get(k) for k in _SINGLE_THREAD}
+    os.environ.update(_SINGLE_THREAD)
+    try:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(run_chunk, scenario, out, c): c for c in todo}
+            for future in as_completed(futures):
+                future.result()
+                yield futures[future]
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _on_dask(scenario: Scenario, out: Path, todo: list[Chunk], address: str) -> Iterable[Chunk]:
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise OutputError(
+            "--scheduler", "needs dask.distributed: pip install 'infusim[distributed]'"
+        ) from None
+    try:
+        client = Client(address, timeout="5s")
+    except (OSError, TimeoutError) as exc:
+        raise OutputError("--scheduler", f"cannot reach {address}: {exc}") from None
+    with client:
+        futures = {client.submit(run_chunk, scenario, out, c, pure=False): c for c in todo}
+        for future in dask_completed(futures):
+            future.result()
+            yield futures[future]
+
+
+_SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run_chunk(scenario: Scenario, out: Path, chunk: Chunk) -> Chunk:
+    """Simulate one chunk and write its rows and partial sums (each by temporary file and rename)."""
+    table, partial = simulate_chunk(scenario, chunk.replicate, chunk.start, chunk.stop)
+    stats_path = out / "stats" / f"{chunk.stem}.npy"
+    tmp = stats_path.with_name(f".{chunk.stem}.{os.getpid()}.npy")
+    with tmp.open("wb") as handle:
+        np.save(handle, partial.sums)
+    os.replace(tmp, stats_path)
+    part = out / "patients" / f"{chunk.stem}.parquet"
+    tmp = part.with_name(f".{chunk.stem}.{os.getpid()}.parquet")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
+    os.replace(tmp, part)
+    return chunk
+
+
+def _done(out: Path, chunk: Chunk) -> bool:
+    return (out / "patients" / f"{chunk.stem}.parquet").is_file() and (
+        out / "stats" / f"{chunk.stem}.npy"
+    ).is_file()
+
+
+def _manifest(scenario: Scenario, chunk_size: int) -> dict:
+    trial = scenario.trial
+    return {
+        "kind": KIND,
+        "infusim_version": __version__,
+        "scenario_name": scenario.name,
+        "scenario_hash": scenario.hash(),
+        "patients": trial.patients,
+        "replicates": trial.replicates,
+        "chunk_size": chunk_size,
+        "seed": scenario.simulation.seed,
+        "status": "running",
+    }
+
+
+_SAME_RUN = ("kind", "scenario_hash", "patients", "replicates", "chunk_size", "seed")
+
+
+def _prepare(out: Path, manifest: dict, resume: bool) -> None:
+    """Create, check (resume) or reset the output folder; refuse foreign or corrupt folders."""
+    if out.exists() and not out.is_dir():
+        raise OutputError("output", f"{out} exists and is not a folder")
+    existing = out / MANIFEST
+    if out.is_dir() and any(out.iterdir()):
+        if not existing.is_file():
+            raise OutputError(
+                "output", f"{out} holds files that are not an infusim trial; choose an empty or new folder"
+            )
+        try:
+            old = json.loads(existing.read_text(encoding="utf-8"))
+            if not isinstance(old, dict) or old.get("kind") != KIND:
+                raise ValueError("not an infusim trial manifest")
+        except (OSError, ValueError) as exc:
+            raise OutputError(
+                "output", f"{existing} is corrupt ({exc}); remove the folder or choose another"
+            ) from None
+        if resume:
+            different = [k for k in _SAME_RUN if old.get(k) != manifest[k]]
+            if different:
+                raise OutputError(
+                    "--resume",
+                    f"{out} holds a different run ({', '.join(different)} differ); "
+                    "run without --resume to start over",
+                )
+            _check_parts(out)
+            return
+        for name in ("patients", "stats"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        (out / "summary.json").unlink(missing_ok=True)
+    elif resume:
+        raise OutputError("--resume", f"{out} holds no trial to resume")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "patients").mkdir(exist_ok=True)
+    (out / "stats").mkdir(exist_ok=True)
+    _write_atomic_json(out / MANIFEST, manifest)
+
+
+def _check_parts(out: Path) -> None:
+    """Before resuming: drop temporary files of killed writers; refuse unreadable chunk files."""
+    for folder in ("patients", "stats"):
+        (out / folder).mkdir(exist_ok=True)
+        for path in (out / folder).glob(".part-*"):
+            path.unlink(missing_ok=True)
+    for path in sorted((out / "patients").glob("part-*.parquet")):
+        try:
+            pq.read_metadata(path)
+        except Exception as exc:
+            raise OutputError("output", f"{path} is corrupt ({exc}); remove it and resume") from None
+    for path in sorted((out / "stats").glob("part-*.npy")):
+        try:
+            np.load(path)
+        except Exception as exc:
+            raise OutputError("output", f"{path} is corrupt ({exc}); remove it and resume") from None
+
+
+def _write_atomic_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_json(data, tmp)
+    os.replace(tmp, path)

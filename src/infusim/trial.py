@@ -1,0 +1,321 @@
+"""Virtual trials: randomise virtual patients to arms and follow each one and its untreated twin.
+
+A chunk of patients (a slice of patient indices of one replicate) is simulated independently of
+every other chunk: allocation, covariates, variability and measurement noise are pure functions of
+(seed, replicate, patient index), so the rows of a patient do not depend on how the trial is cut.
+
+Per patient and visit, for every endpoint of the condition:
+
+* ``<endpoint>``: what the trial records. Natural history, plus the placebo response when the arm
+  has a procedure (cells or sham), plus the effect of the cells, plus measurement error. Response
+  rate endpoints (``% of patients``) are recorded as responders (1) or not (0);
+* ``<endpoint>_untreated``: the untreated twin, the same patient on natural history alone, without
+  procedure or measurement error (for rate endpoints, whether the twin responds, with the same
+  random number: a twin never responds when the treated patient does not).
+
+``simulate_chunk`` also returns partial sums (per arm, endpoint and visit) from which ``stats``
+builds means, confidence intervals, comparisons and power without reading the rows back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from infusim import conditions
+from infusim.conditions import ConditionInfo, Endpoint
+from infusim.model import disease, mechanisms
+from infusim.model.declare import patient_sum
+from infusim.model.kinetics import assemble
+from infusim.parameters import ParameterSet, bundled
+from infusim.population import (
+    Cohort,
+    replicate_seed,
+    sample_cohort,
+    standard_normals,
+    stream,
+    uniforms,
+)
+from infusim.scenario import Scenario
+from infusim.solve import solve_projected
+
+#: Fields of the partial sums, last axis of ``ChunkStats.sums``.
+FIELDS = ("n", "sum_change", "sumsq_change", "sum_value", "sumsq_value", "sum_effect", "responders")
+
+
+@dataclass(frozen=True)
+class Design:
+    """What a trial measures: condition, endpoints, visits (days), arms and the primary comparison."""
+
+    condition: ConditionInfo
+    endpoints: tuple[Endpoint, ...]
+    visits_d: np.ndarray
+    arms: tuple[str, ...]
+    control: int
+    primary: int
+    primary_visit: int
+    responder_change: float
+
+    @property
+    def rate_endpoints(self) -> tuple[bool, ...]:
+        return tuple(is_rate(e) for e in self.endpoints)
+
+
+@dataclass(frozen=True)
+class ChunkStats:
+    """Partial sums of one chunk: ``sums`` (arms, endpoints, visits, fields) for one replicate."""
+
+    replicate: int
+    start: int
+    sums: np.ndarray
+
+
+def is_rate(endpoint: Endpoint) -> bool:
+    """Whether an endpoint is a share of patients (recorded per patient as 0 or 1)."""
+    return endpoint.unit == "% of patients"
+
+
+def design(scenario: Scenario, params: ParameterSet | None = None) -> Design:
+    """The trial design of a scenario with a ``trial`` section."""
+    params = params or bundled()
+    trial = scenario.trial
+    info = conditions.get(scenario.condition.name)
+    endpoints = list(info.endpoints)
+    cells = [scenario.for_arm(a) for a in trial.arms if a.kind == "cells"]
+    if any(arm.administration.conditioning != "none" for arm in cells):
+        endpoints.append(disease.TRM_ENDPOINT)
+    names = [e.name for e in endpoints]
+    primary = names.index(trial.primary.endpoint)
+    change = trial.primary.responder_change
+    if change is None:
+        endpoint = endpoints[primary]
+        scope = f"{info.name}/{endpoint.name}"
+        mcid = 0.0
+        if params.has("mcid", scope):
+            mcid = params.get("mcid", scope, params.entry("mcid", scope).unit)
+        change = endpoint.direction * mcid
+    arms = tuple(a.name for a in trial.arms)
+    visits = np.asarray(trial.visits_h) / 24.0
+    return Design(
+        info,
+        tuple(endpoints),
+        visits,
+        arms,
+        arms.index(trial.control.name),
+        primary,
+        int(np.searchsorted(visits, trial.primary.at_h / 24.0)),
+        float(change),
+    )
+
+
+def allocate(seed: int, index: np.ndarray, ratios: tuple[int, ...]) -> np.ndarray:
+    """Arm of each patient by permuted blocks (a block holds each arm ``ratio`` times).
+
+    Patient ``i`` sits in block ``i // size``; its place in the block's random order is a pure
+    function of (seed, block), so allocation does not depend on chunking.
+    """
+    template = np.repeat(np.arange(len(ratios)), ratios)
+    size = len(template)
+    index = np.asarray(index, dtype=np.int64)
+    blocks = np.unique(index // size)
+    slots = (blocks[:, None] * size + np.arange(size)).reshape(-1)
+    keys = uniforms(seed, slots, stream("allocation")).reshape(len(blocks), size)
+    order = np.argsort(keys, axis=1, kind="stable")
+    arm_of_block = template[order]
+    row = np.searchsorted(blocks, index // size)
+    return arm_of_block[row, index % size]
+
+
+def simulate_chunk(
+    scenario: Scenario,
+    replicate: int,
+    start: int,
+    stop: int,
+    params: ParameterSet | None = None,
+    table: bool = True,
+) -> tuple[pa.Table | None, ChunkStats]:
+    """Patients ``start`` to ``stop - 1`` of replicate ``replicate``: their rows and partial sums."""
+    params = params or bundled()
+    plan = design(scenario, params)
+    trial = scenario.trial
+    seed = replicate_seed(scenario.simulation.seed, replicate)
+    index = np.arange(start, stop, dtype=np.int64)
+    cohort = sample_cohort(scenario, seed, index, params)
+    arm = allocate(seed, index, tuple(a.ratio for a in trial.arms))
+    n, n_visits = len(index), len(plan.visits_d)
+    true = {e.name: np.zeros((n, n_visits)) for e in plan.endpoints}
+    untreated = {e.name: np.zeros((n, n_visits)) for e in plan.endpoints}
+    for a, spec in enumerate(trial.arms):
+        members = np.flatnonzero(arm == a)
+        if members.size == 0:
+            continue
+        group = cohort.take(members)
+        outcome = _arm_outcomes(scenario.for_arm(spec), spec.kind, group, plan, params)
+        for e in plan.endpoints:
+            true[e.name][members] = outcome.treated[e.name]
+            untreated[e.name][members] = outcome.untreated[e.name]
+    measured, twin = _measure(seed, index, plan, true, untreated, params)
+    stats = ChunkStats(replicate, start, _partial_sums(plan, arm, measured, true, untreated))
+    if not table:
+        return None, stats
+    return _table(replicate, index, arm, cohort, plan, measured, twin), stats
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    treated: dict[str, np.ndarray]
+    untreated: dict[str, np.ndarray]
+
+
+def _arm_outcomes(
+    scenario: Scenario, kind: str, cohort: Cohort, plan: Design, params: ParameterSet
+) -> _Outcome:
+    """True endpoint values (patients, visits) of one arm: with cells, sham, or nothing."""
+    info = plan.condition
+    visits = plan.visits_d
+    grid = mechanisms.disease_grid(float(visits[-1]) if visits[-1] > 0 else 1.0, visits)
+    n = len(cohort.index)
+    if kind == "cells":
+        model = assemble(
+            scenario,
+            patients=n,
+            params=params,
+            rate_factors=cohort.rate_factors,
+            body_weight_kg=cohort.body_weight_kg,
+            severity=cohort.severity,
+        )
+        weights = mechanisms.state_weights(model, info.mechanisms)
+        sums = {}
+        if weights:
+            projected = solve_projected(model, grid * 24.0, np.stack(list(weights.values())))
+            totals = patient_sum(projected, model.rows_per_patient)
+            sums = {name: totals[:, :, i] for i, name in enumerate(weights)}
+        signals = mechanisms.signals(scenario, sums, grid, params, cohort.body_weight_kg, cohort.severity)
+        if not sums:
+            signals.values["reset"] = np.broadcast_to(signals.values["reset"], (n, len(grid))).copy()
+        responses = mechanisms.responses(signals, params, info.mechanisms)
+    else:
+        responses = {m: np.zeros((n, len(grid))) for m in info.mechanisms}
+    paths = disease.trajectories(scenario, info, responses, grid, params, cohort.variation)
+    at = np.searchsorted(grid, visits)
+    treated, untreated = {}, {}
+    for endpoint in plan.endpoints:
+        name = endpoint.name
+        if name in paths.treated:
+            value = paths.treated[name][:, at]
+            natural = paths.untreated[name][:, at]
+        else:
+            value = natural = np.zeros((n, len(visits)))
+        if kind != "none" and not is_rate(endpoint):
+            placebo = _placebo(info, endpoint, cohort, visits, params)
+            value = np.clip(value + placebo, endpoint.low, endpoint.high)
+        treated[name], untreated[name] = value, natural
+    return _Outcome(treated, untreated)
+
+
+def _placebo(
+    info: ConditionInfo, endpoint: Endpoint, cohort: Cohort, visits_d: np.ndarray, params: ParameterSet
+) -> np.ndarray:
+    """Response to the procedure itself (patients, visits): builds up over weeks, then persists."""
+    scope = f"{info.name}/{endpoint.name}"
+    if endpoint.name == disease.TRM_ENDPOINT.name or not params.has("placebo_change", scope):
+        return np.zeros((len(cohort.index), len(visits_d)))
+    change = params.get("placebo_change", scope, params.entry("placebo_change", scope).unit)
+    onset = params.get("placebo_onset", "", "day")
+    return change * cohort.placebo_factor[:, None] * -np.expm1(-visits_d[None, :] / onset)
+
+
+def _measure(
+    seed: int,
+    index: np.ndarray,
+    plan: Design,
+    true: dict[str, np.ndarray],
+    untreated: dict[str, np.ndarray],
+    params: ParameterSet,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """What the trial records, and the untreated twin as reported.
+
+    Continuous endpoints get measurement error (the twin is reported without it); rate endpoints
+    become responders (0/1), the twin drawn with the same random number.
+    """
+    measured, twin = {}, {}
+    for endpoint in plan.endpoints:
+        name = endpoint.name
+        if is_rate(endpoint):
+            u = uniforms(seed, index, stream(f"responder:{name}"))[:, None] * 100.0
+            measured[name] = (u < true[name]).astype(float)
+            twin[name] = (u < untreated[name]).astype(float)
+            continue
+        twin[name] = untreated[name]
+        scope = f"{plan.condition.name}/{name}"
+        sd = params.get("measurement_sd", scope, params.entry("measurement_sd", scope).unit)
+        noise = np.stack(
+            [standard_normals(seed, index, stream(f"noise:{name}:{v}")) for v in range(len(plan.visits_d))], 1
+        )
+        measured[name] = np.clip(true[name] + sd * noise, endpoint.low, endpoint.high)
+    return measured, twin
+
+
+def _partial_sums(
+    plan: Design,
+    arm: np.ndarray,
+    measured: dict[str, np.ndarray],
+    true: dict[str, np.ndarray],
+    untreated: dict[str, np.ndarray],
+) -> np.ndarray:
+    """Sums (arms, endpoints, visits, FIELDS) over this chunk's patients."""
+    sums = np.zeros((len(plan.arms), len(plan.endpoints), len(plan.visits_d), len(FIELDS)))
+    onehot = (arm[:, None] == np.arange(len(plan.arms))[None, :]).astype(float)  # (patients, arms)
+    for e, endpoint in enumerate(plan.endpoints):
+        value = measured[endpoint.name]
+        change = value - value[:, :1]
+        effect = true[endpoint.name] - untreated[endpoint.name]
+        if is_rate(endpoint):
+            responder = value
+        elif e == plan.primary:
+            threshold = plan.responder_change
+            responder = (change * np.sign(threshold) >= abs(threshold)).astype(float)
+        else:
+            responder = np.zeros_like(value)
+        columns = (np.ones_like(value), change, change**2, value, value**2, effect, responder)
+        for f, column in enumerate(columns):
+            sums[:, e, :, f] = onehot.T @ column
+    return sums
+
+
+def _table(
+    replicate: int,
+    index: np.ndarray,
+    arm: np.ndarray,
+    cohort: Cohort,
+    plan: Design,
+    measured: dict[str, np.ndarray],
+    untreated: dict[str, np.ndarray],
+) -> pa.Table:
+    """One row per patient and visit: covariates, arm, recorded endpoints and the untreated twin."""
+    visits = len(plan.visits_d)
+
+    def per_row(values: np.ndarray, dtype) -> np.ndarray:
+        return np.repeat(values.astype(dtype), visits)
+
+    columns = {
+        "replicate": pa.array(np.full(len(index) * visits, replicate, dtype=np.int32)),
+        "patient": pa.array(per_row(index, np.int64)),
+        "arm": pa.DictionaryArray.from_arrays(
+            pa.array(per_row(arm, np.int8)), pa.array(list(plan.arms), pa.string())
+        ),
+        "visit_day": pa.array(np.tile(plan.visits_d.astype(np.float32), len(index))),
+        "age_years": pa.array(per_row(cohort.age_years, np.float32)),
+        "female": pa.array(per_row(cohort.female, np.bool_)),
+        "body_weight_kg": pa.array(per_row(cohort.body_weight_kg, np.float32)),
+        "severity": pa.array(per_row(cohort.severity, np.float32)),
+    }
+    for endpoint in plan.endpoints:
+        name = endpoint.name
+        columns[name] = pa.array(measured[name].astype(np.float32).reshape(-1))
+        columns[f"{name}_untreated"] = pa.array(untreated[name].astype(np.float32).reshape(-1))
+    units = {e.name: ("responder (0/1)" if is_rate(e) else e.unit) for e in plan.endpoints}
+    metadata = {f"unit:{k}".encode(): v.encode() for k, v in units.items()}
+    return pa.table(columns).replace_schema_metadata(metadata)

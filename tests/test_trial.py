@@ -1,0 +1,89 @@
+"""Virtual trials: allocation, untreated twins, measurement error, statistics and nulls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import scipy.stats
+
+from infusim import stats
+from infusim.population import replicate_seed
+from infusim.runner import chunks, power_curve
+from infusim.scenario import load
+from infusim.trial import allocate, design, simulate_chunk
+from tests.helpers import EXAMPLES
+
+OA = EXAMPLES / "trial-knee-osteoarthritis.yaml"
+COPD = EXAMPLES / "trial-copd.yaml"
+
+
+def test_permuted_blocks_keep_the_ratio_and_do_not_depend_on_chunks():
+    arms = allocate(3, np.arange(4_000), (1, 2, 1))
+    blocks = arms.reshape(-1, 4)
+    assert all(sorted(b) == [0, 1, 1, 2] for b in blocks)
+    np.testing.assert_array_equal(allocate(3, np.arange(1_001, 1_999), (1, 2, 1)), arms[1_001:1_999])
+    assert not np.array_equal(allocate(4, np.arange(4_000), (1, 2, 1)), arms)
+
+
+def test_patient_rows_are_bit_identical_however_the_trial_is_chunked():
+    s = load(OA)
+    whole, _ = simulate_chunk(s, 0, 0, 180)
+    parts = [simulate_chunk(s, 0, c.start, c.stop)[0] for c in chunks(s, chunk_size=7)]
+    assert pa.concat_tables(parts).equals(whole)
+    second, _ = simulate_chunk(s, 1, 0, 180)
+    assert not second.equals(whole)
+    assert replicate_seed(2026, 0) != replicate_seed(2026, 1)
+
+
+def test_measurement_error_and_untreated_twin_in_a_null_control_arm():
+    s = load(COPD)
+    table, _ = simulate_chunk(s, 0, 0, 4_000)
+    rows = table.to_pandas()
+    control = rows[(rows.arm == "placebo") & (rows.visit_day > 0)]
+    # COPD has no placebo effect on FEV1: recorded minus twin is pure measurement error (0.103 L)
+    residual = control.fev1 - control.fev1_untreated
+    assert abs(residual.mean()) < 0.005 and abs(residual.std() - 0.103) < 0.005
+    # the twin declines at the tabulated rate (ECLIPSE -33 mL/year, SD 59 mL/year between patients)
+    twin = rows.pivot_table(index="patient", columns="visit_day", values="fev1_untreated")
+    slope = (twin[365.0] - twin[0.0]) / (365 / 365.25)
+    assert abs(slope.mean() + 0.033) < 0.004 and abs(slope.std() - 0.059) < 0.005
+
+
+def test_summary_statistics_match_an_independent_welch_test_on_the_rows():
+    s = load(OA)
+    table, partial = simulate_chunk(s, 0, 0, 180)
+    plan = design(s)
+    totals = stats.combine([partial], 1, partial.sums.shape)[0]
+    rows = table.to_pandas()
+    wide = rows.pivot_table(index=["patient", "arm"], columns="visit_day", values="womac_total").reset_index()
+    change = wide[180.0] - wide[0.0]
+    treated, control = change[wide.arm == "msc_5e7"], change[wide.arm == "saline"]
+    reference = scipy.stats.ttest_ind(treated, control, equal_var=False)
+    ours = stats.compare(totals, plan, plan.arms.index("msc_5e7"), plan.primary, plan.primary_visit)
+    # the rows are float32; the partial sums float64
+    assert ours["difference"] == pytest.approx(treated.mean() - control.mean(), rel=1e-6)
+    assert ours["p_value"] == pytest.approx(reference.pvalue, rel=1e-4)
+    interval = reference.confidence_interval()
+    assert ours["ci95"] == pytest.approx([interval.low, interval.high], rel=1e-5)
+    summary = stats.arm_summary(totals, plan)["msc_5e7"]["womac_total"]["visits"]["180"]
+    assert summary["responders"] == pytest.approx(100 * np.mean(treated <= -10))
+
+
+def test_cells_beat_placebo_in_knee_oa_but_not_in_copd():
+    oa = power_curve(load(OA), [120], replicates=40)[120]
+    copd = power_curve(load(COPD), [120], replicates=200)[120]
+    assert oa["msc_5e7"]["power"] > 0.8
+    assert copd["msc"]["power"] < 0.06  # the type I error of a null treatment, one favourable side
+    assert abs(copd["msc"]["difference_mean"]) < 0.02  # L
+
+
+def test_placebo_arm_shows_the_tabulated_placebo_response_and_no_cell_effect():
+    s = load(OA)
+    _, partial = simulate_chunk(s, 0, 0, 6_000, table=False)
+    plan = design(s)
+    totals = stats.combine([partial], 1, partial.sums.shape)[0]
+    saline = stats.arm_summary(totals, plan)["saline"]["womac_total"]["visits"]["180"]
+    # Previtali 2021: intra-articular saline improves WOMAC total by about 14.5 points by 6 months
+    assert saline["effect_vs_untreated"] == pytest.approx(-14.5 * (1 - np.exp(-180 / 14)), rel=0.05)
+    assert saline["mean_change"] == pytest.approx(saline["effect_vs_untreated"], abs=0.6)
