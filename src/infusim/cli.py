@@ -353,9 +353,9 @@ def trial(
     Writes OUT/patients/ (Parquet dataset: one row per patient and visit with covariates, arm,
     recorded endpoints and the untreated twin's), OUT/summary.json (per arm: n, mean change with
     95% CI and responder rate at each visit; each arm against control: difference, 95% CI and
-    p-value; power over replicates) and OUT/trial.json. Chunks stream to disk, so a run killed
-    part-way continues with --resume. Results do not depend on --workers, --scheduler or
-    --chunk-size.
+    p-value; power over replicates), OUT/report.html and OUT/trial.json. Chunks stream to disk,
+    so a run killed part-way continues with --resume. Results do not depend on --workers,
+    --scheduler or --chunk-size.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -379,7 +379,7 @@ def trial(
         )
     _print_trial(summary)
     console.print(f"[dim]{summary['disclaimer']}[/dim]")
-    console.print(f"Output folder: [bold]{out}[/bold] (patients/, summary.json)")
+    console.print(f"Output folder: [bold]{out}[/bold] (patients/, summary.json, report.html)")
 
 
 @app.command()

@@ -2,11 +2,12 @@
 
 The output folder holds ``trial.json`` (what is being run), ``patients/`` (a Parquet dataset, one
 file per chunk of patients), ``stats/`` (each chunk's partial sums) and, once every chunk is done,
-``summary.json``. Each chunk file is written to a temporary name and renamed, so a chunk is either
-complete or absent; a run that was killed resumes (``resume=True``) by computing only the chunks
-that are missing, and ends with the same files as an uninterrupted run. Chunks are combined in a
-fixed order, and every patient's numbers depend only on (seed, replicate, patient index), so the
-result does not depend on the number of workers or the backend.
+``report.html`` and ``summary.json`` (written last). Each chunk file is written to a temporary
+name and renamed, so a chunk is either complete or absent; a run that was killed resumes
+(``resume=True``) by computing only the chunks that are missing, and ends with the same files as
+an uninterrupted run. Chunks are combined in a fixed order, and every patient's numbers depend
+only on (seed, replicate, patient index), so the result does not depend on the number of workers
+or the backend.
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ def run_trial(
         if progress is not None:
             progress(chunk.stop - chunk.start)
     summary = summarize(scenario, out, plan)
+    from infusim.report.trial import render
+
+    report = out / ".report.html.tmp"
+    report.write_text(render(summary), encoding="utf-8")
+    os.replace(report, out / "report.html")
     _write_atomic_json(out / "summary.json", summary)
     _write_atomic_json(out / MANIFEST, manifest | {"status": "complete"})
     return summary
@@ -314,7 +320,8 @@ def _prepare(out: Path, manifest: dict, resume: bool) -> None:
             return
         for name in ("patients", "stats"):
             shutil.rmtree(out / name, ignore_errors=True)
-        (out / "summary.json").unlink(missing_ok=True)
+        for name in ("summary.json", "report.html"):
+            (out / name).unlink(missing_ok=True)
     elif resume:
         raise OutputError("--resume", f"{out} holds no trial to resume")
     out.mkdir(parents=True, exist_ok=True)

@@ -249,6 +249,8 @@ def test_trial_writes_the_dataset_and_summary_and_prints_the_primary_comparison(
     assert set(rows.replicate) == {0, 1, 2} and len(rows) == 3 * 40 * 3  # replicates x patients x visits
     for column in ("patient", "arm", "visit_day", "age_years", "female", "body_weight_kg", "fev1_untreated"):
         assert column in rows
+    page = (tmp_path / "t" / "report.html").read_text()
+    assert "fev1" in page and "not advice for any patient" in page and '<script src="http' not in page
 
 
 @pytest.mark.parametrize(

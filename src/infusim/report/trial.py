@@ -1,0 +1,97 @@
+"""The HTML report of a virtual trial, drawn from its summary (no patient rows are read back)."""
+
+from __future__ import annotations
+
+import html
+
+import plotly.graph_objects as go
+
+
+def render(summary: dict) -> str:
+    """A standalone HTML page: per-arm curves with 95% CIs, the primary comparison and power."""
+    figures = [_endpoint_figure(summary, name) for name in next(iter(summary["by_arm"].values()))]
+    parts = [
+        figure.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
+        for i, figure in enumerate(figures)
+    ]
+    primary = summary["primary"]
+    rows = []
+    for arm, result in primary["comparisons"].items():
+        power = summary["power"][arm]
+        low, high = result["ci95"]
+        rows.append(
+            "<tr>"
+            f"<td>{html.escape(arm)} vs {html.escape(primary['control'])}</td>"
+            f"<td>{_number(result['difference'])}</td><td>{_number(low)} to {_number(high)}</td>"
+            f"<td>{_number(result['p_value'])}</td><td>{power['power']:.0%} of {power['replicates']}</td>"
+            "</tr>"
+        )
+    arms = ", ".join(
+        f"{html.escape(a['name'])} ({a['kind']}, ratio {a['ratio']}{', control' if a['control'] else ''})"
+        for a in summary["arms"]
+    )
+    title = html.escape(summary["scenario_name"])
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>infusim trial: {title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
+.warn{{background:#fff4d6;border-left:4px solid #e0a800;padding:.6em 1em}}
+table{{border-collapse:collapse}}th,td{{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd}}
+</style></head><body>
+<h1>infusim virtual trial: {title}</h1>
+<p class="warn">{html.escape(summary["disclaimer"])}</p>
+<p>{html.escape(summary["condition"])}; {summary["patients"]} patients per replicate,
+{summary["replicates"]} replicate(s); arms: {arms}. Scenario hash
+{html.escape(summary["scenario_hash"][:16])}, seed {summary["seed"]}, infusim
+{html.escape(summary["infusim_version"])}.</p>
+<h2>Primary comparison: {html.escape(primary["endpoint"])} at day {primary["visit_day"]:g}
+({html.escape(primary["unit"])})</h2>
+<table><tr><th>comparison</th><th>difference</th><th>95% CI</th><th>p</th><th>power</th></tr>
+{"".join(rows)}</table>
+<p>Responders: change of at least {primary["responder_change"]:g} {html.escape(primary["unit"])}.
+Dashed lines: the same patients' untreated twins (natural history without procedure).</p>
+{"".join(parts)}
+<h2>Notes</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in summary["notes"])}</ul>
+</body></html>
+"""
+
+
+def _endpoint_figure(summary: dict, endpoint: str) -> go.Figure:
+    """Mean change (or share of responders) by visit and arm, with 95% CI error bars."""
+    figure = go.Figure()
+    unit = ""
+    for arm in summary["arms"]:
+        name = arm["name"]
+        data = summary["by_arm"][name][endpoint]
+        unit = data["unit"]
+        days = [float(d) for d in data["visits"]]
+        entries = list(data["visits"].values())
+        rate = "mean_change" not in entries[0]
+        key = "responders" if rate else "mean_change"
+        values = [e[key] for e in entries]
+        low = [v - e["ci95"][0] for v, e in zip(values, entries, strict=True)]
+        high = [e["ci95"][1] - v for v, e in zip(values, entries, strict=True)]
+        figure.add_trace(
+            go.Scatter(
+                x=days,
+                y=values,
+                name=name,
+                mode="lines+markers",
+                error_y={"type": "data", "array": high, "arrayminus": low},
+            )
+        )
+        # the twin's mean (change): the arm's minus its mean effect against the twin
+        twin = [v - e["effect_vs_untreated"] for v, e in zip(values, entries, strict=True)]
+        figure.add_trace(
+            go.Scatter(x=days, y=twin, name=f"{name}: untreated twin", mode="lines", line={"dash": "dash"})
+        )
+    what = "responders (%)" if unit == "% of patients" else f"change from baseline ({unit})"
+    figure.update_layout(
+        title=f"{endpoint}: {what}, mean and 95% CI by arm", height=400, margin={"t": 50, "b": 50}
+    )
+    figure.update_xaxes(title="day")
+    figure.update_yaxes(title=what)
+    return figure
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
