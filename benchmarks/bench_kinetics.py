@@ -65,6 +65,8 @@ def peer_solve(
             rtol=rtol,
             atol=atol,
         )
+        if not solution.success:
+            raise RuntimeError(f"solve_ivp failed at rtol {rtol:g}: {solution.message}")
         x = solution.y[:, -1]
     return out
 

@@ -39,9 +39,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import scipy.integrate
-import scipy.linalg
 import yaml
+from bench_kinetics import peer_solve
 
 from infusim.model import mechanisms
 from infusim.model.declare import Model
@@ -161,40 +160,10 @@ def solve_ivp_loop(
     model: Model, weights: np.ndarray, grid_h: np.ndarray, patients: int, rtol: float, atol: float
 ) -> tuple[np.ndarray, float]:
     """(patients, times, sums) by scipy solve_ivp (LSODA, exact Jacobian) per patient; and seconds."""
-    k, n = model.rows_per_patient, len(model.states)
-    grid = np.union1d(model.breakpoints(float(grid_h[-1])), grid_h)
-    wanted = {t: i for i, t in enumerate(grid_h.tolist())}
     out = np.zeros((patients, len(grid_h), weights.shape[0]))
     start = time.perf_counter()
     for p in range(patients):
-        rows = np.arange(p * k, (p + 1) * k)
-        x = np.zeros(k * n)
-        matrices = {}
-        for j, t0 in enumerate(grid):
-            x = x + model.boluses_at(t0)[rows].reshape(-1)
-            if t0 in wanted:
-                out[p, wanted[t0]] = weights @ x.reshape(k, n).sum(axis=0)
-            if j + 1 == len(grid):
-                break
-            t1 = grid[j + 1]
-            key = tuple(t0 >= s.time_h[rows[0]] for s in model.switches)
-            if key not in matrices:
-                full = model.rate_matrix(model.parameters_at(t0))
-                matrices[key] = scipy.linalg.block_diag(*full[rows])
-            a = matrices[key]
-            u = model.input_rate(t0, t1)[rows].reshape(-1)
-            solution = scipy.integrate.solve_ivp(
-                lambda _t, y, a=a, u=u: a @ y + u,
-                (t0, t1),
-                x,
-                method="LSODA",
-                jac=lambda _t, _y, a=a: a,
-                rtol=rtol,
-                atol=atol,
-            )
-            if not solution.success:
-                raise RuntimeError(f"solve_ivp failed at rtol {rtol:g}: {solution.message}")
-            x = solution.y[:, -1]
+        out[p] = peer_solve(model, grid_h, p, "LSODA", rtol, atol) @ weights.T
     return out, time.perf_counter() - start
 
 

@@ -16,7 +16,7 @@ from infusim.model.kinetics import assemble
 from infusim.observe import Observed, cells_table, observation_table, observe
 from infusim.parameters import ParameterSet, bundled, citation_line
 from infusim.scenario import Scenario
-from infusim.solve import conservation_error, solve_projected
+from infusim.solve import conservation_error
 
 DISCLAIMER = (
     "infusim is a research tool. Its results are model predictions for research and teaching, "
@@ -51,12 +51,7 @@ def disease_outcomes(
     if extra_days is not None:
         outputs_d = np.concatenate([outputs_d, extra_days])
     grid_d = mechanisms.disease_grid(scenario.simulation.duration_h / 24.0, outputs_d)
-    weights = mechanisms.state_weights(model, info.mechanisms)
-    sums = {}
-    if weights:
-        projected = solve_projected(model, grid_d * 24.0, np.stack(list(weights.values())))
-        totals = patient_sum(projected, model.rows_per_patient)
-        sums = {name: totals[:, :, i] for i, name in enumerate(weights)}
+    sums = mechanisms.cell_sums(model, grid_d, info.mechanisms)
     signals = mechanisms.signals(scenario, sums, grid_d, params)
     responses = mechanisms.responses(signals, params, info.mechanisms)
     return disease.trajectories(scenario, info, responses, grid_d, params)

@@ -27,7 +27,6 @@ import pyarrow as pa
 from infusim import conditions
 from infusim.conditions import ConditionInfo, Endpoint
 from infusim.model import disease, mechanisms
-from infusim.model.declare import patient_sum
 from infusim.model.kinetics import assemble
 from infusim.parameters import ParameterSet, bundled
 from infusim.population import (
@@ -39,7 +38,6 @@ from infusim.population import (
     uniforms,
 )
 from infusim.scenario import Scenario
-from infusim.solve import solve_projected
 
 #: Fields of the partial sums, last axis of ``ChunkStats.sums``.
 FIELDS = ("n", "sum_change", "sumsq_change", "sum_value", "sumsq_value", "sum_effect", "responders")
@@ -186,15 +184,8 @@ def _arm_outcomes(
             body_weight_kg=cohort.body_weight_kg,
             severity=cohort.severity,
         )
-        weights = mechanisms.state_weights(model, info.mechanisms)
-        sums = {}
-        if weights:
-            projected = solve_projected(model, grid * 24.0, np.stack(list(weights.values())))
-            totals = patient_sum(projected, model.rows_per_patient)
-            sums = {name: totals[:, :, i] for i, name in enumerate(weights)}
+        sums = mechanisms.cell_sums(model, grid, info.mechanisms)
         signals = mechanisms.signals(scenario, sums, grid, params, cohort.body_weight_kg, cohort.severity)
-        if not sums:
-            signals.values["reset"] = np.broadcast_to(signals.values["reset"], (n, len(grid))).copy()
         responses = mechanisms.responses(signals, params, info.mechanisms)
     else:
         responses = {m: np.zeros((n, len(grid))) for m in info.mechanisms}

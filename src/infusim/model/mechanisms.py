@@ -24,10 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from infusim.conditions import MECHANISMS
-from infusim.model.declare import Model
+from infusim.model.declare import Model, patient_sum
 from infusim.model.physiology import physiology
 from infusim.parameters import ParameterSet
 from infusim.scenario import Scenario
+from infusim.solve import solve_projected
 
 #: Grid of the disease clock (days): fine while cells act, then daily, then weekly.
 _EARLY_DAYS = np.array([0.0, 1 / 24, 3 / 24, 6 / 24, 12 / 24])
@@ -74,6 +75,16 @@ def state_weights(model: Model, mechanisms: tuple[str, ...] = MECHANISMS) -> dic
     return rows
 
 
+def cell_sums(model: Model, times_d: np.ndarray, mechanisms: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The cell sums the ``mechanisms`` need, per patient: name -> (patients, times), cells."""
+    weights = state_weights(model, mechanisms)
+    if not weights:
+        return {}
+    projected = solve_projected(model, np.asarray(times_d) * 24.0, np.stack(list(weights.values())))
+    totals = patient_sum(projected, model.rows_per_patient)
+    return {name: totals[:, :, i] for i, name in enumerate(weights)}
+
+
 def signals(
     scenario: Scenario,
     sums: dict[str, np.ndarray],
@@ -86,7 +97,10 @@ def signals(
 
     ``body_weight_kg`` and ``severity`` (patients,) default to the scenario's single patient.
     """
-    patients = next(iter(sums.values())).shape[0] if sums else 1
+    if sums:
+        patients = next(iter(sums.values())).shape[0]
+    else:
+        patients = 1 if body_weight_kg is None else len(body_weight_kg)
     weight = np.broadcast_to(
         scenario.patient.body_weight_kg if body_weight_kg is None else body_weight_kg, (patients,)
     )[:, None]
