@@ -377,6 +377,8 @@ def trial(
             chunk_size=chunk_size or default_chunk_size(loaded),
             progress=lambda n: bar.advance(task, n),
         )
+    for warning in summary["warnings"]:
+        errors.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     _print_trial(summary)
     console.print(f"[dim]{summary['disclaimer']}[/dim]")
     console.print(f"Output folder: [bold]{out}[/bold] (patients/, summary.json, report.html)")
@@ -455,12 +457,13 @@ def _print_trial(summary: dict) -> None:
         if result["difference"] is None:
             continue
         low, high = result["ci95"]
-        console.print(
+        line = (
             f"{arm} vs {primary['control']}: {result['difference']:+.3g} {unit} "
-            f"(95% CI {low:+.3g} to {high:+.3g}), "
-            f"p = {result['p_value']:.2g}; power {summary['power'][arm]['power']:.0%} "
-            f"over {summary['replicates']} replicate(s)"
+            f"(95% CI {low:+.3g} to {high:+.3g}), p = {result['p_value']:.2g}"
         )
+        if summary["replicates"] > 1:
+            line += f"; power {summary['power'][arm]['power']:.0%} over {summary['replicates']} replicates"
+        console.print(line)
 
 
 @app.command(name="export-sbml")

@@ -179,6 +179,7 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
         "by_arm": stats.arm_summary(first, plan),
         "comparisons": stats.comparisons(first, plan),
         "power": stats.power(totals, plan),
+        "warnings": trial_warnings(scenario),
         "output": {
             "patients_dataset": "patients/",
             "bytes": size,
@@ -192,6 +193,21 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
             "placebo response included for arms with a procedure",
         ],
     }
+
+
+def trial_warnings(scenario: Scenario) -> list[str]:
+    """Valid inputs a reader should know about: unused fields, arms outside the trial evidence."""
+    from infusim import conditions
+    from infusim.model.disease import extrapolation_warnings
+
+    notes = list(scenario.warnings())
+    if "patient" in scenario.model_fields_set:
+        notes.append("patient: ignored in a trial; patients come from the condition's virtual population")
+    info = conditions.get(scenario.condition.name)
+    for arm in scenario.trial.arms:
+        if arm.kind == "cells":
+            notes.extend(f"arm {arm.name}: {w}" for w in extrapolation_warnings(scenario.for_arm(arm), info))
+    return notes
 
 
 def _execute(

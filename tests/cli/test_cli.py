@@ -279,3 +279,17 @@ def test_power_prints_power_against_sample_size():
     result = run("power", str(EXAMPLES / "trial-knee-osteoarthritis.yaml"), "--n", "30,90", "-r", "20")
     assert result.returncode == 0, result.stderr
     assert "msc_5e7 vs saline" in result.stdout and "90" in result.stdout
+
+
+def test_trial_warns_about_arms_outside_the_evidence_and_ignored_patient_fields(tmp_path):
+    data = yaml.safe_load((EXAMPLES / "trial-copd.yaml").read_text())
+    data["patient"] = {"body_weight": "80 kg"}
+    data["trial"]["patients"] = 30
+    data["trial"]["arms"].append({"name": "high", "administration": {"dose": "5e7 cells/kg"}})
+    result = run("trial", str(write_scenario(tmp_path, data)), "-o", str(tmp_path / "t"))
+    assert result.returncode == 0, result.stderr
+    assert "arm high: extrapolation" in result.stderr and "arm msc:" not in result.stderr
+    assert "patient: ignored in a trial" in result.stderr
+    assert (
+        "arm high: extrapolation" in json.loads((tmp_path / "t" / "summary.json").read_text())["warnings"][1]
+    )
