@@ -180,6 +180,7 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
         "comparisons": stats.comparisons(first, plan),
         "power": stats.power(totals, plan),
         "warnings": trial_warnings(scenario),
+        "sources": trial_sources(scenario),
         "output": {
             "patients_dataset": "patients/",
             "bytes": size,
@@ -193,6 +194,16 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
             "placebo response included for arms with a procedure",
         ],
     }
+
+
+def trial_sources(scenario: Scenario) -> dict[str, str]:
+    """Citations of every parameter a trial uses (recorded on one block of patients, all arms)."""
+    from infusim.parameters import bundled, citation_line
+
+    params = bundled()
+    block = sum(a.ratio for a in scenario.trial.arms)
+    simulate_chunk(scenario, 0, 0, min(block, scenario.trial.patients), params=params, table=False)
+    return {key: citation_line(key) for key in params.sources_used()}
 
 
 def trial_warnings(scenario: Scenario) -> list[str]:
