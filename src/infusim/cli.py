@@ -308,21 +308,33 @@ def _print_endpoints(result) -> None:
     table = Table(
         title=f"{result.summary['condition']}: treated vs untreated twin (effect = treated - untreated)"
     )
-    for column in ("endpoint", "time", "untreated", "treated", "effect", "unit"):
+    for column in ("endpoint", "time", "untreated", "treated", "effect", "95% interval", "unit"):
         table.add_column(column, justify="left" if column in ("endpoint", "unit") else "right")
     for time_key, endpoints in effects.items():
         hours = float(time_key.split()[0])
         for name, values in endpoints.items():
+            band = "n/a" if values.get("low") is None else f"{values['low']:+.3g} to {values['high']:+.3g}"
             table.add_row(
                 name,
                 _time_label(hours),
                 f"{values['untreated']:.3g}",
                 f"{values['treated']:.3g}",
                 f"{values['effect']:+.3g}",
+                band,
                 values["unit"],
             )
     console.print(table)
-    console.print(f"[dim]{result.summary['endpoint_note']}[/dim]")
+    evidence = result.summary.get("evidence") or {}
+    if evidence.get("studies"):
+        tau = evidence["tau_smd"]["median"]
+        console.print(
+            f"[dim]Effect at the posterior median; 95% interval over the posterior of "
+            f"{evidence['studies']} controlled studies (between-trial SD {tau:.2f} SMD).[/dim]",
+            highlight=False,
+        )
+    else:
+        console.print("[dim]No controlled evidence with a CI: the effect has no interval.[/dim]")
+    console.print(f"[dim]{result.summary['endpoint_note']}[/dim]", highlight=False)
 
 
 @app.command()
@@ -508,21 +520,38 @@ def export_sbml(
 @_user_errors
 def list_conditions() -> None:
     """List the conditions infusim models, with their endpoints, units, mechanisms and sources."""
-    from infusim import conditions
+    from infusim import conditions, posterior
     from infusim.parameters import bundled
 
     params = bundled()
     table = Table(title="Conditions (condition.name in a scenario)", show_lines=True)
     table.add_column("name", no_wrap=True)
-    for column in ("area / site", "endpoints (unit)", "mechanisms: potency", "sources"):
+    for column in ("area / site", "endpoints (unit)", "potency (95% interval)", "evidence", "sources"):
         table.add_column(column, overflow="fold")
     for info in conditions.registry().values():
         endpoints = "\n".join(f"{e.name} ({e.unit}){' *' if e.primary else ''}" for e in info.endpoints)
         mechanisms, sources = [], set()
+        fitted = posterior.load(info.name)
+        summary = fitted.record.get("summary", {}) if fitted else {}
         for mechanism in info.mechanisms:
             entry = params.entry("potency", f"{info.name}/{mechanism}")
-            mechanisms.append(f"{mechanism}: {entry.value:.3g} ({entry.provenance})")
+            band = summary.get(f"potency[{info.name}/{mechanism}]")
+            text = f"{mechanism}: {entry.value:.3g}"
+            text += f" ({band['low']:.2g}-{band['high']:.2g})" if band else f" ({entry.provenance})"
+            mechanisms.append(text)
             sources.add(entry.source)
+        if fitted:
+            record = fitted.record
+            tau = summary["tau_smd"]
+            evidence = (
+                f"{record['n_studies']} studies, {record['n_rows']} rows; tau {tau['median']:.2f} "
+                f"({tau['low']:.2g}-{tau['high']:.2g}) SMD"
+            )
+            k = next((v for n, v in summary.items() if n.startswith("half_saturation")), None)
+            if k:
+                evidence += f"; K {k['median']:.2g} ({k['low']:.2g}-{k['high']:.2g})"
+        else:
+            evidence = "no controlled estimate with a CI: not fitted"
         for endpoint in info.endpoints:
             sources.add(params.entry("annual_change", f"{info.name}/{endpoint.name}").source)
         table.add_row(
@@ -530,12 +559,14 @@ def list_conditions() -> None:
             f"{info.area} / {info.site}",
             endpoints,
             "\n".join(mechanisms),
+            evidence,
             ", ".join(sorted(sources)),
         )
     console.print(table)
     console.print(
-        "* primary endpoint. Potency: improvement of the primary endpoint at full response "
-        "(docs/conditions.md)."
+        "* primary endpoint. Potency: improvement of the primary endpoint at full response, posterior "
+        "median and 95% interval of the fit to all controlled trials (docs/conditions.md); tau: "
+        "between-trial SD in standardised mean difference units."
     )
 
 

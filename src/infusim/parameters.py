@@ -34,6 +34,7 @@ TABLES = (
     "mechanisms.csv",
     "population.csv",
     "variability.csv",
+    "synthesis.csv",
 )
 COLUMNS = ("parameter", "scope", "value", "unit", "source", "provenance", "note")
 

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from infusim import __version__, conditions
-from infusim.model import disease, mechanisms
+from infusim import __version__, conditions, outcomes
+from infusim.model import disease
 from infusim.model.declare import Model, patient_sum
 from infusim.model.disease import EndpointTrajectories
 from infusim.model.kinetics import assemble
@@ -46,15 +46,12 @@ def disease_outcomes(
     condition = scenario.condition
     if condition is None or condition.name is None:
         return None
-    info = conditions.get(condition.name)
     outputs_d = np.asarray(scenario.simulation.outputs_h, dtype=float) / 24.0
     if extra_days is not None:
         outputs_d = np.concatenate([outputs_d, extra_days])
-    grid_d = mechanisms.disease_grid(scenario.simulation.duration_h / 24.0, outputs_d)
-    sums = mechanisms.cell_sums(model, grid_d, info.mechanisms)
-    signals = mechanisms.signals(scenario, sums, grid_d, params)
-    responses = mechanisms.responses(signals, params, info.mechanisms)
-    return disease.trajectories(scenario, info, responses, grid_d, params)
+    return outcomes.endpoint_paths(
+        scenario, model, params, outputs_d, end_d=scenario.simulation.duration_h / 24.0
+    )
 
 
 def simulate(scenario: Scenario, params: ParameterSet | None = None) -> Result:
@@ -72,12 +69,42 @@ def simulate(scenario: Scenario, params: ParameterSet | None = None) -> Result:
     )
     cells = cells_table(observed)
     observations = observation_table(observed)
-    outcomes = disease_outcomes(scenario, model, params)
+    paths = disease_outcomes(scenario, model, params)
     endpoints = pd.DataFrame(columns=["patient", "time_d", "endpoint", "treated", "untreated", "unit"])
-    if outcomes is not None:
-        endpoints = outcomes.table(times / 24.0)
-    summary = _summary(scenario, model, observed, cells, params, endpoints)
+    intervals: dict = {}
+    if paths is not None:
+        endpoints = paths.table(times / 24.0)
+        intervals = effect_intervals(scenario, model, params)
+    summary = _summary(scenario, model, observed, cells, params, endpoints, intervals)
     return Result(scenario, model, observed, cells, observations, summary, endpoints)
+
+
+#: Posterior draws behind the 95% interval of each effect in ``simulate``.
+EFFECT_DRAWS = 400
+
+
+def effect_intervals(scenario: Scenario, model: Model, params: ParameterSet) -> dict[tuple[float, str], dict]:
+    """Mean and 95% interval of each endpoint effect at each output time, over posterior draws of the
+    condition's potencies (and fitted K): ``(time_d, endpoint) -> {mean, low, high}``. Empty when the
+    condition has no fitted posterior (no controlled evidence with a CI)."""
+    times_d = np.asarray(scenario.simulation.outputs_h, dtype=float) / 24.0
+    draws = outcomes.effect_draws(
+        scenario, model, params, times_d, scenario.simulation.duration_h / 24.0, EFFECT_DRAWS
+    )
+    if draws is None:
+        return {}
+    index = np.searchsorted(draws.times_d, times_d)
+    out = {}
+    for name, treated in draws.treated.items():
+        effect = treated[:, index] - draws.untreated[name][:, index]
+        low, high = np.percentile(effect, [2.5, 97.5], axis=0)
+        for i, t in enumerate(times_d):
+            out[(float(t), name)] = {
+                "mean": float(effect[:, i].mean()),
+                "low": float(low[i]),
+                "high": float(high[i]),
+            }
+    return out
 
 
 def dense_times(scenario: Scenario) -> np.ndarray:
@@ -97,6 +124,7 @@ def _summary(
     cells: pd.DataFrame,
     params: ParameterSet,
     endpoints: pd.DataFrame,
+    intervals: dict | None = None,
 ) -> dict[str, Any]:
     times = observed.trajectory.times_h
     given = np.stack([patient_sum(model.administered(t), model.rows_per_patient) for t in times], axis=1)[0]
@@ -123,10 +151,14 @@ def _summary(
     if name is not None:
         warnings += disease.extrapolation_warnings(scenario, conditions.get(name))
         for row in endpoints[endpoints.patient == 0].itertuples():
+            band = (intervals or {}).get((float(row.time_d), row.endpoint))
             effects.setdefault(_time_key(row.time_d * 24.0), {})[row.endpoint] = {
                 "treated": float(row.treated),
                 "untreated": float(row.untreated),
                 "effect": float(row.treated - row.untreated),
+                "mean": band["mean"] if band else None,
+                "low": band["low"] if band else None,
+                "high": band["high"] if band else None,
                 "unit": row.unit,
             }
     return {
@@ -152,16 +184,43 @@ def _summary(
             "with a condition, the organ's row is its healthy part and 'target' the injured part; "
             "engrafted cells are counted in their compartment"
         ),
-        "solver": {"method": "exact (matrix exponential of the augmented linear system)", "size_classes": 3},
+        "solver": {
+            "method": "exact: identical organs lumped, eigen-decomposition of the linear system "
+            "(matrix exponential where that is ill-conditioned)",
+            "size_classes": 3,
+        },
         "condition": name,
         "endpoints": effects,
         "endpoint_note": (
-            "effect = treated minus untreated twin (natural history only); placebo or sham responses "
+            "effect = treated minus untreated twin (natural history only) at the posterior-median "
+            "parameters; mean, low and high are the mean and 95% interval of the effect over "
+            f"{EFFECT_DRAWS} draws of the condition's posterior (uncertainty of the average effect the "
+            "controlled evidence supports; a new trial varies more: see validate's prediction "
+            "intervals); null when the condition has no fitted evidence. Placebo or sham responses "
             "belong to trial arms and are not included"
         ),
+        "evidence": _evidence_note(name),
         "warnings": warnings,
         "sources": {key: citation_line(key) for key in params.sources_used()},
         "disclaimer": DISCLAIMER,
+    }
+
+
+def _evidence_note(condition: str | None) -> dict | None:
+    """Which controlled evidence the condition's posterior rests on (from its fit record)."""
+    if condition is None:
+        return None
+    from infusim import posterior
+
+    fitted = posterior.load(condition)
+    if fitted is None:
+        return {"studies": 0, "note": "no controlled trial with a usable estimate and CI: no interval"}
+    record = fitted.record
+    return {
+        "studies": record.get("n_studies"),
+        "rows": record.get("n_rows"),
+        "tau_smd": record.get("summary", {}).get("tau_smd"),
+        "command": record.get("command"),
     }
 
 

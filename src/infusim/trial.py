@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from infusim import conditions
+from infusim import conditions, outcomes
 from infusim.conditions import ConditionInfo, Endpoint
-from infusim.model import disease, mechanisms
+from infusim.model import disease
 from infusim.model.kinetics import assemble
 from infusim.parameters import ParameterSet, bundled
 from infusim.population import (
@@ -168,13 +168,18 @@ class _Outcome:
 
 
 def _arm_outcomes(
-    scenario: Scenario, kind: str, cohort: Cohort, plan: Design, params: ParameterSet
+    scenario: Scenario,
+    kind: str,
+    cohort: Cohort,
+    plan: Design,
+    params: ParameterSet,
+    half_saturation: dict[str, np.ndarray] | None = None,
 ) -> _Outcome:
     """True endpoint values (patients, visits) of one arm: with cells, sham, or nothing."""
     info = plan.condition
     visits = plan.visits_d
-    grid = mechanisms.disease_grid(float(visits[-1]) if visits[-1] > 0 else 1.0, visits)
     n = len(cohort.index)
+    model = None
     if kind == "cells":
         model = assemble(
             scenario,
@@ -184,12 +189,16 @@ def _arm_outcomes(
             body_weight_kg=cohort.body_weight_kg,
             severity=cohort.severity,
         )
-        sums = mechanisms.cell_sums(model, grid, info.mechanisms)
-        signals = mechanisms.signals(scenario, sums, grid, params, cohort.body_weight_kg, cohort.severity)
-        responses = mechanisms.responses(signals, params, info.mechanisms)
-    else:
-        responses = {m: np.zeros((n, len(grid))) for m in info.mechanisms}
-    paths = disease.trajectories(scenario, info, responses, grid, params, cohort.variation)
+    paths = outcomes.endpoint_paths(
+        scenario,
+        model,
+        params,
+        visits,
+        variation=cohort.variation,
+        body_weight_kg=cohort.body_weight_kg,
+        half_saturation=half_saturation,
+    )
+    grid = paths.times_d
     at = np.searchsorted(grid, visits)
     treated, untreated = {}, {}
     for endpoint in plan.endpoints:

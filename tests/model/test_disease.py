@@ -155,9 +155,23 @@ def test_disease_modules_see_mechanism_signals_only_never_cell_counts():
         "variation",
     ]
     variation = {f.name for f in dataclasses.fields(disease.Variation)}
-    assert variation == {"severity", "potency_factor", "annual_change"}
+    assert variation == {"severity", "potency_factor", "annual_change", "drawn"}
     imported = {getattr(value, "__module__", "") for value in vars(disease).values()} | {
         value.__name__ for value in vars(disease).values() if inspect.ismodule(value)
     }
     cell_side = {"infusim.model.declare", "infusim.model.kinetics", "infusim.solve", "infusim.observe"}
     assert not imported & cell_side
+
+
+def test_model_package_does_not_import_the_solver():
+    """Data flows one way: model/ declares, solve.py solves, outcomes.py reads solved cells."""
+    import ast
+    from pathlib import Path
+
+    import infusim
+
+    for path in (Path(infusim.__file__).parent / "model").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not modules & {"infusim.solve", "infusim.observe", "infusim.simulation"}, path.name

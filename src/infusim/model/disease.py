@@ -2,10 +2,10 @@
 
 For each endpoint ``e`` of condition ``c`` (values in the endpoint's unit, days ``t``):
 
-    untreated_e(t) = clamp(baseline_e(severity) + rate_e t)
+    untreated_e(t) = clamp(baseline_e(severity) + integral_0^t rate_e)  (one rate, or two phases)
     treated_e(t)   = clamp(untreated_e(t) + direction_e G_e(t) (1 - exp(-(I_e + S_e) / G_e(t))))
     I_e(t) = sum_m potency[c, m, e] R_m(t)                        (restoration)
-    S_e(t) = sum_m slowing[c, m] |rate_e| integral_0^t R_m dt     (progression prevented, if worsening)
+    S_e(t) = sum_m slowing[c, m] integral_0^t |rate_e| R_m dt     (progression prevented, if worsening)
 
 ``G_e(t) = |untreated_e(t) - healthy_e|`` is the room left for improvement: the saturating map keeps
 a large response from "improving" a patient past health, and is linear (I + S) for small effects.
@@ -20,7 +20,8 @@ conditioning regimen, treatment-related mortality accumulates with its own time 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -38,13 +39,16 @@ TRM_ENDPOINT = Endpoint(
 class Variation:
     """How patients differ (arrays over patients): severity, response to cells, natural history.
 
-    ``potency_factor`` multiplies every potency (median 1); ``annual_change`` maps endpoint names
-    to each patient's untreated change per year (table unit), replacing the tabulated mean.
+    ``potency_factor`` multiplies every potency (mean 1); ``annual_change`` maps endpoint names
+    to each patient's untreated change per year (table unit), replacing the tabulated mean;
+    ``drawn`` replaces table values of potencies and effect ratios, keyed ``(parameter, scope)``,
+    with one value per patient (a posterior draw each: see ``infusim.posterior``).
     """
 
     severity: np.ndarray
     potency_factor: np.ndarray
     annual_change: dict[str, np.ndarray]
+    drawn: Mapping[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,20 +107,43 @@ def annual_change(condition: ConditionInfo, endpoint: Endpoint, params: Paramete
     return _value(params, "annual_change", f"{condition.name}/{endpoint.name}")
 
 
-def potency(condition: ConditionInfo, mechanism: str, endpoint: Endpoint, params: ParameterSet) -> float:
-    """Improvement of ``endpoint`` at full response of ``mechanism`` (endpoint units, >= 0)."""
+def potency(
+    condition: ConditionInfo,
+    mechanism: str,
+    endpoint: Endpoint,
+    params: ParameterSet,
+    drawn: Mapping[tuple[str, str], np.ndarray] | None = None,
+):
+    """Improvement of ``endpoint`` at full response of ``mechanism`` (endpoint units, >= 0).
+
+    A number from the tables, or an array over patients where ``drawn`` holds the value.
+    """
+    drawn = drawn or {}
+
+    def value(name: str, scope: str):
+        return drawn[(name, scope)] if (name, scope) in drawn else _value(params, name, scope)
+
+    keys = potency_keys(condition, mechanism, endpoint, params)
+    if any(k[0] == "effect_ratio" and not params.has(*k) and k not in drawn for k in keys):
+        return 0.0
+    result = value(*keys[0])
+    for key in keys[1:]:
+        result = result * value(*key)
+    return result
+
+
+def potency_keys(
+    condition: ConditionInfo, mechanism: str, endpoint: Endpoint, params: ParameterSet
+) -> tuple[tuple[str, str], ...]:
+    """The table rows ``(parameter, scope)`` whose product is the potency of ``mechanism`` on
+    ``endpoint``: its own potency row, else the primary potency (times the endpoint's effect ratio)."""
     own = f"{condition.name}/{mechanism}/{endpoint.name}"
     if params.has("potency", own):
-        return _value(params, "potency", own)
-    primary = _value(params, "potency", f"{condition.name}/{mechanism}")
+        return (("potency", own),)
+    primary = ("potency", f"{condition.name}/{mechanism}")
     if endpoint.primary:
-        return primary
-    ratio_scope = f"{condition.name}/{endpoint.name}"
-    return (
-        primary * _value(params, "effect_ratio", ratio_scope)
-        if params.has("effect_ratio", ratio_scope)
-        else 0.0
-    )
+        return (primary,)
+    return (primary, ("effect_ratio", f"{condition.name}/{endpoint.name}"))
 
 
 def _value(params: ParameterSet, name: str, scope: str) -> float:
@@ -144,17 +171,12 @@ def trajectories(
     """
     years = times_d / 365.25
     patients = next(iter(responses.values())).shape[0]
+    drawn: Mapping[tuple[str, str], np.ndarray] = {}
     if variation is None:
         severity = np.full(patients, scenario.condition.severity)
         factor = np.ones(patients)
     else:
-        severity, factor = variation.severity, variation.potency_factor
-    integral = {
-        m: np.concatenate(
-            [np.zeros((patients, 1)), np.cumsum(0.5 * (r[:, 1:] + r[:, :-1]) * np.diff(times_d), 1)], 1
-        )
-        for m, r in responses.items()
-    }
+        severity, factor, drawn = variation.severity, variation.potency_factor, variation.drawn
     treated, untreated, units = {}, {}, {}
     for endpoint in condition.endpoints:
         mean_rate = annual_change(condition, endpoint, params)
@@ -162,16 +184,22 @@ def trajectories(
         if variation is not None and endpoint.name in variation.annual_change:
             rate_per_year = variation.annual_change[endpoint.name]
         entry = np.broadcast_to(baseline(condition, endpoint, severity, params), (patients,))
-        natural = entry[:, None] + rate_per_year[:, None] * years[None, :]
+        rate_now = rates_over_time(condition, endpoint, params, rate_per_year, mean_rate, years)
+        steps = np.diff(years)[None, :] * 0.5 * (rate_now[:, 1:] + rate_now[:, :-1])
+        natural = entry[:, None] + np.concatenate([np.zeros((patients, 1)), np.cumsum(steps, 1)], 1)
         natural = np.clip(natural, endpoint.low, endpoint.high)
         improvement = np.zeros_like(natural)
-        worsening_per_day = (np.maximum(0.0, -endpoint.direction * rate_per_year) / 365.25)[:, None]
+        worsening_per_day = np.maximum(0.0, -endpoint.direction * rate_now) / 365.25
         for mechanism in condition.mechanisms:
-            strength = factor[:, None] * potency(condition, mechanism, endpoint, params)
+            strength = factor * np.broadcast_to(
+                potency(condition, mechanism, endpoint, params, drawn), (patients,)
+            )
+            strength = strength[:, None]
             improvement += strength * responses[mechanism]
-            improvement += slowing(condition, mechanism, params) * worsening_per_day * integral[mechanism]
+            prevented = worsening_per_day * responses[mechanism]
+            improvement += slowing(condition, mechanism, params) * _cumulative(prevented, times_d)
         room = np.abs(natural - _value(params, "healthy", f"{condition.name}/{endpoint.name}"))
-        gain = np.where(room > 0, room * -np.expm1(-improvement / np.where(room > 0, room, 1.0)), 0.0)
+        gain = saturating_gain(improvement, room)
         treated[endpoint.name] = np.clip(natural + endpoint.direction * gain, endpoint.low, endpoint.high)
         untreated[endpoint.name] = natural
         units[endpoint.name] = endpoint.unit
@@ -183,6 +211,42 @@ def trajectories(
         untreated[TRM_ENDPOINT.name] = np.zeros((patients, len(times_d)))
         units[TRM_ENDPOINT.name] = TRM_ENDPOINT.unit
     return EndpointTrajectories(condition, times_d, treated, untreated, units)
+
+
+def rates_over_time(
+    condition: ConditionInfo,
+    endpoint: Endpoint,
+    params: ParameterSet,
+    rate_per_year: np.ndarray,
+    mean_rate: float,
+    years: np.ndarray,
+) -> np.ndarray:
+    """Untreated rate of change (table unit per year), shape (patients, times).
+
+    One rate, or two phases where the sources show them (``early_phase`` days at the patient's
+    rate, then ``annual_change_late`` scaled by the patient's rate relative to the mean).
+    """
+    scope = f"{condition.name}/{endpoint.name}"
+    early = np.broadcast_to(rate_per_year[:, None], (len(rate_per_year), len(years)))
+    if not params.has("early_phase", scope):
+        return early
+    early_years = params.get("early_phase", scope, "day") / 365.25
+    late_mean = _value(params, "annual_change_late", scope)
+    relative = rate_per_year / mean_rate if mean_rate != 0 else np.ones_like(rate_per_year)
+    late = (late_mean * relative)[:, None]
+    return np.where(years[None, :] < early_years, early, late)
+
+
+def _cumulative(values: np.ndarray, times_d: np.ndarray) -> np.ndarray:
+    """Trapezoid integral from 0 of ``values`` (patients, times) over ``times_d`` (days)."""
+    steps = 0.5 * (values[:, 1:] + values[:, :-1]) * np.diff(times_d)[None, :]
+    return np.concatenate([np.zeros((values.shape[0], 1)), np.cumsum(steps, 1)], 1)
+
+
+def saturating_gain(improvement: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """Improvement actually gained, ``room (1 - exp(-improvement / room))`` (0 where no room is left)."""
+    safe = np.where(room > 0, room, 1.0)
+    return np.where(room > 0, room * -np.expm1(-improvement / safe), 0.0)
 
 
 def extrapolation_warnings(scenario: Scenario, condition: ConditionInfo) -> list[str]:

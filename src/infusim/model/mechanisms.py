@@ -1,6 +1,6 @@
 """What the cells do: signals computed from live and dying cells, and the responses they drive.
 
-Signals, per patient over a time grid (days):
+Signals, per patient over a time grid (days, ``disease_grid``: fine after every dose):
 
 * ``local``: live cells in the injured tissue (engrafted and implanted cells included) per gram of it;
 * ``systemic``: live infused cells anywhere (lung-trapped MSC included; cells engrafted in marrow
@@ -14,32 +14,52 @@ Each drives a response ``R`` in [0, 1]:
     dR/dt = k_on a(t) (1 - R) - k_off R,    a = s / (s + K)
 
 integrated exactly over each grid step with the step's mean activation. Disease modules read the
-responses only, never cell counts.
+responses only, never cell counts. The cell sums are computed after solving (``infusim.outcomes``);
+this module does not call the solver.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from infusim.conditions import MECHANISMS
-from infusim.model.declare import Model, patient_sum
+from infusim.model.declare import Model
 from infusim.model.physiology import physiology
 from infusim.parameters import ParameterSet
 from infusim.scenario import Scenario
-from infusim.solve import solve_projected
 
-#: Grid of the disease clock (days): fine while cells act, then daily, then weekly.
+#: Grid of the disease clock after each dose (days): fine while a fresh dose acts.
 _EARLY_DAYS = np.array([0.0, 1 / 24, 3 / 24, 6 / 24, 12 / 24])
+#: Days after the first dose sampled daily (engraftment and slow clearance) and after later doses.
+_DAILY_AFTER_FIRST, _DAILY_AFTER_LATER = 90.0, 30.0
 
 
-def disease_grid(duration_d: float, outputs_d: np.ndarray) -> np.ndarray:
-    """Times (days) for signals and responses: 0-1 day fine, daily to 90 days, weekly after."""
-    daily = np.arange(1.0, min(duration_d, 90.0) + 1e-9, 1.0)
-    weekly = np.arange(90.0 + 7.0, duration_d + 1e-9, 7.0)
-    grid = np.concatenate([_EARLY_DAYS, daily, weekly, [duration_d], np.asarray(outputs_d, dtype=float)])
-    return np.unique(grid[grid <= duration_d])
+def disease_grid(
+    duration_d: float, outputs_d: np.ndarray, dose_times_d: np.ndarray | tuple = (0.0,)
+) -> np.ndarray:
+    """Times (days) for signals and responses: fine in the first day after every dose, daily for
+    90 days after the first dose and 30 days after each later one, weekly otherwise, plus outputs.
+
+    Signals of a fresh dose change within hours to days; sampling each dose alike keeps the
+    responses independent of where visits happen to fall.
+    """
+    doses = np.unique(np.concatenate([[0.0], np.asarray(dose_times_d, dtype=float)]))
+    parts = [np.arange(0.0, duration_d + 1e-9, 7.0), [duration_d], np.asarray(outputs_d, dtype=float)]
+    for i, start in enumerate(doses):
+        span = _DAILY_AFTER_FIRST if i == 0 else _DAILY_AFTER_LATER
+        parts.append(start + _EARLY_DAYS)
+        parts.append(start + np.arange(1.0, span + 1e-9, 1.0))
+    grid = np.unique(np.concatenate(parts))
+    return grid[(grid >= 0) & (grid <= duration_d)]
+
+
+def dose_days(scenario: Scenario) -> np.ndarray:
+    """Start times (days) of every administration of ``scenario``."""
+    repeat = scenario.administration.repeat
+    return np.arange(repeat.count) * repeat.interval_h / 24.0
 
 
 @dataclass(frozen=True)
@@ -73,16 +93,6 @@ def state_weights(model: Model, mechanisms: tuple[str, ...] = MECHANISMS) -> dic
                 weights[i] = state.name == "target:engrafted"
         rows[name] = weights
     return rows
-
-
-def cell_sums(model: Model, times_d: np.ndarray, mechanisms: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The cell sums the ``mechanisms`` need, per patient: name -> (patients, times), cells."""
-    weights = state_weights(model, mechanisms)
-    if not weights:
-        return {}
-    projected = solve_projected(model, np.asarray(times_d) * 24.0, np.stack(list(weights.values())))
-    totals = patient_sum(projected, model.rows_per_patient)
-    return {name: totals[:, :, i] for i, name in enumerate(weights)}
 
 
 def signals(
@@ -149,14 +159,24 @@ def _reset(scenario: Scenario, times_d: np.ndarray, patients: int, params: Param
 
 
 def responses(
-    signals: Signals, params: ParameterSet, mechanisms: tuple[str, ...] = MECHANISMS
+    signals: Signals,
+    params: ParameterSet,
+    mechanisms: tuple[str, ...] = MECHANISMS,
+    half_saturation: Mapping[str, np.ndarray | float] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Responses R in [0, 1] by mechanism, shape (patients, times)."""
+    """Responses R in [0, 1] by mechanism, shape (patients, times).
+
+    ``half_saturation`` replaces the tabulated K of a mechanism (a number, or one per patient).
+    """
+    half_saturation = half_saturation or {}
     times = signals.times_d
     step = np.diff(times)
     out = {}
     for mechanism in mechanisms:
-        k_half = params.get("half_saturation", mechanism, _SIGNAL_UNIT[mechanism])
+        k_half = half_saturation.get(mechanism)
+        if k_half is None:
+            k_half = params.get("half_saturation", mechanism, _SIGNAL_UNIT[mechanism])
+        k_half = np.asarray(k_half, dtype=float).reshape(-1, 1) if np.ndim(k_half) else float(k_half)
         k_on = params.get("response_onset_rate", mechanism, "1/day")
         k_off = params.get("response_offset_rate", mechanism, "1/day")
         s = signals.values[mechanism]
