@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import yaml
 from infusim.calibrate import fit_cases
 from infusim.parameters import bundled, with_values
 from infusim.validate import bundled_cases_dir, case_dirs, fold_errors, load_case, predict, run_case, validate
+from tests.helpers import EXAMPLES
 
 #: Prediction cases that meet their tolerance today: a regression guard (docs/validation.md lists misses).
 PASSING_PREDICTIONS = {
@@ -22,8 +22,6 @@ PASSING_PREDICTIONS = {
     "eggenhofer2012_mouse_iv_msc",
     "nakamuta2009_rat_im_bmc_tc99m",
     "vrtovec2013_human_ic_cd34_dcm_tc99m",
-    "oa_ma2020_msc_ia_vas",
-    "ihf_intramyocardial_bmc",
 }
 
 
@@ -105,8 +103,12 @@ def test_effect_rows_need_a_named_condition_a_known_endpoint_and_an_sd(tmp_path)
     with (case_dir / "observations.csv").open("a") as handle:
         handle.write("720,effect:lvef,,3.1,%,1.2,example\n")
     assert "needs a named condition" in validate([case_dir], curves=False)[0].error
-    clinical = copy_case(tmp_path, "ihf_xiao2014_bmc_ic")
-    _replace(clinical / "observations.csv", "effect:lvef", "effect:nyha")
+    clinical = tmp_path / "clinical"
+    clinical.mkdir()
+    shutil.copy(EXAMPLES / "condition-ischemic-heart-failure.yaml", clinical / "scenario.yaml")
+    (clinical / "observations.csv").write_text(
+        "time_h,quantity,compartment,value,unit,sd,source\n4383,effect:nyha,,3.35,%,1.339,example\n"
+    )
     assert "no endpoint 'nyha'" in validate([clinical], curves=False)[0].error
     _replace(clinical / "observations.csv", "effect:nyha", "effect:lvef")
     _replace(clinical / "observations.csv", ",%,1.339", ",%,")
@@ -190,26 +192,3 @@ def test_update_tables_writes_value_interval_cases_and_keeps_the_basis(tmp_path)
     )
     assert row.value == pytest.approx(0.0312) and row.provenance == "calibrated"
     assert "somecase" in row.note and "0.02-0.05" in row.note and "basis: -ln(0.475)" in row.note
-
-
-def test_effect_fit_reproduces_the_bundled_potencies_and_writes_them(tmp_path):
-    """`python -m infusim.calibrate effects --write` is reproducible: a refit gives the table values."""
-    from infusim.calibrate import fit_effects, write_effect_fits
-    from infusim.parameters import _data_dir, read_table
-
-    fits = fit_effects()
-    table = {(e.parameter, e.scope): e for e in read_table(_data_dir() / "conditions.csv")}
-    assert len(fits) >= 12
-    for fit in fits:
-        row = table[(fit.parameter, fit.scope)]
-        assert row.provenance == "calibrated" and fit.case in row.note
-        assert fit.value == pytest.approx(row.value, rel=1e-3, abs=1e-9)
-    nulls = {f.scope for f in fits if f.value == 0.0}
-    assert {"copd/systemic", "ischemic_stroke/systemic", "crohns_perianal_fistula/local"} <= nulls
-
-    shutil.copy(_data_dir() / "conditions.csv", tmp_path / "conditions.csv")
-    doubled = [dataclasses.replace(f, value=2 * f.value + 1.0) for f in fits[:2]]
-    assert sorted(write_effect_fits(doubled, tmp_path)) == sorted(f"potency[{f.scope}]" for f in doubled)
-    rewritten = {(e.parameter, e.scope): e for e in read_table(tmp_path / "conditions.csv")}
-    for fit in doubled:
-        assert rewritten[(fit.parameter, fit.scope)].value == pytest.approx(fit.value, rel=1e-3)

@@ -144,111 +144,17 @@ def fit_extraction(params: ParameterSet | None = None) -> ExtractionFit:
     )
 
 
-@dataclass(frozen=True)
-class EffectFit:
-    """A potency fitted to one clinical case: value, standard error and what it reproduces."""
-
-    case: str
-    parameter: str
-    scope: str
-    value: float
-    se: float
-    target: str
-    source: str = ""
-
-
-def fit_effects(params: ParameterSet | None = None, case_paths: list | None = None) -> list[EffectFit]:
-    """Fit each potency named by a calibration case's ``fits`` to that case's effects.
-
-    Weighted least squares (``w = 1/sd^2``) over the case's rows of the fitted endpoint, on a log
-    scale of the potency; the standard error comes from the local slope of the effect. A null
-    result (``null_result: true``) is fitted to no effect (potency 0); potencies are not negative
-    (cells are not modelled as harming the disease).
-    """
-    from infusim import conditions
-    from infusim.validate import bundled_cases_dir, load_case, predict
-
-    params = params or bundled()
-    paths = case_paths or sorted(p for p in bundled_cases_dir().iterdir() if p.is_dir())
-    fits = []
-    for path in paths:
-        case = load_case(path)
-        if not (case.calibration and case.fits):
-            continue
-        key = parse_parameter(case.fits)
-        parts = key[1].split("/")
-        rows = case.observations[case.observations.quantity.str.startswith("effect:")]
-        endpoint = parts[2] if len(parts) == 3 else conditions.get(parts[0]).primary.name
-        rows = rows[rows.quantity == f"effect:{endpoint}"]
-        times = np.unique(rows.time_h.to_numpy())
-
-        def effect_at(value: float, rows=rows, times=times, key=key, case=case) -> np.ndarray:
-            predicted = predict(case, times, with_values(params, {key: value}))
-            merged = rows.merge(predicted, on=["time_h", "quantity", "compartment", "unit"])
-            return merged.predicted.to_numpy()
-
-        target = np.zeros(len(rows)) if case.null_result else rows.observed.to_numpy()
-        sd = rows.sd.to_numpy()
-        e0 = effect_at(0.0)
-        value, se = 0.0, float("inf")
-        improves = np.sign(effect_at(1.0) - e0)
-        if not case.null_result and np.any(improves * (target - e0) > 0):
-            solution = scipy.optimize.least_squares(
-                lambda x, target=target, sd=sd: (effect_at(float(np.exp(x[0]))) - target) / sd,
-                x0=np.array([0.0]),
-                xtol=1e-10,
-            )
-            value = float(np.exp(solution.x[0]))
-            slope = (effect_at(value * 1.001) - effect_at(value)) / (value * 0.001)
-            information = float(np.sum(slope**2 / sd**2))
-            se = 1.0 / np.sqrt(information) if information > 0 else float("inf")
-        described = "no effect (null result)" if case.null_result else ", ".join(f"{y:g}" for y in target)
-        fits.append(EffectFit(case.name, key[0], key[1], value, se, f"{endpoint} {described}", case.source))
-    return fits
-
-
-def write_effect_fits(fits: list[EffectFit], data_dir=None) -> list[str]:
-    """Write fitted potencies into conditions.csv (provenance ``calibrated``)."""
-
-    from infusim.parameters import _bundled_entries, _data_dir
-
-    path = Path(data_dir or _data_dir()) / "conditions.csv"
-    rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
-    by_key = {(f.parameter, f.scope): f for f in fits}
-    changed = []
-    for row in rows[1:]:
-        fit = by_key.get((row[0], row[1]))
-        if fit is None:
-            continue
-        row[2] = f"{fit.value:.4g}"
-        row[4] = fit.source or row[4]
-        row[5] = "calibrated"
-        row[6] = (
-            f"fitted with `python -m infusim.calibrate effects --write` to validation case {fit.case} "
-            f"({fit.target}); standard error {fit.se:.2g}"
-        )
-        changed.append(f"{row[0]}[{row[1]}]")
-    _write_rows(path, rows)
-    _bundled_entries.cache_clear()
-    return changed
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry: ``python -m infusim.calibrate extraction | effects [--write]``."""
+    """Command-line entry: ``python -m infusim.calibrate extraction``."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["effects"] and set(argv[1:]) <= {"--write"}:
-        fits = fit_effects()
-        for fit in fits:
-            print(
-                f"{fit.parameter}[{fit.scope}] = {fit.value:.4g} (se {fit.se:.2g}) "
-                f"from {fit.case}: {fit.target}"
-            )
-        if "--write" in argv:
-            for row in write_effect_fits(fits):
-                print(f"updated conditions.csv {row}")
-        return 0
+    if argv[:1] == ["effects"]:
+        print(
+            "effects are fitted to all controlled trials now: python -m infusim.synthesis [--write]",
+            file=sys.stderr,
+        )
+        return 2
     if argv != ["extraction"]:
-        print("usage: python -m infusim.calibrate extraction | effects [--write]", file=sys.stderr)
+        print("usage: python -m infusim.calibrate extraction", file=sys.stderr)
         return 2
     fit = fit_extraction()
     for (name, _scope), value in fit.values().items():

@@ -118,6 +118,17 @@ def validate(
     strict: Annotated[
         bool, typer.Option(help="Exit with status 1 if a prediction case misses its tolerance.")
     ] = False,
+    evidence_file: Annotated[
+        Path | None,
+        typer.Option("--evidence", help="Controlled-trial table (docs/conditions.md); default: bundled."),
+    ] = None,
+    cross_validate: Annotated[
+        bool,
+        typer.Option(
+            "--cross-validate",
+            help="Refit each condition leaving out one study at a time and score the held-out study.",
+        ),
+    ] = False,
 ) -> None:
     """Hold the model against published measurements (the bundled suite when no case is given).
 
@@ -126,18 +137,34 @@ def validate(
     curves). A bad case folder is reported with its reason; the other cases still run. Case format:
     docs/validation.md.
     """
-    from infusim import io
+    from infusim import crossval, evidence, io
     from infusim import validate as validation
     from infusim.report.validation import render
 
+    for path in cases or []:
+        if not Path(path).exists():
+            raise InfusimError("cases", f"{path} does not exist (give case folders)")
+    rows = []
+    if evidence_file is not None or not (cases or cases_root):
+        rows = evidence.load(evidence_file)
     results = validation.validate(validation.case_dirs(cases, cases_root))
+    points = crossval.in_sample(rows) if evidence_file is None and rows else {}
+    scores = None
+    if cross_validate and rows:
+        console.print("Cross-validating: one refit per study (a few minutes)...", highlight=False)
+        scores = crossval.cross_validate(rows)
 
     def write(folder: Path) -> None:
-        io.write_json(validation.summary(results), folder / "validation.json")
-        (folder / "validation.html").write_text(render(results), encoding="utf-8")
+        summary = validation.summary(results, points, scores)
+        io.write_json(summary, folder / "validation.json")
+        (folder / "validation.html").write_text(render(results, summary), encoding="utf-8")
 
     folder = io.write_folder(out, write)
     _print_validation(results)
+    if points:
+        _print_evidence(points)
+    if scores:
+        _print_cross_validation(scores)
     console.print(f"Output folder: [bold]{folder}[/bold] (validation.json, validation.html)")
     misses = [r for r in results if not r.calibration and not r.passed]
     if strict and misses:
@@ -216,6 +243,35 @@ def calibrate(
         for row in write_tables(fit, command):
             console.print(f"updated {row}")
     console.print(f"Fitted values: [bold]{out}[/bold]")
+
+
+def _print_evidence(points: dict) -> None:
+    inside = [p["predicted_low"] <= p["observed"] <= p["predicted_high"] for v in points.values() for p in v]
+    studies = sum(len({p["study"] for p in v}) for v in points.values())
+    console.print(
+        f"Clinical evidence: {len(inside)} rows of {studies} studies against their own fit: "
+        f"{sum(inside)} inside the 95% prediction interval (in sample; --cross-validate gives "
+        "the out-of-sample score).",
+        highlight=False,
+    )
+
+
+def _print_cross_validation(scores: dict) -> None:
+    table = Table(title="Leave one study out: held-out estimates against their 95% prediction interval")
+    for column in ("condition", "studies", "rows", "coverage", "interval score (SMD)", "mean width (SMD)"):
+        table.add_column(column, justify="left" if column == "condition" else "right")
+    parts = [*scores["conditions"].items(), ("overall", {"scores": scores["overall"]})]
+    for name, found in parts:
+        s = found["scores"]
+        table.add_row(
+            name,
+            str(s["studies"]),
+            str(s["rows"]),
+            f"{s['coverage']:.0%}",
+            f"{s['interval_score_smd']:.2f}",
+            f"{s['mean_width_smd']:.2f}",
+        )
+    console.print(table)
 
 
 def _print_validation(results) -> None:
@@ -429,10 +485,16 @@ def power(
     table.add_column("patients (total)", justify="right")
     arms = [a.name for a in trial_spec.arms if a.name != trial_spec.control.name]
     for arm in arms:
-        table.add_column(f"{arm} vs {trial_spec.control.name}", justify="right")
+        table.add_column(f"{arm} vs {trial_spec.control.name}: power / assurance", justify="right")
     for size, result in curve.items():
-        table.add_row(str(size), *(f"{result[arm]['power']:.0%}" for arm in arms))
+        table.add_row(
+            str(size), *(f"{result[arm]['power']:.0%} / {result[arm]['assurance']:.0%}" for arm in arms)
+        )
     console.print(table)
+    console.print(
+        "[dim]power: at the posterior-median effect; assurance: averaged over the posterior of the "
+        "controlled evidence, each replicate with its own trial effect (between-trial SD).[/dim]"
+    )
     console.print(
         "[dim]infusim is a research tool. Its results are model predictions for research and teaching, "
         "not advice for any patient.[/dim]"
@@ -475,6 +537,8 @@ def _print_trial(summary: dict) -> None:
         )
         if summary["replicates"] > 1:
             line += f"; power {summary['power'][arm]['power']:.0%} over {summary['replicates']} replicates"
+            if summary.get("assurance"):
+                line += f", assurance {summary['assurance'][arm]['assurance']:.0%}"
         console.print(line)
 
 
@@ -520,10 +584,11 @@ def export_sbml(
 @_user_errors
 def list_conditions() -> None:
     """List the conditions infusim models, with their endpoints, units, mechanisms and sources."""
-    from infusim import conditions, posterior
+    from infusim import conditions, evidence, posterior
     from infusim.parameters import bundled
 
     params = bundled()
+    trials = evidence.load()
     table = Table(title="Conditions (condition.name in a scenario)", show_lines=True)
     table.add_column("name", no_wrap=True)
     for column in ("area / site", "endpoints (unit)", "potency (95% interval)", "evidence", "sources"):
@@ -542,6 +607,7 @@ def list_conditions() -> None:
             sources.add(entry.source)
         if fitted:
             record = fitted.record
+            sources |= {r.source_key for r in trials if r.study in set(record["studies"])}
             tau = summary["tau_smd"]
             evidence = (
                 f"{record['n_studies']} studies, {record['n_rows']} rows; tau {tau['median']:.2f} "

@@ -197,7 +197,7 @@ def _row(name: str, line: int, raw: dict) -> EvidenceRow:
     estimate, low, high = number("estimate"), number("ci_low"), number("ci_high")
     if not low <= estimate <= high or low == high:
         raise DataError(
-            f"{where}: ci_low",
+            f"{where}: {'ci_high' if estimate > high else 'ci_low'}",
             f"the 95% CI ({low:g} to {high:g}) must be a non-empty interval holding "
             f"the estimate {estimate:g}",
         )

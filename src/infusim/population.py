@@ -122,6 +122,7 @@ class Cohort:
                 self.variation.severity[which],
                 self.variation.potency_factor[which],
                 {k: v[which] for k, v in self.variation.annual_change.items()},
+                {k: v[which] for k, v in self.variation.drawn.items()},
             ),
             self.placebo_factor[which],
         )

@@ -130,12 +130,17 @@ def power_curve(
     for n in sizes:
         sized = with_size(scenario, n, replicates)
         plan = design(sized)
-        parts = [
-            simulate_chunk(sized, c.replicate, c.start, c.stop, table=False)[1]
-            for c in chunks(sized, chunk_size)
-        ]
-        totals = stats.combine(parts, replicates, parts[0].sums.shape)
-        result[n] = stats.power(totals, plan)
+        found = {}
+        for uncertain in (False, True):
+            parts = [
+                simulate_chunk(sized, c.replicate, c.start, c.stop, table=False, uncertain=uncertain)[1]
+                for c in chunks(sized, chunk_size)
+            ]
+            totals = stats.combine(parts, replicates, parts[0].sums.shape)
+            found[uncertain] = stats.power(totals, plan)
+        result[n] = {
+            arm: values | {"assurance": found[True][arm]["power"]} for arm, values in found[False].items()
+        }
     return result
 
 
@@ -179,6 +184,7 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
         "by_arm": stats.arm_summary(first, plan),
         "comparisons": stats.comparisons(first, plan),
         "power": stats.power(totals, plan),
+        "assurance": _assurance(out, plan_chunks, trial.replicates, plan, totals.shape[1:]),
         "warnings": trial_warnings(scenario),
         "sources": trial_sources(scenario),
         "output": {
@@ -188,11 +194,30 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
         },
         "notes": [
             "by_arm and comparisons describe replicate 0 (the trial); power uses every replicate",
+            "power: share of replicates that succeed with the condition's parameters at their posterior "
+            "medians (the tables); assurance: the same share when each replicate draws its truth from "
+            "the posterior of the controlled evidence (potencies, fitted K and the trial's own effect with "
+            "the between-trial SD), i.e. power averaged over what is not known; needs replicates > 1",
             "continuous endpoints: change from the day-0 visit, Welch t-test; rate endpoints: share of "
             "responders, difference of proportions",
             "effect_vs_untreated: mean of (true value in the arm - the same patient's untreated twin), "
             "placebo response included for arms with a procedure",
         ],
+    }
+
+
+def _assurance(out: Path, plan_chunks: list[Chunk], replicates: int, plan, shape) -> dict | None:
+    """Power over replicates whose truth is drawn from the posterior (None for a single replicate)."""
+    if replicates < 2:
+        return None
+    parts = [
+        ChunkStats(c.replicate, c.start, np.load(out / "stats" / f"{c.stem}-assurance.npy"))
+        for c in plan_chunks
+    ]
+    found = stats.power(stats.combine(parts, replicates, shape), plan)
+    return {
+        arm: {"assurance": v["power"]} | {k: x for k, x in v.items() if k != "power"}
+        for arm, v in found.items()
     }
 
 
@@ -281,6 +306,15 @@ _SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_
 def run_chunk(scenario: Scenario, out: Path, chunk: Chunk) -> Chunk:
     """Simulate one chunk and write its rows and partial sums (each by temporary file and rename)."""
     table, partial = simulate_chunk(scenario, chunk.replicate, chunk.start, chunk.stop)
+    if scenario.trial.replicates > 1:
+        drawn = simulate_chunk(
+            scenario, chunk.replicate, chunk.start, chunk.stop, table=False, uncertain=True
+        )
+        path = out / "stats" / f"{chunk.stem}-assurance.npy"
+        tmp = path.with_name(f".{chunk.stem}.{os.getpid()}-assurance.npy")
+        with tmp.open("wb") as handle:
+            np.save(handle, drawn[1].sums)
+        os.replace(tmp, path)
     stats_path = out / "stats" / f"{chunk.stem}.npy"
     tmp = stats_path.with_name(f".{chunk.stem}.{os.getpid()}.npy")
     with tmp.open("wb") as handle:

@@ -215,12 +215,17 @@ def _evidence_note(condition: str | None) -> dict | None:
     fitted = posterior.load(condition)
     if fitted is None:
         return {"studies": 0, "note": "no controlled trial with a usable estimate and CI: no interval"}
+    from infusim import evidence
+
     record = fitted.record
+    studies = set(record.get("studies", []))
+    cited = {r.study: r.citation for r in evidence.load() if r.study in studies}
     return {
         "studies": record.get("n_studies"),
         "rows": record.get("n_rows"),
         "tau_smd": record.get("summary", {}).get("tau_smd"),
         "command": record.get("command"),
+        "citations": dict(sorted(cited.items())),
     }
 
 

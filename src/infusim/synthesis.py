@@ -35,6 +35,7 @@ import scipy.optimize
 
 from infusim import conditions, evidence, outcomes
 from infusim.conditions import ConditionInfo
+from infusim.errors import DataError
 from infusim.evidence import EvidenceRow
 from infusim.model import disease
 from infusim.model.disease import Variation
@@ -233,11 +234,19 @@ def _basis(
 
 def _scale(params: ParameterSet, info: ConditionInfo, endpoint: str) -> float:
     """Between-patient SD of ``endpoint`` (its unit): the unit of tau and of the design terms."""
+    scale = endpoint_scale(params, info, endpoint)
+    if scale is None:
+        raise DataError(f"endpoint_sd[{info.name}/{endpoint}]", "no baseline_sd or endpoint_sd row")
+    return scale
+
+
+def endpoint_scale(params: ParameterSet, info: ConditionInfo, endpoint: str) -> float | None:
+    """Between-patient SD of ``endpoint`` from ``baseline_sd`` or ``endpoint_sd``, or None."""
     scope = f"{info.name}/{endpoint}"
     for name in ("baseline_sd", "endpoint_sd"):
         if params.has(name, scope):
             return params.get(name, scope, params.entry(name, scope).unit)
-    raise ValueError(f"no baseline_sd or endpoint_sd row for {scope}")
+    return None
 
 
 def _parameters(

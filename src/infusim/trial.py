@@ -19,7 +19,7 @@ builds means, confidence intervals, comparisons and power without reading the ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +27,7 @@ import pyarrow as pa
 from infusim import conditions, outcomes
 from infusim.conditions import ConditionInfo, Endpoint
 from infusim.model import disease
+from infusim.model.disease import Variation
 from infusim.model.kinetics import assemble
 from infusim.parameters import ParameterSet, bundled
 from infusim.population import (
@@ -133,14 +134,26 @@ def simulate_chunk(
     stop: int,
     params: ParameterSet | None = None,
     table: bool = True,
+    uncertain: bool = False,
 ) -> tuple[pa.Table | None, ChunkStats]:
-    """Patients ``start`` to ``stop - 1`` of replicate ``replicate``: their rows and partial sums."""
+    """Patients ``start`` to ``stop - 1`` of replicate ``replicate``: their rows and partial sums.
+
+    ``uncertain``: the replicate's truth is one draw of the condition's posterior (potencies, fitted K)
+    plus this trial's own study effect (between-trial SD tau), as a new trial would meet it; otherwise
+    the posterior-median parameters of the tables.
+    """
     params = params or bundled()
     plan = design(scenario, params)
     trial = scenario.trial
     seed = replicate_seed(scenario.simulation.seed, replicate)
     index = np.arange(start, stop, dtype=np.int64)
     cohort = sample_cohort(scenario, seed, index, params)
+    truth = unknown_truth(plan, seed, len(index), params) if uncertain else _Truth({}, {}, {})
+    if truth.drawn:
+        v = cohort.variation
+        cohort = replace(
+            cohort, variation=Variation(v.severity, v.potency_factor, v.annual_change, truth.drawn)
+        )
     arm = allocate(seed, index, tuple(a.ratio for a in trial.arms))
     n, n_visits = len(index), len(plan.visits_d)
     true = {e.name: np.zeros((n, n_visits)) for e in plan.endpoints}
@@ -150,15 +163,52 @@ def simulate_chunk(
         if members.size == 0:
             continue
         group = cohort.take(members)
-        outcome = _arm_outcomes(scenario.for_arm(spec), spec.kind, group, plan, params)
+        k = {m: values[members] for m, values in truth.half_saturation.items()}
+        outcome = _arm_outcomes(scenario.for_arm(spec), spec.kind, group, plan, params, k)
         for e in plan.endpoints:
-            true[e.name][members] = outcome.treated[e.name]
+            shift = truth.shift.get(e.name, 0.0) if spec.kind == "cells" else 0.0
+            value = outcome.treated[e.name] + shift
+            true[e.name][members] = np.clip(value, e.low, e.high) if shift else value
             untreated[e.name][members] = outcome.untreated[e.name]
     measured, twin = _measure(seed, index, plan, true, untreated, params)
     stats = ChunkStats(replicate, start, _partial_sums(plan, arm, measured, true, untreated))
     if not table:
         return None, stats
     return _table(replicate, index, arm, cohort, plan, measured, twin), stats
+
+
+@dataclass(frozen=True)
+class _Truth:
+    """One replicate's unknown truth: drawn potencies, K per patient, and shifts of the cells' effect."""
+
+    drawn: dict[tuple[str, str], np.ndarray]
+    half_saturation: dict[str, np.ndarray]
+    shift: dict[str, float]
+
+
+def unknown_truth(plan: Design, seed: int, patients: int, params: ParameterSet) -> _Truth:
+    """Draw the condition's parameters for one replicate (a pure function of its seed).
+
+    The study effect ``tau s_e z`` (same z for every endpoint, ``s_e`` the endpoint's between-patient
+    SD) moves the treated arms' values in the better direction when z > 0, as between-trial
+    heterogeneity does in the evidence fit (``synthesis``).
+    """
+    from infusim import posterior
+    from infusim.synthesis import endpoint_scale
+
+    fitted = posterior.load(plan.condition.name)
+    if fitted is None:
+        return _Truth({}, {}, {})
+    draw = int(uniforms(seed, np.array([0]), stream("posterior draw"))[0] * fitted.draws)
+    index = np.full(patients, draw)
+    z = float(standard_normals(seed, np.array([0]), stream("study effect"))[0])
+    tau = float(fitted.samples["tau_smd"][draw]) if "tau_smd" in fitted.samples else 0.0
+    shift = {}
+    for endpoint in plan.condition.endpoints:
+        scale = endpoint_scale(params, plan.condition, endpoint.name)
+        if scale is not None:
+            shift[endpoint.name] = endpoint.direction * tau * scale * z
+    return _Truth(fitted.drawn(index), fitted.half_saturation(index), shift)
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,25 @@ class CaseResult:
             "skipped_rows": self.skipped,
             "error": self.error,
             "citation": self.citation,
+            "points": self.points(),
         }
+
+    def points(self) -> list[dict]:
+        """One point per observation row (prediction intervals: none yet for cell kinetics)."""
+        if self.comparisons.empty:
+            return []
+        return [
+            {
+                "time_h": float(row.time_h),
+                "quantity": row.quantity,
+                "compartment": row.compartment,
+                "observed": float(row.observed),
+                "predicted": None if pd.isna(row.predicted) else float(row.predicted),
+                "predicted_low": None,
+                "predicted_high": None,
+            }
+            for row in self.comparisons.itertuples()
+        ]
 
 
 def bundled_cases_dir() -> Path:
@@ -509,8 +527,11 @@ def validate(paths: list[Path], params: ParameterSet | None = None, curves: bool
     return results
 
 
-def summary(results: list[CaseResult]) -> dict:
-    """``validation.json``: one record per case, plus totals for predictions and fitted cases."""
+def summary(
+    results: list[CaseResult], evidence_points: dict | None = None, cross_validation: dict | None = None
+) -> dict:
+    """``validation.json``: one record per case, plus totals for predictions and fitted cases; the
+    clinical evidence against its fit (``evidence``) and, when run, the leave-one-study-out scores."""
     from infusim import __version__
 
     def totals(selected: list[CaseResult]) -> dict:
@@ -533,4 +554,27 @@ def summary(results: list[CaseResult]) -> dict:
         "predictions": totals(predictions),
         "predictions_by_species": by_species,
         "calibration": totals([r for r in results if r.calibration]),
+        "evidence": _evidence_records(evidence_points or {}),
+        "cross_validation": cross_validation,
     }
+
+
+def _evidence_records(points: dict) -> list[dict]:
+    """Clinical evidence as case rows, one per study (fitted: every study informed its own fit)."""
+    records = []
+    for condition, found in points.items():
+        for study in dict.fromkeys(p["study"] for p in found):
+            mine = [p for p in found if p["study"] == study]
+            inside = [p["predicted_low"] <= p["observed"] <= p["predicted_high"] for p in mine]
+            records.append(
+                {
+                    "case": study,
+                    "condition": condition,
+                    "calibration": True,
+                    "n": len(mine),
+                    "inside_95_prediction": float(np.mean(inside)),
+                    "source": mine[0]["source"],
+                    "points": mine,
+                }
+            )
+    return records

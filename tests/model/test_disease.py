@@ -11,10 +11,9 @@ from infusim import conditions
 from infusim.parameters import bundled
 from infusim.scenario import load
 from infusim.simulation import simulate
-from infusim.validate import bundled_cases_dir, load_case, run_case
 from tests.helpers import EXAMPLES, scenario
 
-NULL_EVIDENCE = ["copd", "ischemic_stroke", "rheumatoid_arthritis", "alzheimers", "crohns_perianal_fistula"]
+UNFITTED = ["rheumatoid_arthritis", "alzheimers"]
 
 
 def condition_example(name: str):
@@ -44,19 +43,26 @@ def test_the_untreated_twin_follows_the_tabulated_natural_history():
     np.testing.assert_allclose(rows.untreated, expected, rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", NULL_EVIDENCE)
-def test_where_blinded_trials_found_no_benefit_infusim_shows_none(name):
+@pytest.mark.parametrize("name", UNFITTED)
+def test_conditions_without_a_controlled_estimate_show_no_effect_and_no_interval(name):
+    """RA and Alzheimer's have no trial estimate with a CI on an infusim endpoint: no interval is
+    invented, and the (derived) potency 0 gives no effect."""
     result = simulate(condition_example(name))
     for endpoint in conditions.get(name).endpoints:
         np.testing.assert_allclose(effects(result, endpoint.name), 0.0, atol=1e-12)
+    assert result.summary["evidence"]["studies"] == 0
+    for values in result.summary["endpoints"].values():
+        assert all(v["low"] is None and v["high"] is None for v in values.values())
 
 
-def test_calibrated_effects_sit_inside_their_studies_confidence_intervals():
-    for path in sorted(bundled_cases_dir().iterdir()):
-        case = load_case(path)
-        if case.calibration and case.fits:
-            result = run_case(case, curves=False)
-            assert result.aafe == pytest.approx(1.0) or case.null_result, (case.name, result.aafe)
+@pytest.mark.parametrize("name", ["ischemic_stroke", "crohns_perianal_fistula", "copd"])
+def test_where_large_trials_were_null_the_interval_reaches_no_effect(name):
+    result = simulate(condition_example(name))
+    primary = conditions.get(name).primary
+    direction = primary.direction
+    for values in result.summary["endpoints"].values():
+        band = values[primary.name]
+        assert min(direction * band["low"], direction * band["high"]) < 0.05 * primary.high
 
 
 def test_effects_never_harm_and_grow_with_dose_until_they_saturate():

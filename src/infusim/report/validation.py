@@ -13,8 +13,9 @@ from infusim.validate import CaseResult
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
-def render(results: list[CaseResult]) -> str:
-    """A standalone HTML page (plotly embedded once) with a summary table and one plot per case."""
+def render(results: list[CaseResult], summary: dict | None = None) -> str:
+    """A standalone HTML page (plotly embedded once) with a summary table and one plot per case,
+    then the clinical evidence against its fit and the leave-one-study-out scores when present."""
     rows = []
     for r in results:
         if r.error:
@@ -55,6 +56,7 @@ prediction respects counts as fold error 1.</p>
 <th>max fold</th><th></th></tr>
 {"".join(rows)}</table>
 {"".join(sections)}
+{_evidence_section(summary or {})}
 </body></html>
 """
 
@@ -104,3 +106,68 @@ def _figure(result: CaseResult) -> go.Figure:
     figure.update_xaxes(type="log", title="time (h)")
     figure.update_yaxes(type="log", title="value")
     return figure
+
+
+def _evidence_section(summary: dict) -> str:
+    """Tables of the clinical evidence: observed estimate and CI against the 95% prediction interval."""
+    records = summary.get("evidence") or []
+    cv = summary.get("cross_validation")
+    if not records and not cv:
+        return ""
+    parts = ["<h2>Clinical evidence (treated minus control)</h2>"]
+    parts.append(
+        "<p>Each row is one trial arm against its control at one visit. <em>Predicted</em> is the "
+        "posterior mean of what that design would estimate; the interval is a 95% prediction interval "
+        "for the study run again as a new trial (parameter uncertainty, between-trial heterogeneity and "
+        "the study's own sampling error). These rows are all fitted (in sample).</p>"
+    )
+    if cv:
+        o = cv["overall"]
+        parts.append(
+            f"<p><b>Out of sample</b> (each study left out of its condition's fit): {o['coverage']:.0%} of "
+            f"{o['rows']} held-out estimates from {o['studies']} studies inside their 95% prediction "
+            f"interval; mean interval score {o['interval_score_smd']:.2f} SMD, mean width "
+            f"{o['mean_width_smd']:.2f} SMD.</p>"
+        )
+    rows = []
+    held = {}
+    if cv:
+        for found in cv["conditions"].values():
+            for p in found["points"]:
+                held[(p["study"], p["arm"], p["quantity"], p["time_h"])] = p
+    for r in records:
+        for p in r["points"]:
+            out = held.get((p["study"], p["arm"], p["quantity"], p["time_h"]))
+            cells = [
+                r["condition"],
+                p["study"],
+                p["arm"],
+                p["quantity"].split(":", 1)[1],
+                f"{p['time_h'] / 24:.0f}",
+                p["design"],
+                f"{p['observed']:.3g} ({p['observed_low']:.3g} to {p['observed_high']:.3g})",
+                f"{p['predicted']:.3g} ({p['predicted_low']:.3g} to {p['predicted_high']:.3g})",
+            ]
+            if cv:
+                cells.append(
+                    ""
+                    if out is None
+                    else f"{out['predicted']:.3g} ({out['predicted_low']:.3g} to {out['predicted_high']:.3g})"
+                )
+            rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    header = [
+        "condition",
+        "study",
+        "arm",
+        "endpoint",
+        "day",
+        "design",
+        "observed (95% CI)",
+        "fitted (95% PI)",
+    ]
+    if cv:
+        header.append("held out (95% PI)")
+    parts.append(
+        "<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>" + "".join(rows) + "</table>"
+    )
+    return "".join(parts)
