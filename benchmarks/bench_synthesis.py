@@ -46,7 +46,8 @@ def laplace(problem: synthesis.Problem) -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     rows = evidence.load()
     print(
-        f"{'condition':28s} {'rows':>4s} {'emcee s':>8s} {'Laplace s':>9s} {'ratio':>6s} {'interval shift':>14s}"
+        f"{'condition':28s} {'rows':>4s} {'emcee s':>8s} {'Laplace s':>9s} {'ratio':>6s} "
+        f"{'interval shift':>14s}"
     )
     total_emcee = total_laplace = 0.0
     for condition in synthesis.evidence_conditions(rows):

@@ -55,8 +55,9 @@ COLUMNS = (
     "provenance",
     "note",
 )
-#: Optional columns: the conditioning regimen of a transplant arm (default none).
-OPTIONAL = ("conditioning",)
+#: Optional columns: the conditioning regimen of a transplant arm (default none), and the control
+#: arm's own change from baseline in an add-on trial (endpoint unit; both arms get an active therapy).
+OPTIONAL = ("conditioning", "control_change")
 #: Body weight (kg) used to express a dose given in cells as cells/kg when the trial reports none.
 ADULT_WEIGHT_KG = 70.0
 _ALLOWED = {
@@ -104,6 +105,7 @@ class EvidenceRow:
     provenance: str
     note: str
     conditioning: str = "none"
+    control_change: float = math.nan
     line: int = 0
 
     @property
@@ -210,6 +212,8 @@ def _row(name: str, line: int, raw: dict) -> EvidenceRow:
     for field in ("n_treated", "n_control"):
         if text(field) and number(field) < 0:
             raise DataError(f"{where}: {field}", f"must not be negative, got {text(field)}")
+    if text("control_change") and text("comparator") != "active_addon":
+        raise DataError(f"{where}: control_change", "applies to add-on trials only (comparator active_addon)")
     if not text("study") or not text("source_key"):
         raise DataError(f"{where}: {'study' if not text('study') else 'source_key'}", "is required")
     return EvidenceRow(
@@ -240,6 +244,7 @@ def _row(name: str, line: int, raw: dict) -> EvidenceRow:
         provenance=text("provenance"),
         note=text("note"),
         conditioning=text("conditioning") or "none",
+        control_change=number("control_change", math.nan),
         line=line,
     )
 

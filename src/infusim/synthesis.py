@@ -216,6 +216,16 @@ def _basis(
         slowing.append(np.where(room > 0, -room * np.log1p(-ratio), 0.0))
         for m in keys:
             responses[m].append(found[m][:, at])
+    if row.comparator == "active_addon" and math.isfinite(row.control_change):
+        # Both arms get the active therapy: the cells act on top of the control arm's response,
+        # with the room to health that is left after it.
+        natural = np.clip(natural + row.control_change, endpoint.low, endpoint.high)
+        healthy = params.get(
+            "healthy",
+            f"{info.name}/{row.endpoint}",
+            params.entry("healthy", f"{info.name}/{row.endpoint}").unit,
+        )
+        room = np.abs(natural - healthy)
     scale = _scale(params, info, row.endpoint)
     return Basis(
         row,

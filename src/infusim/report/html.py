@@ -41,7 +41,17 @@ def render(result: Result) -> str:
     )
     outcomes = disease_outcomes(scenario, result.model, bundled())
     if outcomes is not None:
-        figures.extend(_endpoint_figure(outcomes, name) for name in outcomes.treated)
+        from infusim.outcomes import effect_draws
+
+        draws = effect_draws(
+            scenario,
+            result.model,
+            bundled(),
+            np.asarray(scenario.simulation.outputs_h) / 24.0,
+            scenario.simulation.duration_h / 24.0,
+            200,
+        )
+        figures.extend(_endpoint_figure(outcomes, name, draws) for name in outcomes.treated)
     parts = []
     for i, figure in enumerate(figures):
         parts.append(
@@ -125,9 +135,27 @@ def _marker_figure(observations, quantity: str, title: str, scale: float) -> go.
     return _time_axis(figure, title, f"% ({unit})" if quantity == "radiolabel" else "% of cells given")
 
 
-def _endpoint_figure(outcomes: EndpointTrajectories, name: str) -> go.Figure:
+def _endpoint_figure(
+    outcomes: EndpointTrajectories, name: str, draws: EndpointTrajectories | None = None
+) -> go.Figure:
+    """Treated and untreated twin over time; with posterior draws, the 95% band of the treated value."""
     days = outcomes.times_d
     figure = go.Figure()
+    if draws is not None and name in draws.treated:
+        low, high = np.percentile(draws.treated[name], [2.5, 97.5], axis=0)
+        figure.add_trace(
+            go.Scatter(x=draws.times_d, y=high, line={"width": 0}, showlegend=False, hoverinfo="skip")
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=draws.times_d,
+                y=low,
+                fill="tonexty",
+                line={"width": 0},
+                fillcolor="rgba(31,119,180,0.2)",
+                name="treated, 95% interval (posterior)",
+            )
+        )
     figure.add_trace(
         go.Scatter(x=days, y=outcomes.untreated[name][0], name="untreated twin", line={"dash": "dash"})
     )

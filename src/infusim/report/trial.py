@@ -18,13 +18,15 @@ def render(summary: dict) -> str:
     rows = []
     for arm, result in primary["comparisons"].items():
         power = summary["power"][arm]
+        assurance = (summary.get("assurance") or {}).get(arm)
+        sure = "n/a (one replicate)" if assurance is None else f"{assurance['assurance']:.0%}"
         low, high = result["ci95"]
         rows.append(
             "<tr>"
             f"<td>{html.escape(arm)} vs {html.escape(primary['control'])}</td>"
             f"<td>{_number(result['difference'])}</td><td>{_number(low)} to {_number(high)}</td>"
             f"<td>{_number(result['p_value'])}</td><td>{power['power']:.0%} of {power['replicates']}</td>"
-            "</tr>"
+            f"<td>{sure}</td></tr>"
         )
     arms = ", ".join(
         f"{html.escape(a['name'])} ({a['kind']}, ratio {a['ratio']}{', control' if a['control'] else ''})"
@@ -45,8 +47,12 @@ table{{border-collapse:collapse}}th,td{{padding:.2em .8em;text-align:left;border
 {html.escape(summary["infusim_version"])}.</p>
 <h2>Primary comparison: {html.escape(primary["endpoint"])} at day {primary["visit_day"]:g}
 ({html.escape(primary["unit"])})</h2>
-<table><tr><th>comparison</th><th>difference</th><th>95% CI</th><th>p</th><th>power</th></tr>
+<table><tr><th>comparison</th><th>difference</th><th>95% CI</th><th>p</th><th>power</th>
+<th>assurance</th></tr>
 {"".join(rows)}</table>
+<p>Power: share of replicates with p &lt; 0.05 in favour of cells at the posterior-median effect;
+assurance: the same share when each replicate draws the effect from the posterior of the controlled
+evidence, including the trial's own departure from the average (between-trial SD).</p>
 <p>Responders: change of at least {primary["responder_change"]:g} {html.escape(primary["unit"])}.
 Dashed lines: the same patients' untreated twins (natural history without procedure).</p>
 {"".join(parts)}
