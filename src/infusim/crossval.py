@@ -37,13 +37,7 @@ def theta_of(problem: Problem, fitted: posterior.Posterior) -> np.ndarray:
 def points(problem: Problem, samples: np.ndarray, members: np.ndarray | None = None) -> list[dict]:
     """One point per row (``members``: indices into ``problem.bases``; default all)."""
     members = np.arange(len(problem.bases)) if members is None else np.asarray(members)
-    sub = Problem(
-        problem.condition,
-        [problem.bases[i] for i in members],
-        problem.parameters,
-        problem.k_mechanism,
-        problem.k_table,
-    )
+    sub = problem.subset(members)
     rng = np.random.default_rng(PREDICTION_SEED)
     expected = predictive(sub, samples, rng, new_trial=False)
     draws = predictive(sub, samples, rng, new_trial=True)
@@ -95,13 +89,7 @@ def cross_validate(rows: list[EvidenceRow], progress=None, **sampling) -> dict:
         held = []
         for members in problem.studies:
             keep = np.setdiff1d(np.arange(len(problem.bases)), members)
-            train = Problem(
-                problem.condition,
-                [problem.bases[i] for i in keep],
-                problem.parameters,
-                problem.k_mechanism,
-                problem.k_table,
-            )
+            train = problem.subset(keep)
             result = fit(train, **sampling)
             held += points(problem, result.samples, members)
             if progress is not None:

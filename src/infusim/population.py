@@ -17,8 +17,9 @@ import scipy.special
 
 from infusim import conditions
 from infusim.conditions import ConditionInfo
+from infusim.model.declare import Model
 from infusim.model.disease import Variation, baseline, severity_of
-from infusim.model.kinetics import VARIABLE_RATES
+from infusim.model.kinetics import VARIABLE_RATES, assemble
 from infusim.parameters import ParameterSet, bundled
 from infusim.scenario import BODY_WEIGHT_RANGE_KG, Scenario
 
@@ -240,3 +241,15 @@ def _severity(
         seed, index, "severity", mean, params.get("baseline_sd", scope, unit), min(low, high), max(low, high)
     )
     return np.clip(severity_of(condition, primary, value, params), 0.01, 1.0)
+
+
+def cohort_model(scenario: Scenario, cohort: Cohort, params: ParameterSet | None = None) -> Model:
+    """The cell model of ``scenario`` for every patient of ``cohort`` (weights, severities, rates)."""
+    return assemble(
+        scenario,
+        patients=len(cohort.index),
+        params=params,
+        rate_factors=cohort.rate_factors,
+        body_weight_kg=cohort.body_weight_kg,
+        severity=cohort.severity,
+    )

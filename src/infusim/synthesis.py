@@ -41,7 +41,7 @@ from infusim.model import disease
 from infusim.model.disease import Variation
 from infusim.model.kinetics import assemble
 from infusim.parameters import ParameterSet, bundled
-from infusim.population import sample_cohort
+from infusim.population import cohort_model, sample_cohort
 
 #: Weight of the open-label term for a pooled meta-analysis of mixed blinded and open trials.
 META_OPEN_WEIGHT = 0.5
@@ -100,6 +100,12 @@ class Problem:
     def __post_init__(self) -> None:
         names = [b.row.study for b in self.bases]
         self.studies = [np.flatnonzero(np.array(names) == s) for s in dict.fromkeys(names)]
+
+    def subset(self, members) -> Problem:
+        """The same parameters and priors with only the rows ``members`` (indices into ``bases``)."""
+        return Problem(
+            self.condition, [self.bases[i] for i in members], self.parameters, self.k_mechanism, self.k_table
+        )
 
 
 def condition_rows(rows: list[EvidenceRow], condition: str) -> list[EvidenceRow]:
@@ -165,14 +171,7 @@ def _basis(
     visit = np.array([row.time_d])
     if patients > 1:
         cohort = sample_cohort(scenario, FIT_SEED, np.arange(patients), params)
-        model = assemble(
-            scenario,
-            patients=patients,
-            params=params,
-            rate_factors=cohort.rate_factors,
-            body_weight_kg=cohort.body_weight_kg,
-            severity=cohort.severity,
-        )
+        model = cohort_model(scenario, cohort, params)
         weight, severity = cohort.body_weight_kg, cohort.severity
         factor = cohort.variation.potency_factor
         variation = Variation(severity, np.ones(patients), cohort.variation.annual_change)

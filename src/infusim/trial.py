@@ -28,10 +28,10 @@ from infusim import conditions, outcomes
 from infusim.conditions import ConditionInfo, Endpoint
 from infusim.model import disease
 from infusim.model.disease import Variation
-from infusim.model.kinetics import assemble
 from infusim.parameters import ParameterSet, bundled
 from infusim.population import (
     Cohort,
+    cohort_model,
     replicate_seed,
     sample_cohort,
     standard_normals,
@@ -231,14 +231,7 @@ def _arm_outcomes(
     n = len(cohort.index)
     model = None
     if kind == "cells":
-        model = assemble(
-            scenario,
-            patients=n,
-            params=params,
-            rate_factors=cohort.rate_factors,
-            body_weight_kg=cohort.body_weight_kg,
-            severity=cohort.severity,
-        )
+        model = cohort_model(scenario, cohort, params)
     paths = outcomes.endpoint_paths(
         scenario,
         model,
