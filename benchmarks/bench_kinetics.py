@@ -34,7 +34,13 @@ VARIABILITY = {"loss": 0.3, "release": 0.3, "homing": 0.3, "rejection": 0.3, "ca
 def peer_solve(
     model: Model, times: np.ndarray, patient: int, method: str, rtol: float, atol: float
 ) -> np.ndarray:
-    """One patient (all its size classes as one block-diagonal system) with solve_ivp."""
+    """One patient (all its size classes as one block-diagonal system) with solve_ivp.
+
+    The peer first takes the patient's own sub-model, so building its rate matrices costs what one
+    patient costs, not the whole cohort (inside the timed loop: a solve_ivp user does the same work).
+    """
+    model = model.take_patients(np.array([patient]))
+    patient = 0
     k = model.rows_per_patient
     rows = np.arange(patient * k, (patient + 1) * k)
     n = len(model.states)

@@ -94,8 +94,11 @@ def effect_intervals(scenario: Scenario, model: Model, params: ParameterSet) -> 
     if draws is None:
         return {}
     index = np.searchsorted(draws.times_d, times_d)
+    fitted = {e.name for e in draws.condition.endpoints}  # not treatment-related mortality
     out = {}
     for name, treated in draws.treated.items():
+        if name not in fitted:
+            continue
         effect = treated[:, index] - draws.untreated[name][:, index]
         low, high = np.percentile(effect, [2.5, 97.5], axis=0)
         for i, t in enumerate(times_d):
