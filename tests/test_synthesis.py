@@ -129,6 +129,8 @@ def test_stored_posteriors_match_their_evidence_and_mix():
         record = fitted.record
         keys = {r.key for r in ROWS if r.condition == condition}
         assert set(record["rows"]) <= keys and record["command"].startswith("python -m infusim.synthesis")
+        current = synthesis.rows_digest(synthesis.condition_rows(ROWS, condition))
+        assert record["evidence_sha256"] == current, f"{condition}: evidence changed, refit with --write"
         assert min(record["diagnostics"]["effective_sample_size"].values()) > 200, condition
         assert max(record["diagnostics"]["split_rhat"].values()) < 1.1, condition
 

@@ -575,6 +575,7 @@ def fit_condition(
     record = {
         "command": command,
         "evidence": source,
+        "evidence_sha256": rows_digest(condition_rows(rows, condition)),
         "rows": list(result.rows),
         "studies": list(result.studies),
         "n_studies": len(result.studies),
@@ -587,6 +588,37 @@ def fit_condition(
         "diagnostics": result.diagnostics,
     }
     return result, problem, record
+
+
+def rows_digest(rows: list[EvidenceRow]) -> str:
+    """SHA-256 of everything the fit reads from ``rows``: a stored posterior whose digest differs from
+    the current table's was fitted to other evidence and must be refitted."""
+    import hashlib
+
+    fields = (
+        "study",
+        "arm",
+        "endpoint",
+        "time_d",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "design",
+        "comparator",
+        "cell_type",
+        "tissue_source",
+        "donor",
+        "route",
+        "dose",
+        "dose_unit",
+        "doses",
+        "interval_d",
+        "baseline",
+        "conditioning",
+        "control_change",
+    )
+    text = "\n".join(sorted("|".join(repr(getattr(r, f)) for f in fields) for r in rows))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _summary(x: np.ndarray) -> dict[str, float]:
