@@ -11,7 +11,7 @@ from infusim import stats
 from infusim.population import replicate_seed
 from infusim.runner import chunks, power_curve
 from infusim.scenario import load
-from infusim.trial import allocate, design, simulate_chunk
+from infusim.trial import FIELDS, allocate, design, simulate_chunk
 from tests.helpers import EXAMPLES
 
 OA = EXAMPLES / "trial-knee-osteoarthritis.yaml"
@@ -34,6 +34,20 @@ def test_patient_rows_are_bit_identical_however_the_trial_is_chunked():
     second, _ = simulate_chunk(s, 1, 0, 180)
     assert not second.equals(whole)
     assert replicate_seed(2026, 0) != replicate_seed(2026, 1)
+
+
+def test_a_replicate_draws_the_same_unknown_truth_however_it_is_chunked():
+    s = load(COPD)
+    whole = simulate_chunk(s, 3, 0, 60, table=False, uncertain=True)[1].sums
+    parts = [
+        simulate_chunk(s, 3, a, min(a + 7, 60), table=False, uncertain=True)[1].sums for a in range(0, 60, 7)
+    ]
+    np.testing.assert_allclose(np.sum(parts, axis=0), whole, rtol=1e-12, atol=1e-12)
+    other = simulate_chunk(s, 4, 0, 60, table=False, uncertain=True)[1].sums
+    fixed = simulate_chunk(s, 3, 0, 60, table=False)[1].sums
+    effect = FIELDS.index("sum_effect")
+    assert not np.allclose(other[..., effect], whole[..., effect])  # another replicate, another truth
+    assert not np.allclose(fixed[..., effect], whole[..., effect])  # a draw, not the medians
 
 
 def test_measurement_error_and_untreated_twin_in_a_null_control_arm():

@@ -293,3 +293,25 @@ def test_trial_warns_about_arms_outside_the_evidence_and_ignored_patient_fields(
     assert (
         "arm high: extrapolation" in json.loads((tmp_path / "t" / "summary.json").read_text())["warnings"][1]
     )
+
+
+def test_fit_effects_writes_posteriors_to_the_named_folder_never_the_package(tmp_path):
+    import pandas as pd
+
+    from infusim import posterior
+
+    bundled = (posterior.bundled_dir() / "copd.csv").read_bytes()
+    result = run("fit-effects", "-c", "copd", "-o", str(tmp_path / "fit"))
+    assert result.returncode == 0, result.stderr
+    assert "potency[copd/systemic]" in result.stdout
+    draws = pd.read_csv(tmp_path / "fit" / "copd.csv")
+    assert len(draws) == posterior.STORED_DRAWS and (draws["potency[copd/systemic]"] > 0).all()
+    record = posterior.records(tmp_path / "fit")["copd"]
+    assert record["command"].startswith("infusim fit-effects") and record["n_studies"] == 1
+    assert (posterior.bundled_dir() / "copd.csv").read_bytes() == bundled
+    rerun = run("fit-effects", "-c", "copd", "-o", str(tmp_path / "fit"))
+    assert rerun.returncode == 0, rerun.stderr  # its own earlier output is replaced
+    for bad, field in ((["-c", "nosuch"], "--condition"), (["-c", "alzheimers"], "--condition")):
+        refused = run("fit-effects", *bad, "-o", str(tmp_path / "bad"))
+        assert refused.returncode == 2 and refused.stderr.startswith(f"error: {field}")
+        assert not (tmp_path / "bad").exists()
