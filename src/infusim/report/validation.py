@@ -56,7 +56,7 @@ prediction respects counts as fold error 1.</p>
 <th>max fold</th><th></th></tr>
 {"".join(rows)}</table>
 {"".join(sections)}
-{_evidence_section(summary or {})}
+{_evidence_section(summary or {}, include_plotlyjs=first)}
 </body></html>
 """
 
@@ -108,8 +108,9 @@ def _figure(result: CaseResult) -> go.Figure:
     return figure
 
 
-def _evidence_section(summary: dict) -> str:
-    """Tables of the clinical evidence: observed estimate and CI against the 95% prediction interval."""
+def _evidence_section(summary: dict, include_plotlyjs: bool = False) -> str:
+    """The clinical evidence: per condition a forest plot (observed estimate and CI, fitted and, when
+    run, held-out 95% prediction intervals), then a table of every row."""
     records = summary.get("evidence") or []
     cv = summary.get("cross_validation")
     if not records and not cv:
@@ -135,6 +136,13 @@ def _evidence_section(summary: dict) -> str:
         for found in cv["conditions"].values():
             for p in found["points"]:
                 held[(p["study"], p["arm"], p["quantity"], p["time_h"])] = p
+    for condition in dict.fromkeys(r["condition"] for r in records):
+        points = [p for r in records if r["condition"] == condition for p in r["points"]]
+        figure = _forest(condition, points, held)
+        parts.append(
+            figure.to_html(full_html=False, include_plotlyjs=include_plotlyjs, config={"displaylogo": False})
+        )
+        include_plotlyjs = False
     for r in records:
         for p in r["points"]:
             out = held.get((p["study"], p["arm"], p["quantity"], p["time_h"]))
@@ -171,3 +179,59 @@ def _evidence_section(summary: dict) -> str:
         "<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>" + "".join(rows) + "</table>"
     )
     return "".join(parts)
+
+
+def _forest(condition: str, points: list[dict], held: dict) -> go.Figure:
+    """One row per evidence estimate: observed with its 95% CI, fitted and held-out 95% prediction
+    intervals, one panel per endpoint (shared y labels: study, arm, day)."""
+    labels = [
+        f"{p['study']} {p['arm']} d{p['time_h'] / 24:.0f} ({p['quantity'].split(':', 1)[1]})" for p in points
+    ]
+    figure = go.Figure()
+
+    def band(values: list[dict], name: str, color: str, shift: float, low: str, high: str, centre: str):
+        figure.add_trace(
+            go.Scatter(
+                x=[v[centre] for v in values],
+                y=[labels.index(v["label"]) + shift for v in values],
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [v[high] - v[centre] for v in values],
+                    "arrayminus": [v[centre] - v[low] for v in values],
+                },
+                mode="markers",
+                marker={"color": color, "size": 7},
+                name=name,
+                text=[v["label"] for v in values],
+            )
+        )
+
+    tagged = [p | {"label": label} for p, label in zip(points, labels, strict=True)]
+    band(tagged, "observed (95% CI)", "black", 0.0, "observed_low", "observed_high", "observed")
+    band(tagged, "fitted (95% prediction)", PALETTE[0], 0.25, "predicted_low", "predicted_high", "predicted")
+    out = []
+    for p in tagged:
+        found = held.get((p["study"], p["arm"], p["quantity"], p["time_h"]))
+        if found is not None:
+            out.append(found | {"label": p["label"]})
+    if out:
+        band(
+            out,
+            "held out (95% prediction)",
+            PALETTE[1],
+            -0.25,
+            "predicted_low",
+            "predicted_high",
+            "predicted",
+        )
+    figure.update_layout(
+        title=f"{condition}: treated minus control (endpoint units; a study's rows share its units)",
+        height=140 + 26 * len(labels),
+        margin={"l": 300, "r": 20, "t": 50, "b": 40},
+    )
+    figure.update_yaxes(
+        tickmode="array", tickvals=list(range(len(labels))), ticktext=labels, autorange="reversed"
+    )
+    figure.add_vline(x=0, line={"color": "#999", "dash": "dot"})
+    return figure
