@@ -188,7 +188,7 @@ def test_an_add_on_trial_is_compared_with_its_responding_control_arm():
     assert alone < on_top < 0  # WOMAC: lower is better
 
 
-@pytest.mark.parametrize("study", ["boost2", "mist2019", "deng2017"])
+@pytest.mark.parametrize("study", ["boost2", "mist2019", "zhou2020", "cai2016"])
 def test_the_fast_evaluator_of_the_fit_equals_the_full_pipeline(study):
     """The fit evaluates arm means from precomputed responses; simulate and trial run the whole
     pipeline (outcomes.endpoint_paths). Both must give the same arm-mean effect for any parameters."""
