@@ -202,11 +202,9 @@ class CaseFit:
 
 def parse_parameter(text: str) -> tuple[str, str]:
     """``'release_rate[msc/lungs]'`` -> ``('release_rate', 'msc/lungs')``; no brackets: empty scope."""
-    text = text.strip()
-    if text.endswith("]") and "[" in text:
-        name, scope = text[:-1].split("[", 1)
-        return name, scope
-    return text, ""
+    from infusim.parameters import parse_name
+
+    return parse_name(text)
 
 
 def _is_share(params: ParameterSet, key: tuple[str, str]) -> bool:

@@ -428,10 +428,12 @@ def trial(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from infusim.parameters import for_scenario
     from infusim.runner import default_chunk_size, run_trial, with_size
     from infusim.scenario import load
 
     loaded = with_size(load(scenario), patients, replicates)
+    for_scenario(loaded)  # a bad parameters override fails here, before any output exists
     total = loaded.trial.patients * loaded.trial.replicates
     columns = (TextColumn("patients"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"))
     shown = errors.is_terminal
@@ -467,6 +469,7 @@ def power(
     Power: the share of replicate trials in which a treated arm beats control on the primary
     endpoint at the primary visit (two-sided p < 0.05).
     """
+    from infusim.parameters import for_scenario
     from infusim.runner import power_curve, with_size
     from infusim.scenario import load
 
@@ -477,6 +480,7 @@ def power(
     if not sizes or any(size < 2 for size in sizes):
         raise InfusimError("--n", "give sample sizes of at least 2, e.g. 20,40,80")
     loaded = with_size(load(scenario), None, None)
+    for_scenario(loaded)
     curve = power_curve(loaded, sizes, replicates)
     trial_spec = loaded.trial
     table = Table(
@@ -644,6 +648,33 @@ def fit_effects(
             )
     console.print(table)
     console.print(f"Output folder: [bold]{folder}[/bold] (<condition>.csv draws, fits.json, summary.json)")
+
+
+@app.command(name="parameters")
+@_user_errors
+def list_parameters(
+    grep: Annotated[
+        str | None,
+        typer.Option("--grep", "-g", help="Only rows whose name, scope, source or note hold WORD."),
+    ] = None,
+) -> None:
+    """List every parameter row with value, unit, provenance and source.
+
+    A scenario can replace any row: parameters: {"loss_rate[msc/lungs]": "0.1 1/h"}.
+    """
+    from infusim.parameters import bundled
+
+    rows = sorted(bundled().entries.values(), key=lambda e: (e.table, e.parameter, e.scope))
+    if grep:
+        word = grep.lower()
+        rows = [e for e in rows if any(word in x.lower() for x in (e.parameter, e.scope, e.source, e.note))]
+    table = Table(title=f"Parameters ({len(rows)} rows)")
+    for column in ("name[scope]", "value", "unit", "provenance", "source", "table"):
+        table.add_column(escape(column), justify="right" if column == "value" else "left", overflow="fold")
+    for e in rows:
+        name = f"{e.parameter}[{e.scope}]" if e.scope else e.parameter
+        table.add_row(escape(name), f"{e.value:.4g}", e.unit, e.provenance, e.source, e.table)
+    console.print(table)
 
 
 @app.command(name="conditions")

@@ -14,8 +14,9 @@ Units are checked with pint when a value is read, so a table in mL/min serves a 
 from __future__ import annotations
 
 import csv
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -169,6 +170,8 @@ def citations() -> dict[str, str]:
 
 def citation_line(key: str) -> str:
     """A one-line human-readable citation for a BibTeX key."""
+    if key == SCENARIO_SOURCE:
+        return "values set in the scenario's parameters section (see overrides)"
     entry = citations().get(key)
     if entry is None:
         return key
@@ -201,3 +204,59 @@ def with_values(params: ParameterSet, values: dict[tuple[str, str], float]) -> P
             key[0], key[1], float(value), old.unit, old.source, "calibrated", old.note, old.table
         )
     return ParameterSet(entries)
+
+
+#: Source key of values set in a scenario's ``parameters`` section.
+SCENARIO_SOURCE = "scenario"
+
+
+def parse_name(text: str) -> tuple[str, str]:
+    """``'loss_rate[msc/lungs]'`` -> ``('loss_rate', 'msc/lungs')``; no brackets: the empty scope."""
+    text = text.strip()
+    if text.endswith("]") and "[" in text:
+        name, scope = text[:-1].split("[", 1)
+        return name.strip(), scope.strip()
+    return text, ""
+
+
+def with_overrides(params: ParameterSet, overrides: Mapping[str, object]) -> ParameterSet:
+    """A copy of ``params`` with rows replaced by a scenario's ``parameters`` section.
+
+    Keys name an existing row exactly (``name[scope]``, as ``infusim parameters`` lists them); values
+    are quantities with a unit that converts to the row's unit (a plain number for dimensionless
+    rows). The new rows keep their unit, cite ``scenario`` and say what they replaced.
+    """
+    from infusim.errors import ScenarioError
+
+    entries = dict(params.entries)
+    registry = units.registry()
+    for text, raw in overrides.items():
+        field = f"parameters.{text}"
+        key = parse_name(text)
+        if key not in params.entries:
+            close = sorted(f"{p}[{s}]" if s else p for p, s in params.entries if p == key[0])
+            hint = (
+                f"; rows of {key[0]}: {', '.join(close[:8])}"
+                if close
+                else "; see `infusim parameters --grep`"
+            )
+            raise ScenarioError(field, f"not a parameter row{hint}")
+        old = params.entries[key]
+        try:
+            quantity = registry.Quantity(raw) if isinstance(raw, str) else registry.Quantity(float(raw), "")
+            value = float(quantity.to(old.unit or "dimensionless").magnitude)
+        except Exception:
+            raise ScenarioError(field, f"{raw!r} is not a quantity in {old.unit or 'no unit'}") from None
+        if not math.isfinite(value):
+            raise ScenarioError(field, f"{raw!r} is not a finite number")
+        note = (
+            f"set in the scenario to {raw} (table: {old.value:g} {old.unit}, {old.source}, {old.provenance})"
+        )
+        entries[key] = Entry(key[0], key[1], value, old.unit, SCENARIO_SOURCE, "assumption", note, old.table)
+    return ParameterSet(entries)
+
+
+def for_scenario(scenario) -> ParameterSet:
+    """The bundled parameters with the scenario's ``parameters`` overrides applied."""
+    overrides = getattr(scenario, "parameters", None) or {}
+    return with_overrides(bundled(), overrides) if overrides else bundled()

@@ -223,9 +223,9 @@ def _assurance(out: Path, plan_chunks: list[Chunk], replicates: int, plan, shape
 
 def trial_sources(scenario: Scenario) -> dict[str, str]:
     """Citations of every parameter a trial uses (recorded on one block of patients, all arms)."""
-    from infusim.parameters import bundled, citation_line
+    from infusim.parameters import citation_line, for_scenario
 
-    params = bundled()
+    params = for_scenario(scenario)
     block = sum(a.ratio for a in scenario.trial.arms)
     simulate_chunk(scenario, 0, 0, min(block, scenario.trial.patients), params=params, table=False)
     return {key: citation_line(key) for key in params.sources_used()}

@@ -436,6 +436,9 @@ class Scenario(_Section):
     administration: Administration
     simulation: Simulation = Simulation()
     trial: Trial | None = None
+    #: Table rows replaced for this scenario: ``{"loss_rate[msc/lungs]": "0.1 1/h"}`` (checked and
+    #: applied by ``parameters.for_scenario``; ``infusim parameters`` lists the rows).
+    parameters: dict[str, str | float] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod

@@ -14,7 +14,7 @@ from infusim.model.declare import Model, patient_sum
 from infusim.model.disease import EndpointTrajectories
 from infusim.model.kinetics import assemble
 from infusim.observe import Observed, cells_table, observation_table, observe
-from infusim.parameters import ParameterSet, bundled, citation_line
+from infusim.parameters import ParameterSet, citation_line, for_scenario
 from infusim.scenario import Scenario
 from infusim.solve import conservation_error
 
@@ -56,7 +56,7 @@ def disease_outcomes(
 
 def simulate(scenario: Scenario, params: ParameterSet | None = None) -> Result:
     """Simulate one patient described by ``scenario`` at its output times."""
-    params = params or bundled()
+    params = params or for_scenario(scenario)
     model = assemble(scenario, params=params)
     times = np.asarray(scenario.simulation.outputs_h, dtype=float)
     label = scenario.simulation.label
@@ -205,8 +205,27 @@ def _summary(
         "evidence": _evidence_note(name),
         "warnings": warnings,
         "sources": {key: citation_line(key) for key in params.sources_used()},
+        "overrides": overrides(scenario, params),
         "disclaimer": DISCLAIMER,
     }
+
+
+def overrides(scenario: Scenario, params: ParameterSet) -> dict[str, dict]:
+    """The scenario's ``parameters`` section as applied: value in the row's unit and what it replaced."""
+    from infusim.parameters import bundled, parse_name
+
+    table = bundled()
+    out = {}
+    for name in scenario.parameters:
+        key = parse_name(name)
+        old, new = table.entry(*key), params.entry(*key)
+        out[name] = {
+            "value": new.value,
+            "unit": new.unit,
+            "table_value": old.value,
+            "table_source": old.source,
+        }
+    return out
 
 
 def _evidence_note(condition: str | None) -> dict | None:

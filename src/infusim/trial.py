@@ -28,7 +28,7 @@ from infusim import conditions, outcomes
 from infusim.conditions import ConditionInfo, Endpoint
 from infusim.model import disease
 from infusim.model.disease import Variation
-from infusim.parameters import ParameterSet, bundled
+from infusim.parameters import ParameterSet, for_scenario
 from infusim.population import (
     Cohort,
     cohort_model,
@@ -78,7 +78,7 @@ def is_rate(endpoint: Endpoint) -> bool:
 
 def design(scenario: Scenario, params: ParameterSet | None = None) -> Design:
     """The trial design of a scenario with a ``trial`` section."""
-    params = params or bundled()
+    params = params or for_scenario(scenario)
     trial = scenario.trial
     info = conditions.get(scenario.condition.name)
     endpoints = list(info.endpoints)
@@ -142,7 +142,7 @@ def simulate_chunk(
     plus this trial's own study effect (between-trial SD tau), as a new trial would meet it; otherwise
     the posterior-median parameters of the tables.
     """
-    params = params or bundled()
+    params = params or for_scenario(scenario)
     plan = design(scenario, params)
     trial = scenario.trial
     seed = replicate_seed(scenario.simulation.seed, replicate)

@@ -28,7 +28,7 @@ from infusim.errors import InfusimError
 from infusim.model.kinetics import assemble
 from infusim.model.physiology import physiology
 from infusim.observe import observe
-from infusim.parameters import ParameterSet, bundled
+from infusim.parameters import ParameterSet, for_scenario
 from infusim.scenario import Label, Scenario, load
 
 QUANTITIES = ("live_cells", "dna", "radiolabel")
@@ -349,7 +349,7 @@ def _float_or_nan(text: str) -> float:
 
 def predict(case: Case, times_h: np.ndarray, params: ParameterSet | None = None) -> pd.DataFrame:
     """Predictions of every (quantity, compartment, unit) series of ``case`` at ``times_h``."""
-    params = params or bundled()
+    params = params or for_scenario(case.scenario)
     scenario = case.scenario
     times = np.unique(np.asarray(times_h, dtype=float))
     model = assemble(scenario, params=params)

@@ -315,3 +315,48 @@ def test_fit_effects_writes_posteriors_to_the_named_folder_never_the_package(tmp
         refused = run("fit-effects", *bad, "-o", str(tmp_path / "bad"))
         assert refused.returncode == 2 and refused.stderr.startswith(f"error: {field}")
         assert not (tmp_path / "bad").exists()
+
+
+def test_parameters_lists_rows_and_a_scenario_can_override_any_of_them(tmp_path):
+    listing = run("parameters", "--grep", "loss_rate")
+    assert listing.returncode == 0 and "loss_rate[msc/lungs]" in listing.stdout
+    assert "Eggenhofer2012" in listing.stdout
+    assert "half_saturation" not in listing.stdout
+
+    base = yaml.safe_load((EXAMPLES / "msc-iv-human.yaml").read_text())
+    faster = dict(base, parameters={"loss_rate[msc/lungs]": "0.5 1/h"})
+    for name, data in (("base", base), ("faster", faster)):
+        (tmp_path / name).mkdir()
+        path = write_scenario(tmp_path / name, data)
+        result = run("simulate", str(path), "-o", str(tmp_path / f"out-{name}"), "-q")
+        assert result.returncode == 0, result.stderr
+    summaries = {
+        n: json.loads((tmp_path / f"out-{n}" / "summary.json").read_text()) for n in ("base", "faster")
+    }
+    lungs = {n: s["live_fraction_of_dose"]["24 h"]["lungs"] for n, s in summaries.items()}
+    assert lungs["faster"] < 0.5 * lungs["base"]
+    override = summaries["faster"]["overrides"]["loss_rate[msc/lungs]"]
+    assert override == {"value": 0.5, "unit": "1/h", "table_value": 0.05, "table_source": "Eggenhofer2012"}
+    assert "scenario" in summaries["faster"]["sources"] and summaries["base"]["overrides"] == {}
+
+    bad = {
+        "loss_rat[msc/lungs]": "parameters.loss_rat[msc/lungs]: not a parameter row",
+        "loss_rate[msc/lung]": "rows of loss_rate",
+    }
+    for i, (key, message) in enumerate(bad.items()):
+        folder = tmp_path / f"bad-{i}"
+        folder.mkdir()
+        path = write_scenario(folder, dict(base, parameters={key: "0.1 1/h"}))
+        refused = run("simulate", str(path), "-o", str(folder / "out"))
+        assert refused.returncode == 2 and message in refused.stderr and refused.stderr.count("\n") == 1
+        assert not (folder / "out").exists()
+    folder = tmp_path / "unit"
+    folder.mkdir()
+    path = write_scenario(folder, dict(base, parameters={"loss_rate[msc/lungs]": "0.1 mL"}))
+    refused = run("simulate", str(path), "-o", str(folder / "out"))
+    assert refused.returncode == 2 and "is not a quantity in 1/h" in refused.stderr
+    trial = yaml.safe_load((EXAMPLES / "trial-copd.yaml").read_text())
+    path = write_scenario(folder, dict(trial, parameters={"potency[copd/systemic]": "2 kg"}))
+    refused = run("trial", str(path), "-o", str(folder / "trial-out"))
+    assert refused.returncode == 2 and "parameters.potency[copd/systemic]" in refused.stderr
+    assert not (folder / "trial-out").exists()

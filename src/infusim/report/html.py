@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from infusim.model.disease import EndpointTrajectories
 from infusim.observe import cells_table, observation_table, observe
-from infusim.parameters import bundled
+from infusim.parameters import for_scenario
 from infusim.simulation import DISCLAIMER, Result, dense_times, disease_outcomes
 
 #: Compartments drawn individually; the others are summed as "other organs".
@@ -39,14 +39,15 @@ def render(result: Result) -> str:
     figures.append(
         _marker_figure(observations, "dna", "Human-DNA signal (live + recently dead cells)", given)
     )
-    outcomes = disease_outcomes(scenario, result.model, bundled())
+    params = for_scenario(scenario)
+    outcomes = disease_outcomes(scenario, result.model, params)
     if outcomes is not None:
         from infusim.outcomes import effect_draws
 
         draws = effect_draws(
             scenario,
             result.model,
-            bundled(),
+            params,
             np.asarray(scenario.simulation.outputs_h) / 24.0,
             scenario.simulation.duration_h / 24.0,
             200,
