@@ -593,30 +593,11 @@ def fit_condition(
 def rows_digest(rows: list[EvidenceRow]) -> str:
     """SHA-256 of everything the fit reads from ``rows``: a stored posterior whose digest differs from
     the current table's was fitted to other evidence and must be refitted."""
+    import dataclasses
     import hashlib
 
-    fields = (
-        "study",
-        "arm",
-        "endpoint",
-        "time_d",
-        "estimate",
-        "ci_low",
-        "ci_high",
-        "design",
-        "comparator",
-        "cell_type",
-        "tissue_source",
-        "donor",
-        "route",
-        "dose",
-        "dose_unit",
-        "doses",
-        "interval_d",
-        "baseline",
-        "conditioning",
-        "control_change",
-    )
+    words = ("note", "citation", "source_key", "provenance", "line", "n_treated", "n_control", "onset_d")
+    fields = [f.name for f in dataclasses.fields(EvidenceRow) if f.name not in words]
     text = "\n".join(sorted("|".join(repr(getattr(r, f)) for f in fields) for r in rows))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
