@@ -166,7 +166,7 @@ def validate(
         _print_evidence(points)
     if scores:
         _print_cross_validation(scores)
-    console.print(f"Output folder: [bold]{folder}[/bold] (validation.json, validation.html)")
+    console.print(f"Output folder: [bold]{escape(str(folder))}[/bold] (validation.json, validation.html)")
     misses = [r for r in results if not r.calibration and not r.passed]
     if strict and misses:
         raise typer.Exit(1)
@@ -243,7 +243,7 @@ def calibrate(
     if update_tables:
         for row in write_tables(fit, command):
             console.print(f"updated {row}")
-    console.print(f"Fitted values: [bold]{out}[/bold]")
+    console.print(f"Fitted values: [bold]{escape(str(out))}[/bold]")
 
 
 def _print_evidence(points: dict) -> None:
@@ -330,9 +330,9 @@ def _run(scenario_path: Path, out: Path, quiet: bool, report: bool) -> None:
     if result.summary["endpoints"]:
         _print_endpoints(result)
     console.print(f"[dim]{DISCLAIMER}[/dim]")
-    console.print(f"Output folder: [bold]{folder}[/bold]")
+    console.print(f"Output folder: [bold]{escape(str(folder))}[/bold]")
     if report:
-        console.print(f"Report: [bold]{folder / 'report.html'}[/bold]")
+        console.print(f"Report: [bold]{escape(str(folder / 'report.html'))}[/bold]")
 
 
 def _print_summary(result) -> None:
@@ -343,7 +343,7 @@ def _print_summary(result) -> None:
         {c for values in fractions.values() for c in values},
         key=lambda c: -max(values.get(c, 0.0) for values in fractions.values()),
     )
-    table = Table(title=f"{summary['scenario_name']}: live cells, % of cells given", show_lines=False)
+    table = Table(title=f"{escape(summary['scenario_name'])}: live cells, % of cells given", show_lines=False)
     table.add_column("compartment")
     for hours in summary["output_times_h"]:
         table.add_column(_time_label(hours), justify="right")
@@ -416,6 +416,7 @@ def trial(
         int | None,
         typer.Option("--chunk-size", help="Patients per chunk (default: about a million rows).", min=1),
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output folder.")] = False,
 ) -> None:
     """Run a virtual randomised trial: every patient in every arm, and its untreated twin.
 
@@ -450,9 +451,12 @@ def trial(
         )
     for warning in summary["warnings"]:
         errors.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    if quiet:
+        console.print(str(out), markup=False, highlight=False)
+        return
     _print_trial(summary)
     console.print(f"[dim]{summary['disclaimer']}[/dim]")
-    console.print(f"Output folder: [bold]{out}[/bold] (patients/, summary.json, report.html)")
+    console.print(f"Output folder: [bold]{escape(str(out))}[/bold] (patients/, summary.json, report.html)")
 
 
 @app.command()
@@ -484,13 +488,13 @@ def power(
     curve = power_curve(loaded, sizes, replicates)
     trial_spec = loaded.trial
     table = Table(
-        title=f"{loaded.name}: power on {trial_spec.primary.endpoint} at "
+        title=f"{escape(loaded.name)}: power on {trial_spec.primary.endpoint} at "
         f"{trial_spec.primary.at_h / 24:g} day ({replicates} replicates per size)"
     )
     table.add_column("patients (total)", justify="right")
     arms = [a.name for a in trial_spec.arms if a.name != trial_spec.control.name]
     for arm in arms:
-        table.add_column(f"{arm} vs {trial_spec.control.name}: power / assurance", justify="right")
+        table.add_column(escape(f"{arm} vs {trial_spec.control.name}: power / assurance"), justify="right")
     for size, result in curve.items():
         table.add_row(
             str(size), *(f"{result[arm]['power']:.0%} / {result[arm]['assurance']:.0%}" for arm in arms)
@@ -511,7 +515,7 @@ def _print_trial(summary: dict) -> None:
     unit = primary["unit"]
     visit = f"{primary['visit_day']:g}"
     table = Table(
-        title=f"{summary['scenario_name']}: {primary['endpoint']} at day {visit} "
+        title=f"{escape(summary['scenario_name'])}: {primary['endpoint']} at day {visit} "
         f"({summary['patients']} patients, {summary['condition']})"
     )
     for column in ("arm", "n", "mean change or share (95% CI)", "responders", "vs untreated twin"):
@@ -579,7 +583,7 @@ def export_sbml(
         partial.unlink(missing_ok=True)
         raise OutputError("--out", f"cannot write {out}: {exc.strerror}") from None
     console.print(
-        f"SBML Level 3 model of {loaded.name}: [bold]{out}[/bold] "
+        f"SBML Level 3 model of {escape(loaded.name)}: [bold]{escape(str(out))}[/bold] "
         f"({text.count('<species ')} species, {text.count('<reaction ')} reactions, "
         f"{text.count('<event ')} events; libsbml: no errors)"
     )
@@ -647,7 +651,9 @@ def fit_effects(
                 str(ess),
             )
     console.print(table)
-    console.print(f"Output folder: [bold]{folder}[/bold] (<condition>.csv draws, fits.json, summary.json)")
+    console.print(
+        f"Output folder: [bold]{escape(str(folder))}[/bold] (<condition>.csv draws, fits.json, summary.json)"
+    )
 
 
 @app.command(name="parameters")

@@ -101,14 +101,32 @@ def run_trial(
     """
     out = Path(out)
     manifest = _manifest(scenario, chunk_size)
-    _prepare(out, manifest, resume)
+    client = _dask_client(scheduler) if scheduler is not None else None  # fails before any output
+    try:
+        _prepare(out, manifest, resume)
+        return _run_chunks(scenario, out, manifest, chunk_size, workers, client, progress)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run_chunks(
+    scenario: Scenario,
+    out: Path,
+    manifest: dict,
+    chunk_size: int,
+    workers: int,
+    client,
+    progress: Callable[[int], None] | None,
+) -> dict:
+    """Run the chunks not yet in ``out`` (on ``client`` when given), then summarise and mark complete."""
     plan = chunks(scenario, chunk_size)
     todo = [c for c in plan if not _done(out, c)]
     if progress is not None:
         done_patients = sum(c.stop - c.start for c in plan if c not in todo)
         if done_patients:
             progress(done_patients)
-    for chunk in _execute(scenario, out, todo, workers, scheduler):
+    for chunk in _execute(scenario, out, todo, workers, client):
         if progress is not None:
             progress(chunk.stop - chunk.start)
     summary = summarize(scenario, out, plan)
@@ -246,13 +264,11 @@ def trial_warnings(scenario: Scenario) -> list[str]:
     return notes
 
 
-def _execute(
-    scenario: Scenario, out: Path, todo: list[Chunk], workers: int, scheduler: str | None
-) -> Iterable[Chunk]:
+def _execute(scenario: Scenario, out: Path, todo: list[Chunk], workers: int, client) -> Iterable[Chunk]:
     if not todo:
         return
-    if scheduler is not None:
-        yield from _on_dask(scenario, out, todo, scheduler)
+    if client is not None:
+        yield from _on_dask(scenario, out, todo, client)
     elif workers > 1:
         yield from _in_processes(scenario, out, todo, workers)
     else:
@@ -281,23 +297,27 @@ def _in_processes(scenario: Scenario, out: Path, todo: list[Chunk], workers: int
                 os.environ[key] = value
 
 
-def _on_dask(scenario: Scenario, out: Path, todo: list[Chunk], address: str) -> Iterable[Chunk]:
+def _dask_client(address: str):
+    """A connected dask.distributed client, or a one-line error (before the trial writes anything)."""
     try:
         from distributed import Client
-        from distributed import as_completed as dask_completed
     except ImportError:
         raise OutputError(
             "--scheduler", "needs dask.distributed: pip install 'infusim[distributed]'"
         ) from None
     try:
-        client = Client(address, timeout="5s")
+        return Client(address, timeout="5s")
     except (OSError, TimeoutError) as exc:
         raise OutputError("--scheduler", f"cannot reach {address}: {exc}") from None
-    with client:
-        futures = {client.submit(run_chunk, scenario, out, c, pure=False): c for c in todo}
-        for future in dask_completed(futures):
-            future.result()
-            yield futures[future]
+
+
+def _on_dask(scenario: Scenario, out: Path, todo: list[Chunk], client) -> Iterable[Chunk]:
+    from distributed import as_completed as dask_completed
+
+    futures = {client.submit(run_chunk, scenario, out, c, pure=False): c for c in todo}
+    for future in dask_completed(futures):
+        future.result()
+        yield futures[future]
 
 
 _SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

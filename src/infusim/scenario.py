@@ -641,6 +641,7 @@ def load(path: str | Path) -> Scenario:
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError("scenario", f"cannot read {path}: {exc}") from None
     try:
+        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -648,6 +649,24 @@ def load(path: str | Path) -> Scenario:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ScenarioError("scenario", f"malformed YAML{where}: {problem}") from None
     return from_dict(data)
+
+
+def _refuse_duplicate_keys(node, path: str = "") -> None:
+    """A key given twice in one mapping is an error (YAML would silently keep the last value)."""
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else str(key)
+            where = f"{path}.{name}" if path else name
+            if name in seen:
+                raise ScenarioError(
+                    where, f"given twice (line {key.start_mark.line + 1}); give each field once"
+                )
+            seen.add(name)
+            _refuse_duplicate_keys(value, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, f"{path}.{i}")
 
 
 _ALIASES = {

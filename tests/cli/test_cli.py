@@ -251,6 +251,9 @@ def test_trial_writes_the_dataset_and_summary_and_prints_the_primary_comparison(
         assert column in rows
     page = (tmp_path / "t" / "report.html").read_text()
     assert "fev1" in page and "not advice for any patient" in page and '<script src="http' not in page
+    assert 0 <= summary["assurance"]["msc"]["assurance"] <= 1 and "assurance" in page
+    quiet = run("trial", str(EXAMPLES / "trial-copd.yaml"), "-o", str(tmp_path / "q"), "-n", "20", "-q")
+    assert quiet.returncode == 0 and quiet.stdout.strip() == str(tmp_path / "q")
 
 
 @pytest.mark.parametrize(
@@ -272,7 +275,7 @@ def test_trial_and_power_refuse_bad_input_in_one_line(tmp_path, args, field):
     result = run(*filled)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.count("\n") == 1 and field in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "x" / "summary.json").exists()
+    assert not (tmp_path / "x").exists()  # nothing half-written, not even a folder marked running
 
 
 def test_power_prints_power_against_sample_size():
@@ -360,3 +363,23 @@ def test_parameters_lists_rows_and_a_scenario_can_override_any_of_them(tmp_path)
     refused = run("trial", str(path), "-o", str(folder / "trial-out"))
     assert refused.returncode == 2 and "parameters.potency[copd/systemic]" in refused.stderr
     assert not (folder / "trial-out").exists()
+
+
+def test_a_key_given_twice_and_a_missing_case_are_refused_in_one_line(tmp_path):
+    path = tmp_path / "twice.yaml"
+    text = (EXAMPLES / "msc-iv-human.yaml").read_text()
+    path.write_text(text.replace("administration:\n", "administration:\n  dose: 5e6 cells/kg\n", 1))
+    refused = run("simulate", str(path), "-o", str(tmp_path / "out"))
+    assert refused.returncode == 2 and refused.stderr.startswith("error: administration.dose: given twice")
+    assert refused.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+    missing = run("validate", str(tmp_path / "nonexistent.yaml"), "-o", str(tmp_path / "val"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert not (tmp_path / "val").exists()
+
+
+def test_square_brackets_in_a_scenario_name_are_printed_as_written(tmp_path):
+    data = yaml.safe_load((EXAMPLES / "msc-iv-human.yaml").read_text())
+    path = write_scenario(tmp_path, dict(data, name="cohort [v2] <b>"))
+    result = run("simulate", str(path), "-o", str(tmp_path / "out [x]"))
+    assert result.returncode == 0, result.stderr
+    assert "cohort [v2] <b>: live cells" in result.stdout and "out [x]" in result.stdout
