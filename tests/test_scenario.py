@@ -136,3 +136,12 @@ def test_missing_file_and_malformed_yaml(tmp_path):
     listing.write_text("- a\n- b\n")
     with pytest.raises(ScenarioError, match="mapping of sections"):
         load(listing)
+
+
+def test_too_many_output_times_are_refused():
+    outputs = [f"{i} min" for i in range(1, 40321)]
+    with pytest.raises(ScenarioError, match=r"simulation.*at most 500"):
+        scenario(simulation={"duration": "28 day", "outputs": outputs})
+    assert (
+        len(scenario(simulation={"duration": "28 day", "outputs": outputs[:500]}).simulation.outputs_h) == 500
+    )

@@ -278,8 +278,8 @@ def _print_cross_validation(scores: dict) -> None:
 def _print_validation(results) -> None:
     table = Table(title="infusim validation (AAFE: absolute average fold error)")
     table.add_column("case", overflow="fold", min_width=24)
-    for column in ("species", "use", "n", "AAFE", "within 2x", "max fold", ""):
-        table.add_column(column, justify="left" if column in ("species", "use", "") else "right")
+    for column in ("species", "use", "n", "AAFE", "within 2x", "max fold", "verdict"):
+        table.add_column(column, justify="left" if column in ("species", "use", "verdict") else "right")
     for r in results:
         if r.error:
             table.add_row(r.name, "", "", "", "", "", "", f"[red]not run: {r.error}[/red]")
@@ -297,6 +297,11 @@ def _print_validation(results) -> None:
             verdict,
         )
     console.print(table)
+    console.print(
+        "[dim]verdict: pass when AAFE is at most the case's tolerance (2-fold unless the case says "
+        "otherwise; a clinical effect row only inside its study's 95% CI).[/dim]",
+        highlight=False,
+    )
 
 
 def _run(scenario_path: Path, out: Path, quiet: bool, report: bool) -> None:
@@ -542,7 +547,7 @@ def _print_trial(summary: dict) -> None:
         low, high = result["ci95"]
         line = (
             f"{arm} vs {primary['control']}: {result['difference']:+.3g} {unit} "
-            f"(95% CI {low:+.3g} to {high:+.3g}), p = {result['p_value']:.2g}"
+            f"(95% CI {low:+.3g} to {high:+.3g}), {_p_text(result['p_value'])}"
         )
         if summary["replicates"] > 1:
             line += f"; power {summary['power'][arm]['power']:.0%} over {summary['replicates']} replicates"
@@ -737,6 +742,13 @@ def list_conditions() -> None:
         "median and 95% interval of the fit to all controlled trials (docs/conditions.md); tau: "
         "between-trial SD in standardised mean difference units."
     )
+
+
+def _p_text(p: float | None) -> str:
+    """'p = 0.031', or 'p < 1e-16' where the value underflows (never 'p = 0')."""
+    if p is None:
+        return "p n/a"
+    return "p < 1e-16" if p < 1e-16 else f"p = {p:.2g}"
 
 
 def _time_label(hours: float) -> str:

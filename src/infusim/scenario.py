@@ -316,8 +316,17 @@ class Simulation(_Section):
             raise ValueError(
                 f"outputs: {bad[0]:g} h lies outside 0-{self.duration_h:g} h (simulation.duration)"
             )
+        if len(set(outputs)) > MAX_OUTPUTS:
+            raise ValueError(
+                f"outputs: {len(set(outputs))} output times; at most {MAX_OUTPUTS} (reports and "
+                "summary.json grow with each; the report draws its own dense curves)"
+            )
         object.__setattr__(self, "outputs_h", tuple(sorted(set(outputs))))
         return self
+
+
+#: Most output times a scenario may ask for.
+MAX_OUTPUTS = 500
 
 
 def default_outputs_h(duration_h: float) -> tuple[float, ...]:

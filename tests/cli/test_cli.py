@@ -383,3 +383,12 @@ def test_square_brackets_in_a_scenario_name_are_printed_as_written(tmp_path):
     result = run("simulate", str(path), "-o", str(tmp_path / "out [x]"))
     assert result.returncode == 0, result.stderr
     assert "cohort [v2] <b>: live cells" in result.stdout and "out [x]" in result.stdout
+
+
+def test_a_single_trial_reports_no_power_and_tiny_p_values_are_not_zero():
+    from infusim.cli import _p_text
+    from infusim.report.trial import _p, _power
+
+    assert _power({"power": 1.0, "replicates": 1}) == "n/a (one replicate)"
+    assert _power({"power": 0.83, "replicates": 200}) == "83% of 200 replicates"
+    assert _p_text(0.0) == "p < 1e-16" and _p(0.0) == "&lt; 1e-16" and _p_text(0.031) == "p = 0.031"

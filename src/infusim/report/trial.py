@@ -25,7 +25,7 @@ def render(summary: dict) -> str:
             "<tr>"
             f"<td>{html.escape(arm)} vs {html.escape(primary['control'])}</td>"
             f"<td>{_number(result['difference'])}</td><td>{_number(low)} to {_number(high)}</td>"
-            f"<td>{_number(result['p_value'])}</td><td>{power['power']:.0%} of {power['replicates']}</td>"
+            f"<td>{_p(result['p_value'])}</td><td>{_power(power)}</td>"
             f"<td>{sure}</td></tr>"
         )
     arms = ", ".join(
@@ -101,3 +101,15 @@ def _endpoint_figure(summary: dict, endpoint: str) -> go.Figure:
 
 def _number(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
+
+
+def _p(value: float | None) -> str:
+    """A p-value as printed: never '0' (below double precision it reads '< 1e-16')."""
+    return "n/a" if value is None else "&lt; 1e-16" if value < 1e-16 else f"{value:.2g}"
+
+
+def _power(power: dict) -> str:
+    """'83% of 200 replicates', or n/a for a single trial (power needs replicates)."""
+    if power["replicates"] < 2:
+        return "n/a (one replicate)"
+    return f"{power['power']:.0%} of {power['replicates']} replicates"

@@ -51,9 +51,10 @@ tr.miss td{{background:#fff0f0}} tr.bad td{{background:#ffe0e0}}
 <p class="warn">{html.escape(DISCLAIMER)}</p>
 <p>AAFE: absolute average fold error, 10^mean|log10(predicted/observed)|. Cases marked <em>fitted</em> were
 used to calibrate parameters; <em>prediction</em> cases were not. A bound (&lt;x, &gt;x) that the
-prediction respects counts as fold error 1.</p>
+prediction respects counts as fold error 1. Verdict: pass when AAFE is at most the case's tolerance (2-fold
+unless the case says otherwise).</p>
 <table><tr><th>case</th><th>species</th><th>use</th><th>n</th><th>AAFE</th><th>within 2x</th>
-<th>max fold</th><th></th></tr>
+<th>max fold</th><th>verdict</th></tr>
 {"".join(rows)}</table>
 {"".join(sections)}
 {_evidence_section(summary or {}, include_plotlyjs=first)}
