@@ -14,6 +14,7 @@ a case's score is its absolute average fold error (AAFE = 10^mean|log10(predicte
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -91,6 +92,7 @@ class CaseResult:
     error: str | None = None
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    calibration_reason: str = ""
 
     @property
     def passed(self) -> bool:
@@ -110,6 +112,7 @@ class CaseResult:
             "within_3fold": number(self.within_3fold),
             "max_fold_error": number(self.max_fold_error),
             "calibration": self.calibration,
+            "calibration_reason": self.calibration_reason,
             "species": self.species,
             "tolerance_fold": self.tolerance_fold,
             "passed": self.passed,
@@ -512,19 +515,69 @@ def run_case(case: Case, params: ParameterSet | None = None, curves: bool = True
 
 
 def validate(paths: list[Path], params: ParameterSet | None = None, curves: bool = True) -> list[CaseResult]:
-    """Run every case folder; a bad case becomes a result with ``error`` set and the others still run."""
-    results = []
+    """Run every case folder; a bad case becomes a result with ``error`` set and the others still run.
+
+    Fitted or predicted is decided per study: a case counts as fitted (``calibration``) when it says
+    so, when another case of the same study (``source``) was fitted, or when its study informed any
+    parameter row (the row's source, or the study named in a row's note).
+    """
+    loaded: list = []
     for path in paths:
         try:
-            case = load_case(path)
-            results.append(run_case(case, params, curves=curves))
+            loaded.append(load_case(path))
         except InfusimError as exc:
-            results.append(
+            loaded.append(
                 CaseResult(
                     name=Path(path).name, error=exc.message if isinstance(exc, CaseError) else str(exc)
                 )
             )
+    fitted_studies = {c.source for c in loaded if isinstance(c, Case) and c.calibration and c.source}
+    informed = informed_studies()
+    results = []
+    for case in loaded:
+        if isinstance(case, CaseResult):
+            results.append(case)
+            continue
+        reason = "case.yaml" if case.calibration else ""
+        if not reason and case.source in fitted_studies:
+            reason = "another case of the same study was fitted"
+        if not reason and case.source in informed:
+            reason = f"the study informed {informed[case.source]}"
+        if reason and not case.calibration:
+            case = dataclasses.replace(case, calibration=True)
+        try:
+            result = run_case(case, params, curves=curves)
+        except InfusimError as exc:
+            result = CaseResult(name=case.name, error=exc.message if isinstance(exc, CaseError) else str(exc))
+        result.calibration_reason = reason
+        results.append(result)
     return results
+
+
+def informed_studies() -> dict[str, str]:
+    """Source keys of studies that informed a parameter row -> the first such row (name[scope]).
+
+    A study counts when it is a row's source or when a row's note names it ("Toma 2009" for the
+    key ``Toma2009``).
+    """
+    import re
+
+    from infusim.parameters import bundled, citations
+
+    entries = bundled().entries.values()
+    found: dict[str, str] = {}
+    for e in entries:
+        found.setdefault(e.source, f"{e.parameter}[{e.scope}]")
+    for key in citations():
+        match = re.fullmatch(r"([A-Za-z]+)(\d{4})", key)
+        if match is None or key in found:
+            continue
+        words = f"{match.group(1)} {match.group(2)}"
+        for e in entries:
+            if words in e.note:
+                found[key] = f"{e.parameter}[{e.scope}]"
+                break
+    return found
 
 
 def summary(
