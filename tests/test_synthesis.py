@@ -141,6 +141,10 @@ def test_cross_validation_holds_out_whole_studies(monkeypatch):
     found = result["conditions"]["ischemic_stroke"]
     assert found["scores"]["rows"] == len(rows) and found["scores"]["studies"] == 3
     assert 0 <= result["overall"]["coverage"] <= 1 and result["overall"]["interval_score_smd"] > 0
+    # TREASURE's placebo arm gave the stroke baseline and MASTERS an eligibility bound: not strict
+    informed = {p["study"]: p["informed"] for p in found["points"]}
+    assert informed["treasure"] and informed["masters"] and informed["amascis"] is None
+    assert result["strict"]["studies"] == 1 and result["strict"]["rows"] == 1
 
 
 BAD = {

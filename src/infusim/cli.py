@@ -261,7 +261,11 @@ def _print_cross_validation(scores: dict) -> None:
     table = Table(title="Leave one study out: held-out estimates against their 95% prediction interval")
     for column in ("condition", "studies", "rows", "coverage", "interval score (SMD)", "mean width (SMD)"):
         table.add_column(column, justify="left" if column == "condition" else "right")
-    parts = [*scores["conditions"].items(), ("overall", {"scores": scores["overall"]})]
+    parts = [
+        *scores["conditions"].items(),
+        ("overall", {"scores": scores["overall"]}),
+        ("strictly out of sample", {"scores": scores["strict"]}),
+    ]
     for name, found in parts:
         s = found["scores"]
         table.add_row(
@@ -273,6 +277,11 @@ def _print_cross_validation(scores: dict) -> None:
             f"{s['mean_width_smd']:.2f}",
         )
     console.print(table)
+    console.print(
+        "[dim]strictly out of sample: only studies none of whose numbers informed any parameter row "
+        "(a baseline, natural history or population value read in a trial also counts).[/dim]",
+        highlight=False,
+    )
 
 
 def _print_validation(results) -> None:

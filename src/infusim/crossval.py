@@ -17,6 +17,7 @@ import numpy as np
 
 from infusim import posterior
 from infusim.evidence import EvidenceRow
+from infusim.parameters import informed_studies
 from infusim.synthesis import Problem, build, evidence_conditions, fit, interval_score, predictive
 
 #: Seed of the prediction draws (sampling error and new-trial effects).
@@ -82,7 +83,11 @@ def cross_validate(rows: list[EvidenceRow], progress=None, **sampling) -> dict:
     """Leave-one-study-out predictions and scores, per condition and overall.
 
     A condition with a single study is predicted from its priors alone when that study is out.
+    Each held-out point names in ``informed`` the parameter row its study informed, if any (a
+    baseline, natural history or population value read in that trial): ``strict`` scores only the
+    points whose study informed nothing, which alone are out of sample in the strict sense.
     """
+    informed = informed_studies(r.source_key for r in rows)
     by_condition, everything = {}, []
     for condition in evidence_conditions(rows):
         problem = build(condition, rows)
@@ -91,12 +96,15 @@ def cross_validate(rows: list[EvidenceRow], progress=None, **sampling) -> dict:
             keep = np.setdiff1d(np.arange(len(problem.bases)), members)
             train = problem.subset(keep)
             result = fit(train, **sampling)
-            held += points(problem, result.samples, members)
+            held += [
+                p | {"informed": informed.get(p["source"])} for p in points(problem, result.samples, members)
+            ]
             if progress is not None:
                 progress(condition, problem.bases[members[0]].row.study)
         by_condition[condition] = {"scores": scores(held), "points": held}
         everything += held
-    return {"overall": scores(everything), "conditions": by_condition}
+    strict = [p for p in everything if p["informed"] is None]
+    return {"overall": scores(everything), "strict": scores(strict), "conditions": by_condition}
 
 
 def scores(held: list[dict]) -> dict:

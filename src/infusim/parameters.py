@@ -260,3 +260,25 @@ def for_scenario(scenario) -> ParameterSet:
     """The bundled parameters with the scenario's ``parameters`` overrides applied."""
     overrides = getattr(scenario, "parameters", None) or {}
     return with_overrides(bundled(), overrides) if overrides else bundled()
+
+
+def informed_studies(keys: Iterable[str] = ()) -> dict[str, str]:
+    """Source keys of studies that informed a parameter row -> the first such row (name[scope]).
+
+    A study counts when it is a row's source or when a row's note names it ("Toma 2009" for the
+    key ``Toma2009``); the BibTeX keys and ``keys`` (for example evidence rows' sources) are checked.
+    """
+    entries = bundled().entries.values()
+    found: dict[str, str] = {}
+    for e in entries:
+        found.setdefault(e.source, f"{e.parameter}[{e.scope}]")
+    for key in sorted(set(citations()) | set(keys)):
+        match = re.fullmatch(r"([A-Za-z]+)(\d{4})", key)
+        if match is None or key in found:
+            continue
+        words = f"{match.group(1)} {match.group(2)}"
+        for e in entries:
+            if words in e.note:
+                found[key] = f"{e.parameter}[{e.scope}]"
+                break
+    return found

@@ -29,7 +29,7 @@ from infusim.errors import InfusimError
 from infusim.model.kinetics import assemble
 from infusim.model.physiology import physiology
 from infusim.observe import observe
-from infusim.parameters import ParameterSet, for_scenario
+from infusim.parameters import ParameterSet, for_scenario, informed_studies
 from infusim.scenario import Label, Scenario, load
 
 QUANTITIES = ("live_cells", "dna", "radiolabel")
@@ -552,32 +552,6 @@ def validate(paths: list[Path], params: ParameterSet | None = None, curves: bool
         result.calibration_reason = reason
         results.append(result)
     return results
-
-
-def informed_studies() -> dict[str, str]:
-    """Source keys of studies that informed a parameter row -> the first such row (name[scope]).
-
-    A study counts when it is a row's source or when a row's note names it ("Toma 2009" for the
-    key ``Toma2009``).
-    """
-    import re
-
-    from infusim.parameters import bundled, citations
-
-    entries = bundled().entries.values()
-    found: dict[str, str] = {}
-    for e in entries:
-        found.setdefault(e.source, f"{e.parameter}[{e.scope}]")
-    for key in citations():
-        match = re.fullmatch(r"([A-Za-z]+)(\d{4})", key)
-        if match is None or key in found:
-            continue
-        words = f"{match.group(1)} {match.group(2)}"
-        for e in entries:
-            if words in e.note:
-                found[key] = f"{e.parameter}[{e.scope}]"
-                break
-    return found
 
 
 def summary(

@@ -129,7 +129,9 @@ def _evidence_section(summary: dict, include_plotlyjs: bool = False) -> str:
             f"<p><b>Out of sample</b> (each study left out of its condition's fit): {o['coverage']:.0%} of "
             f"{o['rows']} held-out estimates from {o['studies']} studies inside their 95% prediction "
             f"interval; mean interval score {o['interval_score_smd']:.2f} SMD, mean width "
-            f"{o['mean_width_smd']:.2f} SMD.</p>"
+            f"{o['mean_width_smd']:.2f} SMD. Strictly out of sample (studies none of whose numbers "
+            f"informed any parameter row): {cv['strict']['coverage']:.0%} of {cv['strict']['rows']} "
+            f"estimates from {cv['strict']['studies']} studies.</p>"
         )
     rows = []
     held = {}
