@@ -118,10 +118,6 @@ class EvidenceRow:
         """``study/arm/endpoint@day``: unique within a table."""
         return f"{self.study}/{self.arm}/{self.endpoint}@{self.time_d:g}"
 
-    @property
-    def blinded(self) -> bool:
-        return self.design == "rct_blinded"
-
 
 def bundled_path() -> Path:
     """The evidence table shipped with infusim."""

@@ -64,15 +64,6 @@ class Posterior:
                 out[scope.split("/")[0]] = values[index]
         return out
 
-    def value(self, name: str, index: np.ndarray) -> np.ndarray:
-        return self.samples[name][index]
-
-    def summary(self, name: str) -> dict[str, float]:
-        """Median and 95% interval of one parameter."""
-        x = self.samples[name]
-        low, median, high = np.percentile(x, [2.5, 50, 97.5])
-        return {"median": float(median), "low": float(low), "high": float(high)}
-
 
 def split(name: str) -> tuple[str, str]:
     """``'potency[lupus/systemic]'`` -> ``('potency', 'lupus/systemic')``; no brackets: empty scope."""

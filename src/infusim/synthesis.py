@@ -25,19 +25,27 @@ has 2-6 parameters, where it mixes well).
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import hashlib
+import io
 import logging
 import math
+import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import emcee
 import numpy as np
 import scipy.optimize
 
-from infusim import conditions, evidence, outcomes
+from infusim import conditions, evidence, outcomes, posterior
 from infusim.conditions import ConditionInfo
 from infusim.errors import DataError
 from infusim.evidence import EvidenceRow
-from infusim.model import disease
+from infusim.model import disease, mechanisms
 from infusim.model.disease import Variation
 from infusim.model.kinetics import assemble
 from infusim.parameters import ParameterSet, bundled
@@ -186,28 +194,21 @@ def _basis(
     factors = 10.0**LOG_K_SPAN if k_mechanism else np.ones(1)
     responses: dict[str, list] = {m: [] for m in keys}
     slowing = []
-    natural = room = None
-    from infusim.model import mechanisms
-
     signals = mechanisms.signals(scenario, sums, grid, params, weight, severity)
+    healthy = disease.healthy_value(info, endpoint, params)
+    # The slowing term and the natural history come from trajectories with potencies set to 0.
+    drawn = {k: np.zeros(len(factor)) for ks in keys.values() for k in ks if k[0] == "potency"}
+    base = Variation(
+        variation.severity if variation else np.full(len(factor), scenario.condition.severity),
+        np.ones(len(factor)),
+        variation.annual_change if variation else {},
+        drawn,
+    )
     for f in factors:
         override = outcomes.fitted_k(info.name, params, {k_mechanism: k_table * f} if k_mechanism else {})
         found = mechanisms.responses(signals, params, info.mechanisms, override)
-        # The slowing term and the natural history come from trajectories with potencies set to 0.
-        drawn = {k: np.zeros(len(factor)) for ks in keys.values() for k in ks if k[0] == "potency"}
-        base = Variation(
-            variation.severity if variation else np.full(len(factor), scenario.condition.severity),
-            np.ones(len(factor)),
-            variation.annual_change if variation else {},
-            drawn,
-        )
         paths = disease.trajectories(scenario, info, found, grid, params, base)
         natural = paths.untreated[row.endpoint][:, at]
-        healthy = params.get(
-            "healthy",
-            f"{info.name}/{row.endpoint}",
-            params.entry("healthy", f"{info.name}/{row.endpoint}").unit,
-        )
         room = np.abs(natural - healthy)
         gained = endpoint.direction * (paths.treated[row.endpoint][:, at] - natural)
         # invert the saturating map to the slowing improvement (potencies are zero here)
@@ -219,11 +220,6 @@ def _basis(
         # Both arms get the active therapy: the cells act on top of the control arm's response,
         # with the room to health that is left after it.
         natural = np.clip(natural + row.control_change, endpoint.low, endpoint.high)
-        healthy = params.get(
-            "healthy",
-            f"{info.name}/{row.endpoint}",
-            params.entry("healthy", f"{info.name}/{row.endpoint}").unit,
-        )
         room = np.abs(natural - healthy)
     scale = _scale(params, info, row.endpoint)
     return Basis(
@@ -451,7 +447,7 @@ def fit(
     walkers: int = 24,
     steps: int = 2500,
     burn: int = 500,
-    keep: int = 2000,
+    keep: int = posterior.STORED_DRAWS,
     seed: int = FIT_SEED,
 ) -> Fit:
     """Sample the posterior of ``problem`` with emcee (vectorised over walkers)."""
@@ -593,9 +589,6 @@ def fit_condition(
 def rows_digest(rows: list[EvidenceRow]) -> str:
     """SHA-256 of everything the fit reads from ``rows``: a stored posterior whose digest differs from
     the current table's was fitted to other evidence and must be refitted."""
-    import dataclasses
-    import hashlib
-
     words = ("note", "citation", "source_key", "provenance", "line", "n_treated", "n_control", "onset_d")
     fields = [f.name for f in dataclasses.fields(EvidenceRow) if f.name not in words]
     text = "\n".join(sorted("|".join(repr(getattr(r, f)) for f in fields) for r in rows))
@@ -617,8 +610,6 @@ def write_fits(
     progress=None,
 ) -> dict[str, dict]:
     """Fit every condition with evidence (or those in ``only``) and write draws and records."""
-    from infusim import posterior
-
     written = {}
     for condition in only or evidence_conditions(rows):
         result, _problem, record = fit_condition(condition, rows, params, command, source)
@@ -632,17 +623,13 @@ def write_fits(
 def update_tables(records: dict[str, dict], data_dir=None) -> list[str]:
     """Write posterior medians into conditions.csv (potencies, effect ratios) and mechanisms.csv
     (fitted K, one row per condition), provenance ``calibrated``, with the interval and the command."""
-    import csv as csv_module
-    import io
-    from pathlib import Path
-
     from infusim.parameters import _bundled_entries, _data_dir
 
     folder = Path(data_dir or _data_dir())
     changed = []
     for table in ("conditions.csv", "mechanisms.csv"):
         path = folder / table
-        rows = list(csv_module.reader(path.read_text(encoding="utf-8").splitlines()))
+        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
         index = {(r[0], r[1]): r for r in rows[1:]}
         for record in records.values():
             for name, s in record["summary"].items():
@@ -671,7 +658,7 @@ def update_tables(records: dict[str, dict], data_dir=None) -> list[str]:
                 row[6] = note
                 changed.append(f"{table}:{parameter}[{scope}]")
         buffer = io.StringIO()
-        csv_module.writer(buffer, lineterminator="\n").writerows(rows)
+        csv.writer(buffer, lineterminator="\n").writerows(rows)
         path.write_text(buffer.getvalue(), encoding="utf-8")
     _bundled_entries.cache_clear()
     return changed
@@ -682,11 +669,6 @@ def main(argv: list[str] | None = None) -> int:
 
     With ``--write``: draws to ``data/posteriors``, medians into the tables of a source checkout.
     """
-    import sys
-    import time
-
-    from infusim import posterior
-
     argv = sys.argv[1:] if argv is None else argv
     write = "--write" in argv
     only = [a for a in argv if not a.startswith("--")] or None
@@ -715,9 +697,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _scratch_folder():
-    import tempfile
-    from pathlib import Path
-
     return Path(tempfile.mkdtemp(prefix="infusim-fit-"))
 
 

@@ -146,6 +146,11 @@ def potency_keys(
     return (primary, ("effect_ratio", f"{condition.name}/{endpoint.name}"))
 
 
+def healthy_value(condition: ConditionInfo, endpoint: Endpoint, params: ParameterSet) -> float:
+    """The value of ``endpoint`` in health (table unit): the end of the room to improve."""
+    return _value(params, "healthy", f"{condition.name}/{endpoint.name}")
+
+
 def _value(params: ParameterSet, name: str, scope: str) -> float:
     """A table value in the unit it is tabulated in (records the source as used)."""
     return params.get(name, scope, params.entry(name, scope).unit)
@@ -198,7 +203,7 @@ def trajectories(
             improvement += strength * responses[mechanism]
             prevented = worsening_per_day * responses[mechanism]
             improvement += slowing(condition, mechanism, params) * _cumulative(prevented, times_d)
-        room = np.abs(natural - _value(params, "healthy", f"{condition.name}/{endpoint.name}"))
+        room = np.abs(natural - healthy_value(condition, endpoint, params))
         gain = saturating_gain(improvement, room)
         treated[endpoint.name] = np.clip(natural + endpoint.direction * gain, endpoint.low, endpoint.high)
         untreated[endpoint.name] = natural
