@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from infusim import conditions
+from infusim import conditions, posterior
 from infusim.model import disease, mechanisms
 from infusim.model.declare import Model, patient_sum
 from infusim.model.disease import EndpointTrajectories, Variation
@@ -83,7 +83,6 @@ def endpoint_paths(
     end_d: float | None = None,
     variation: Variation | None = None,
     body_weight_kg: np.ndarray | None = None,
-    patients: int = 1,
     half_saturation: Mapping[str, np.ndarray | float] | None = None,
 ) -> EndpointTrajectories:
     """Treated and untreated-twin trajectories of every endpoint, on a grid that holds ``outputs_d``.
@@ -98,15 +97,9 @@ def endpoint_paths(
     severity = None if variation is None else variation.severity
     if variation is not None:
         patients = len(variation.severity)
-    elif model is not None:
-        patients = model.n_patients
+    else:
+        patients = model.n_patients if model is not None else 1
     found = responses(scenario, model, grid, params, body_weight_kg, severity, patients, half_saturation)
-    if variation is None and patients > 1:
-        variation = Variation(
-            np.full(patients, scenario.condition.severity),
-            np.ones(patients),
-            {},
-        )
     return disease.trajectories(scenario, info, found, grid, params, variation)
 
 
@@ -120,8 +113,6 @@ def effect_draws(
 ) -> EndpointTrajectories | None:
     """Endpoint paths of the scenario's one patient under ``count`` posterior draws of its
     condition's effect parameters (one "patient" per draw), or None without a stored posterior."""
-    from infusim import posterior
-
     info = conditions.get(scenario.condition.name)
     fitted = posterior.load(info.name)
     if fitted is None:

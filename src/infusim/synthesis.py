@@ -239,19 +239,10 @@ def _basis(
 
 def _scale(params: ParameterSet, info: ConditionInfo, endpoint: str) -> float:
     """Between-patient SD of ``endpoint`` (its unit): the unit of tau and of the design terms."""
-    scale = endpoint_scale(params, info, endpoint)
+    scale = disease.endpoint_scale(params, info, endpoint)
     if scale is None:
         raise DataError(f"endpoint_sd[{info.name}/{endpoint}]", "no baseline_sd or endpoint_sd row")
     return scale
-
-
-def endpoint_scale(params: ParameterSet, info: ConditionInfo, endpoint: str) -> float | None:
-    """Between-patient SD of ``endpoint`` from ``baseline_sd`` or ``endpoint_sd``, or None."""
-    scope = f"{info.name}/{endpoint}"
-    for name in ("baseline_sd", "endpoint_sd"):
-        if params.has(name, scope):
-            return params.get(name, scope, params.entry(name, scope).unit)
-    return None
 
 
 def _parameters(

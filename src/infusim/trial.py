@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pyarrow as pa
 
-from infusim import conditions, outcomes
+from infusim import conditions, outcomes, posterior
 from infusim.conditions import ConditionInfo, Endpoint
 from infusim.model import disease
 from infusim.model.disease import Variation
@@ -193,9 +193,6 @@ def unknown_truth(plan: Design, seed: int, patients: int, params: ParameterSet) 
     SD) moves the treated arms' values in the better direction when z > 0, as between-trial
     heterogeneity does in the evidence fit (``synthesis``).
     """
-    from infusim import posterior
-    from infusim.synthesis import endpoint_scale
-
     fitted = posterior.load(plan.condition.name)
     if fitted is None:
         return _Truth({}, {}, {})
@@ -205,7 +202,7 @@ def unknown_truth(plan: Design, seed: int, patients: int, params: ParameterSet) 
     tau = float(fitted.samples["tau_smd"][draw]) if "tau_smd" in fitted.samples else 0.0
     shift = {}
     for endpoint in plan.condition.endpoints:
-        scale = endpoint_scale(params, plan.condition, endpoint.name)
+        scale = disease.endpoint_scale(params, plan.condition, endpoint.name)
         if scale is not None:
             shift[endpoint.name] = endpoint.direction * tau * scale * z
     return _Truth(fitted.drawn(index), fitted.half_saturation(index), shift)

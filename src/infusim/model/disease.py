@@ -151,6 +151,15 @@ def healthy_value(condition: ConditionInfo, endpoint: Endpoint, params: Paramete
     return _value(params, "healthy", f"{condition.name}/{endpoint.name}")
 
 
+def endpoint_scale(params: ParameterSet, info: ConditionInfo, endpoint: str) -> float | None:
+    """Between-patient SD of ``endpoint`` from ``baseline_sd`` or ``endpoint_sd``, or None."""
+    scope = f"{info.name}/{endpoint}"
+    for name in ("baseline_sd", "endpoint_sd"):
+        if params.has(name, scope):
+            return params.get(name, scope, params.entry(name, scope).unit)
+    return None
+
+
 def _value(params: ParameterSet, name: str, scope: str) -> float:
     """A table value in the unit it is tabulated in (records the source as used)."""
     return params.get(name, scope, params.entry(name, scope).unit)
