@@ -134,8 +134,9 @@ def validate(
     """Hold the model against published measurements (the bundled suite when no case is given).
 
     Writes validation.json (per case: n, AAFE, share within 2-fold and 3-fold, largest fold error,
-    whether the case was used for calibration) and validation.html (observed points over predicted
-    curves). A bad case folder is reported with its reason; the other cases still run. Case format:
+    whether the case's study informed the fit, and its points; every controlled-trial estimate with a
+    95% prediction interval) and validation.html (observed points over predicted curves, forest
+    plots). A bad case folder is reported with its reason; the other cases still run. Case format:
     docs/validation.md.
     """
     from infusim import crossval, evidence, io
@@ -437,7 +438,7 @@ def trial(
     Writes OUT/patients/ (Parquet dataset: one row per patient and visit with covariates, arm,
     recorded endpoints and the untreated twin's), OUT/summary.json (per arm: n, mean change with
     95% CI and responder rate at each visit; each arm against control: difference, 95% CI and
-    p-value; power over replicates), OUT/report.html and OUT/trial.json. Chunks stream to disk,
+    p-value; power and assurance over replicates), OUT/report.html and OUT/trial.json. Chunks stream to disk,
     so a run killed part-way continues with --resume. Results do not depend on --workers,
     --scheduler or --chunk-size.
     """
@@ -700,7 +701,7 @@ def list_parameters(
 @app.command(name="conditions")
 @_user_errors
 def list_conditions() -> None:
-    """List the conditions infusim models, with their endpoints, units, mechanisms and sources."""
+    """List the conditions infusim models: endpoints, units, potencies with 95% intervals, evidence."""
     from infusim import conditions, evidence, posterior
     from infusim.parameters import bundled
 
