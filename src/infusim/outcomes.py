@@ -113,19 +113,39 @@ def effect_draws(
 ) -> EndpointTrajectories | None:
     """Endpoint paths of the scenario's one patient under ``count`` posterior draws of its
     condition's effect parameters (one "patient" per draw), or None without a stored posterior."""
-    info = conditions.get(scenario.condition.name)
-    fitted = posterior.load(info.name)
+    fitted = posterior.load(scenario.condition.name)
     if fitted is None:
         return None
     index = fitted.pick(count, scenario.simulation.seed)
+    return drawn_paths(
+        scenario, model, params, outputs_d, end_d, fitted.drawn(index), fitted.half_saturation(index), count
+    )
+
+
+def drawn_paths(
+    scenario: Scenario,
+    model: Model,
+    params: ParameterSet,
+    outputs_d: np.ndarray,
+    end_d: float,
+    drawn: Mapping[tuple[str, str], np.ndarray],
+    half_saturation: Mapping[str, np.ndarray],
+    count: int,
+) -> EndpointTrajectories:
+    """Endpoint paths of the scenario's patient under ``count`` sets of effect values (``drawn``:
+    potencies and effect ratios, ``half_saturation``: K by mechanism; arrays over draws). ``model``
+    holds one patient (the same cells for every draw) or one patient per draw (kinetics drawn too)."""
+    info = conditions.get(scenario.condition.name)
     outputs_d = np.asarray(outputs_d, dtype=float)
     grid = grid_days(scenario, end_d, outputs_d)
-    sums = {k: np.repeat(v, count, axis=0) for k, v in cell_sums(model, grid, info.mechanisms).items()}
+    sums = cell_sums(model, grid, info.mechanisms)
+    if model.n_patients != count:
+        sums = {k: np.repeat(v, count, axis=0) for k, v in sums.items()}
     weight = np.full(count, scenario.patient.body_weight_kg)
     severity = np.full(count, scenario.condition.severity)
     signals = mechanisms.signals(scenario, sums, grid, params, weight, severity)
     found = mechanisms.responses(
-        signals, params, info.mechanisms, fitted_k(info.name, params, fitted.half_saturation(index))
+        signals, params, info.mechanisms, fitted_k(info.name, params, half_saturation)
     )
-    variation = Variation(severity, np.ones(count), {}, fitted.drawn(index))
+    variation = Variation(severity, np.ones(count), {}, drawn)
     return disease.trajectories(scenario, info, found, grid, params, variation)

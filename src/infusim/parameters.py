@@ -22,6 +22,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from infusim import units
 from infusim.errors import DataError
 
@@ -46,7 +48,7 @@ class Entry:
 
     parameter: str
     scope: str
-    value: float
+    value: float | np.ndarray
     unit: str
     source: str
     provenance: str
@@ -60,18 +62,22 @@ class ParameterSet:
 
     entries: dict[tuple[str, str], Entry]
     used: dict[str, set[str]] = field(default_factory=dict)
+    #: Rows read so far, as (parameter, scope) keys of the rows themselves.
+    read_keys: set[tuple[str, str]] = field(default_factory=set)
 
     def get(self, parameter: str, scope: str, unit: str) -> float:
         """Value of ``parameter`` for ``scope`` in ``unit``; falls back to shorter scopes.
 
         ``get('death_rate', 'msc/lungs', '1/h')`` tries ``msc/lungs``, then ``msc``, then ``''``.
+        A sampled set (``sampled``) returns an array over rows or patients instead of a number.
         """
         entry = self.entry(parameter, scope)
         self.used.setdefault(entry.source, set()).add(parameter)
+        self.read_keys.add((entry.parameter, entry.scope))
         if entry.unit == unit:
             return entry.value
         try:
-            return float(units.registry().Quantity(entry.value, entry.unit).to(unit).magnitude)
+            return entry.value * _conversion(entry.unit, unit)
         except Exception as exc:
             raise DataError(
                 f"{entry.table}:{parameter}[{entry.scope}]",
@@ -94,6 +100,32 @@ class ParameterSet:
     def sources_used(self) -> list[str]:
         """Citation keys of the values read so far, sorted."""
         return sorted(self.used)
+
+
+@cache
+def _conversion(source: str, target: str) -> float:
+    """Factor that turns a value in unit ``source`` into unit ``target`` (multiplicative units)."""
+    return float(units.registry().Quantity(1.0, source).to(target).magnitude)
+
+
+def sampled(
+    params: ParameterSet, values: Mapping[tuple[str, str], np.ndarray], *, repeat: int = 0
+) -> ParameterSet:
+    """A copy of ``params`` whose rows ``values`` hold one value per patient (arrays, row unit).
+
+    ``get`` then returns, for those rows, the values repeated ``repeat`` times each (arrays over a
+    model's rows, ``repeat`` = rows per patient) or, with ``repeat=0``, a column (patients, 1) that
+    broadcasts against per-patient time courses. Other rows stay numbers.
+    """
+    entries = dict(params.entries)
+    for key, per_patient in values.items():
+        old = params.entries[key]
+        array = np.asarray(per_patient, dtype=float)
+        value = np.repeat(array, repeat) if repeat else array[:, None]
+        entries[key] = Entry(
+            old.parameter, old.scope, value, old.unit, old.source, old.provenance, old.note, old.table
+        )
+    return ParameterSet(entries)
 
 
 def _data_dir() -> Path:

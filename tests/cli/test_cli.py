@@ -386,7 +386,7 @@ def test_square_brackets_in_a_scenario_name_are_printed_as_written(tmp_path):
 
 
 def test_a_single_trial_reports_no_power_and_tiny_p_values_are_not_zero():
-    from infusim.cli import _p_text
+    from infusim.cli.common import _p_text
     from infusim.report.trial import _p, _power
 
     assert _power({"power": 1.0, "replicates": 1}) == "n/a (one replicate)"

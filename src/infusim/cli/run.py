@@ -1,0 +1,146 @@
+"""`infusim simulate` and `infusim demo`: one patient end to end, printed and written."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from infusim.cli.common import (
+    DEMO_EXAMPLE,
+    OutOption,
+    _percent,
+    _time_label,
+    _user_errors,
+    app,
+    console,
+    errors,
+)
+
+
+@app.command()
+@_user_errors
+def simulate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file (see README, 'Scenario file').")],
+    out: OutOption,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output folder.")] = False,
+    report: Annotated[bool, typer.Option(help="Also write report.html (self-contained).")] = True,
+) -> None:
+    """Simulate one patient and write cells.parquet, observations.parquet, summary.json and report.html.
+
+    cells.parquet: live cells per compartment and dead cells by cause at each output time.
+    observations.parquet: what live-cell assays, human-DNA qPCR and the radiolabel (simulation.label)
+    would measure at the same times. summary.json: dose, mass balance, live fraction of dose per
+    compartment, version, scenario hash, seed and the sources of the parameters used.
+    """
+    _run(scenario, out, quiet, report)
+
+
+@app.command()
+@_user_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("infusim-demo"),
+) -> None:
+    """Run the bundled example (intravenous MSCs in a 70 kg adult with a heart injury)."""
+    example = Path(str(resources.files("infusim") / "examples" / DEMO_EXAMPLE))
+    console.print(f"Running the bundled example {example.name}")
+    _run(example, out, quiet=False, report=True)
+
+
+def _run(scenario_path: Path, out: Path, quiet: bool, report: bool) -> None:
+    from infusim import io
+    from infusim.scenario import load
+    from infusim.simulation import DISCLAIMER, simulate
+
+    scenario = load(scenario_path)
+    for warning in scenario.warnings():
+        errors.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    result = simulate(scenario)
+
+    def write(folder: Path) -> None:
+        io.write_parquet(result.cells, folder / "cells.parquet")
+        io.write_parquet(result.observations, folder / "observations.parquet")
+        if len(result.endpoints):
+            io.write_parquet(result.endpoints, folder / "endpoints.parquet")
+        if report:
+            from infusim.report.html import render
+
+            (folder / "report.html").write_text(render(result), encoding="utf-8")
+        io.write_json(result.summary, folder / "summary.json")
+
+    folder = io.write_folder(out, write)
+    for warning in result.summary["warnings"][len(scenario.warnings()) :]:
+        errors.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    if quiet:
+        console.print(str(folder))
+        return
+    _print_summary(result)
+    if result.summary["endpoints"]:
+        _print_endpoints(result)
+    console.print(f"[dim]{DISCLAIMER}[/dim]")
+    console.print(f"Output folder: [bold]{escape(str(folder))}[/bold]")
+    if report:
+        console.print(f"Report: [bold]{escape(str(folder / 'report.html'))}[/bold]")
+
+
+def _print_summary(result) -> None:
+    summary = result.summary
+    fractions = summary["live_fraction_of_dose"]
+    times = list(fractions)
+    compartments = sorted(
+        {c for values in fractions.values() for c in values},
+        key=lambda c: -max(values.get(c, 0.0) for values in fractions.values()),
+    )
+    table = Table(title=f"{escape(summary['scenario_name'])}: live cells, % of cells given", show_lines=False)
+    table.add_column("compartment")
+    for hours in summary["output_times_h"]:
+        table.add_column(_time_label(hours), justify="right")
+    for compartment in compartments:
+        table.add_row(compartment, *(_percent(fractions[t].get(compartment, 0.0)) for t in times))
+    table.add_section()
+    for cause in next(iter(summary["dead_fraction_of_dose"].values())):
+        table.add_row(cause, *(_percent(summary["dead_fraction_of_dose"][t][cause]) for t in times))
+    console.print(table)
+    console.print(
+        f"dose {summary['dose_cells']:.3g} cells ({summary['dose_cells_per_kg']:.3g} cells/kg) "
+        f"x {summary['doses']}; "
+        f"mass balance error {summary['mass_balance_max_rel_error']:.1e}"
+    )
+
+
+def _print_endpoints(result) -> None:
+    effects = result.summary["endpoints"]
+    table = Table(
+        title=f"{result.summary['condition']}: treated vs untreated twin (effect = treated - untreated)"
+    )
+    for column in ("endpoint", "time", "untreated", "treated", "effect", "95% interval", "unit"):
+        table.add_column(column, justify="left" if column in ("endpoint", "unit") else "right")
+    for time_key, endpoints in effects.items():
+        hours = float(time_key.split()[0])
+        for name, values in endpoints.items():
+            band = "n/a" if values.get("low") is None else f"{values['low']:+.3g} to {values['high']:+.3g}"
+            table.add_row(
+                name,
+                _time_label(hours),
+                f"{values['untreated']:.3g}",
+                f"{values['treated']:.3g}",
+                f"{values['effect']:+.3g}",
+                band,
+                values["unit"],
+            )
+    console.print(table)
+    evidence = result.summary.get("evidence") or {}
+    if evidence.get("studies"):
+        tau = evidence["tau_smd"]["median"]
+        console.print(
+            f"[dim]Effect at the posterior median; 95% interval over the posterior of "
+            f"{evidence['studies']} controlled studies (between-trial SD {tau:.2f} SMD).[/dim]",
+            highlight=False,
+        )
+    else:
+        console.print("[dim]No controlled evidence with a CI: the effect has no interval.[/dim]")
+    console.print(f"[dim]{result.summary['endpoint_note']}[/dim]", highlight=False)

@@ -1,0 +1,176 @@
+"""`infusim trial` and `infusim power`: virtual trials and their power and assurance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from infusim.cli.common import (
+    _p_text,
+    _user_errors,
+    app,
+    console,
+    errors,
+)
+from infusim.errors import InfusimError
+
+
+@app.command()
+@_user_errors
+def trial(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file with a trial section.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the trial.")],
+    patients: Annotated[
+        int | None, typer.Option("--patients", "-n", help="Total patients (overrides trial.patients).")
+    ] = None,
+    replicates: Annotated[
+        int | None, typer.Option("--replicates", "-r", help="Repeat the trial to estimate power.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Local worker processes.", min=1)] = 1,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="Dask scheduler address (tcp://host:port).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue a killed run in OUT: compute only missing chunks.")
+    ] = False,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option("--chunk-size", help="Patients per chunk (default: about a million rows).", min=1),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output folder.")] = False,
+) -> None:
+    """Run a virtual randomised trial: every patient in every arm, and its untreated twin.
+
+    Writes OUT/patients/ (Parquet dataset: one row per patient and visit with covariates, arm,
+    recorded endpoints and the untreated twin's), OUT/summary.json (per arm: n, mean change with
+    95% CI and responder rate at each visit; each arm against control: difference, 95% CI and
+    p-value; power and assurance over replicates), OUT/report.html and OUT/trial.json. Chunks stream to disk,
+    so a run killed part-way continues with --resume. Results do not depend on --workers,
+    --scheduler or --chunk-size.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from infusim.parameters import for_scenario
+    from infusim.runner import default_chunk_size, run_trial, with_size
+    from infusim.scenario import load
+
+    loaded = with_size(load(scenario), patients, replicates)
+    for_scenario(loaded)  # a bad parameters override fails here, before any output exists
+    total = loaded.trial.patients * loaded.trial.replicates
+    columns = (TextColumn("patients"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"))
+    shown = errors.is_terminal
+    with Progress(*columns, TimeRemainingColumn(), console=errors, transient=True, disable=not shown) as bar:
+        task = bar.add_task("trial", total=total)
+        summary = run_trial(
+            loaded,
+            out,
+            workers=workers,
+            scheduler=scheduler,
+            resume=resume,
+            chunk_size=chunk_size or default_chunk_size(loaded),
+            progress=lambda n: bar.advance(task, n),
+        )
+    for warning in summary["warnings"]:
+        errors.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    if quiet:
+        console.print(str(out), markup=False, highlight=False)
+        return
+    _print_trial(summary)
+    console.print(f"[dim]{summary['disclaimer']}[/dim]")
+    console.print(f"Output folder: [bold]{escape(str(out))}[/bold] (patients/, summary.json, report.html)")
+
+
+@app.command()
+@_user_errors
+def power(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file with a trial section.")],
+    n: Annotated[str, typer.Option("--n", help="Total sample sizes, comma-separated (e.g. 20,40,80,160).")],
+    replicates: Annotated[
+        int, typer.Option("--replicates", "-r", help="Replicate trials per sample size.", min=2)
+    ] = 200,
+) -> None:
+    """Print the power of the primary comparison against total sample size.
+
+    Power: the share of replicate trials in which a treated arm beats control on the primary
+    endpoint at the primary visit (two-sided p < 0.05).
+    """
+    from infusim.parameters import for_scenario
+    from infusim.runner import power_curve, with_size
+    from infusim.scenario import load
+
+    try:
+        sizes = [int(part) for part in n.split(",") if part.strip()]
+    except ValueError:
+        raise InfusimError("--n", f"{n!r} is not a comma-separated list of integers") from None
+    if not sizes or any(size < 2 for size in sizes):
+        raise InfusimError("--n", "give sample sizes of at least 2, e.g. 20,40,80")
+    loaded = with_size(load(scenario), None, None)
+    for_scenario(loaded)
+    curve = power_curve(loaded, sizes, replicates)
+    trial_spec = loaded.trial
+    table = Table(
+        title=f"{escape(loaded.name)}: power on {trial_spec.primary.endpoint} at "
+        f"{trial_spec.primary.at_h / 24:g} day ({replicates} replicates per size)"
+    )
+    table.add_column("patients (total)", justify="right")
+    arms = [a.name for a in trial_spec.arms if a.name != trial_spec.control.name]
+    for arm in arms:
+        table.add_column(escape(f"{arm} vs {trial_spec.control.name}: power / assurance"), justify="right")
+    for size, result in curve.items():
+        table.add_row(
+            str(size), *(f"{result[arm]['power']:.0%} / {result[arm]['assurance']:.0%}" for arm in arms)
+        )
+    console.print(table)
+    console.print(
+        "[dim]power: at the posterior-median effect; assurance: averaged over the posterior of the "
+        "controlled evidence, each replicate with its own trial effect (between-trial SD).[/dim]"
+    )
+    console.print(
+        "[dim]infusim is a research tool. Its results are model predictions for research and teaching, "
+        "not advice for any patient.[/dim]"
+    )
+
+
+def _print_trial(summary: dict) -> None:
+    primary = summary["primary"]
+    unit = primary["unit"]
+    visit = f"{primary['visit_day']:g}"
+    table = Table(
+        title=f"{escape(summary['scenario_name'])}: {primary['endpoint']} at day {visit} "
+        f"({summary['patients']} patients, {summary['condition']})"
+    )
+    for column in ("arm", "n", "mean change or share (95% CI)", "responders", "vs untreated twin"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for arm in summary["arms"]:
+        entry = summary["by_arm"][arm["name"]][primary["endpoint"]]["visits"][visit]
+        if "mean_change" in entry:
+            low, high = entry["ci95"]
+            change = f"{entry['mean_change']:+.3g} ({low:+.3g} to {high:+.3g})"
+        else:
+            low, high = entry["ci95"]
+            change = f"{entry['responders']:.0f}% ({low:.0f}% to {high:.0f}%)"
+        table.add_row(
+            arm["name"] + (" (control)" if arm["control"] and arm["name"] != "control" else ""),
+            str(entry["n"]),
+            change,
+            f"{entry['responders']:.0f}%" if "responders" in entry else "",
+            f"{entry['effect_vs_untreated']:+.3g}",
+        )
+    console.print(table)
+    for arm, result in primary["comparisons"].items():
+        if result["difference"] is None:
+            continue
+        low, high = result["ci95"]
+        line = (
+            f"{arm} vs {primary['control']}: {result['difference']:+.3g} {unit} "
+            f"(95% CI {low:+.3g} to {high:+.3g}), {_p_text(result['p_value'])}"
+        )
+        if summary["replicates"] > 1:
+            line += f"; power {summary['power'][arm]['power']:.0%} over {summary['replicates']} replicates"
+            if summary.get("assurance"):
+                line += f", assurance {summary['assurance'][arm]['assurance']:.0%}"
+        console.print(line)

@@ -1,0 +1,145 @@
+"""One scenario under many parameter sets: named outputs evaluated for every set at once.
+
+An output is written ``quantity:where@time``:
+
+* ``live_cells:<compartment>@24 h`` live cells in a compartment (``whole_body`` for all), cells;
+* ``live_fraction:<compartment>@24 h`` the same as a fraction of the cells given;
+* ``dead_cells:<cause>@7 day`` dead cells by cause (``nonviable``, ``death``, ``phagocytosis``,
+  ``rejection``, or ``all``), cells;
+* ``effect:<endpoint>@180 day`` treated minus untreated twin of a condition endpoint (endpoint unit).
+
+Parameter sets are drawn per patient: ``evaluate`` assembles one model whose patients are the sets
+(kinetic rows as arrays over rows, see ``parameters.sampled``) and solves them in one batch; the
+condition's potencies, effect ratios and K enter the disease model per set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from infusim import conditions, units
+from infusim.compartments import DEATH_CAUSES
+from infusim.errors import ScenarioError
+from infusim.model.declare import Model, patient_sum
+from infusim.model.kinetics import assemble
+from infusim.outcomes import drawn_paths
+from infusim.parameters import ParameterSet, for_scenario, sampled
+from infusim.scenario import Scenario
+from infusim.solve import solve_projected
+from infusim.uncertainty import POSTERIOR_PARAMETERS
+
+QUANTITIES = ("live_cells", "live_fraction", "dead_cells", "effect")
+_SPEC = re.compile(r"^\s*(?P<quantity>\w+)\s*:\s*(?P<where>[\w]+)\s*@\s*(?P<time>.+?)\s*$")
+
+
+@dataclass(frozen=True)
+class Output:
+    """One named output: what, where, and when (h)."""
+
+    text: str
+    quantity: str
+    where: str
+    time_h: float
+    unit: str
+
+
+def parse_output(text: str, scenario: Scenario, field: str = "--output") -> Output:
+    """Parse ``quantity:where@time``; a bad one is a one-line error naming what is allowed."""
+    match = _SPEC.match(text)
+    if match is None:
+        raise ScenarioError(field, f"{text!r} is not quantity:where@time (e.g. 'live_cells:lungs@24 h')")
+    quantity, where = match.group("quantity"), match.group("where")
+    if quantity not in QUANTITIES:
+        raise ScenarioError(field, f"{text!r}: quantity must be one of {', '.join(QUANTITIES)}")
+    try:
+        time_h = float(units.registry().Quantity(match.group("time")).to("hour").magnitude)
+    except Exception:
+        raise ScenarioError(field, f"{text!r}: {match.group('time')!r} is not a time like '24 h'") from None
+    if not 0 <= time_h <= scenario.simulation.duration_h:
+        raise ScenarioError(
+            field, f"{text!r}: time must be within the simulation (0-{scenario.simulation.duration_h:g} h)"
+        )
+    if quantity == "effect":
+        condition = scenario.condition
+        if condition is None or condition.name is None:
+            raise ScenarioError(field, f"{text!r}: effects need a named condition in the scenario")
+        endpoints = {e.name: e.unit for e in conditions.get(condition.name).endpoints}
+        if where not in endpoints:
+            raise ScenarioError(field, f"{text!r}: endpoint must be one of {', '.join(endpoints)}")
+        return Output(text.strip(), quantity, where, time_h, endpoints[where])
+    elif quantity == "dead_cells":
+        if where not in (*DEATH_CAUSES, "all"):
+            raise ScenarioError(field, f"{text!r}: cause must be one of {', '.join(DEATH_CAUSES)}, all")
+    else:
+        compartments = sorted({s.compartment for s in assemble(scenario).states if s.kind == "live"})
+        if where not in (*compartments, "whole_body"):
+            raise ScenarioError(
+                field, f"{text!r}: compartment must be one of {', '.join(compartments)}, whole_body"
+            )
+    unit = "fraction of cells given" if quantity == "live_fraction" else "cells"
+    return Output(text.strip(), quantity, where, time_h, unit)
+
+
+def read_keys(scenario: Scenario, outputs: list[Output]) -> set[tuple[str, str]]:
+    """Parameter rows the scenario's cell model reads (plus the condition's fitted effect rows when an
+    effect is asked for): the rows an uncertainty or sensitivity analysis can vary."""
+    params = for_scenario(scenario)
+    assemble(scenario, params=params)
+    keys = set(params.read_keys)
+    if any(o.quantity == "effect" for o in outputs):
+        name = scenario.condition.name
+        keys |= {k for k in params.entries if k[0] in POSTERIOR_PARAMETERS and name in k[1].split("/")}
+    return keys
+
+
+def _state_weights(model: Model, output: Output) -> np.ndarray:
+    weights = np.zeros(len(model.states))
+    for i, state in enumerate(model.states):
+        if output.quantity in ("live_cells", "live_fraction"):
+            weights[i] = state.kind == "live" and output.where in (state.compartment, "whole_body")
+        else:
+            weights[i] = state.kind == "dead" and output.where in (state.name.split(":")[-1], "all")
+    return weights
+
+
+def evaluate(
+    scenario: Scenario,
+    outputs: list[Output],
+    values: Mapping[tuple[str, str], np.ndarray],
+    count: int,
+    params: ParameterSet | None = None,
+) -> np.ndarray:
+    """Every output for ``count`` parameter sets: ``values`` maps rows to arrays (count,) in the
+    row's unit (rows not given keep their table value). Returns (count, outputs)."""
+    params = params or for_scenario(scenario)
+    kinetic = {k: v for k, v in values.items() if k[0] not in POSTERIOR_PARAMETERS}
+    model = assemble(scenario, patients=count, params=sampled(params, kinetic, repeat=3))
+    result = np.zeros((count, len(outputs)))
+    cells = [i for i, o in enumerate(outputs) if o.quantity != "effect"]
+    if cells:
+        times = np.unique([outputs[i].time_h for i in cells])
+        weights = np.stack([_state_weights(model, outputs[i]) for i in cells])
+        sums = patient_sum(solve_projected(model, times, weights), model.rows_per_patient)
+        for j, i in enumerate(cells):
+            at = outputs[i].time_h
+            column = sums[:, np.searchsorted(times, at), j]
+            if outputs[i].quantity == "live_fraction":
+                column = column / patient_sum(model.administered(at), model.rows_per_patient)
+            result[:, i] = column
+    effects = [i for i, o in enumerate(outputs) if o.quantity == "effect"]
+    if effects:
+        times_d = np.array([outputs[i].time_h / 24.0 for i in effects])
+        drawn = {k: v for k, v in values.items() if k[0] in ("potency", "effect_ratio")}
+        half = {k[1].split("/")[0]: v for k, v in values.items() if k[0] == "half_saturation"}
+        paths = drawn_paths(
+            scenario, model, params, times_d, scenario.simulation.duration_h / 24.0, drawn, half, count
+        )
+        for i in effects:
+            at = np.searchsorted(paths.times_d, outputs[i].time_h / 24.0)
+            name = outputs[i].where
+            result[:, i] = paths.treated[name][:, at] - paths.untreated[name][:, at]
+    return result

@@ -1,0 +1,203 @@
+"""Parameter uncertainty: a prior for every parameter row, and parameter sets drawn from them.
+
+Every row of the parameter tables gets a distribution around its value (``data/priors.csv``): a row
+of its own where its source says how sure it is, else the default of its provenance (read 10%,
+derived 25%, calibrated 20%, assumption 50% CV). Values are medians: a log-normal keeps positive
+rates positive, a logit-normal keeps fractions inside (0, 1). Rows with a stored posterior (a
+condition's potencies, effect ratios and fitted K) vary by their posterior draws instead; values a
+scenario sets (``parameters:``) are the user's choice and are held.
+
+A ``Prior`` maps probabilities to values (``quantile``), so random draws (``draw``) and the unit
+hypercube of a sensitivity design (``infusim sensitivity``) go through one function.
+"""
+
+from __future__ import annotations
+
+import csv
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import scipy.stats
+
+from infusim import conditions, posterior
+from infusim.errors import DataError
+from infusim.parameters import PROVENANCES, SCENARIO_SOURCE, ParameterSet, _data_dir, citations
+
+DISTRIBUTIONS = ("lognormal", "logitnormal", "fixed")
+PRIOR_COLUMNS = ("parameter", "scope", "distribution", "spread", "source", "provenance", "note")
+#: Parameters whose values come with posterior draws (``data/posteriors``).
+POSTERIOR_PARAMETERS = ("potency", "effect_ratio", "half_saturation")
+
+
+@dataclass(frozen=True)
+class PriorRow:
+    """One row of ``priors.csv``."""
+
+    parameter: str
+    scope: str
+    distribution: str
+    spread: float
+    source: str
+    note: str
+
+
+@dataclass(frozen=True)
+class Prior:
+    """Distribution of one parameter row (``key`` = (parameter, scope)) on the row's own unit."""
+
+    key: tuple[str, str]
+    value: float
+    unit: str
+    distribution: str  # lognormal, logitnormal, fixed or posterior
+    spread: float
+    basis: str  # which priors row (or posterior) set it, and why
+    draws: np.ndarray | None = None
+
+    @property
+    def varies(self) -> bool:
+        return self.distribution != "fixed"
+
+    @property
+    def name(self) -> str:
+        parameter, scope = self.key
+        return f"{parameter}[{scope}]" if scope else parameter
+
+    def quantile(self, q: np.ndarray) -> np.ndarray:
+        """Values at probabilities ``q`` (0 < q < 1)."""
+        q = np.asarray(q, dtype=float)
+        if self.distribution == "fixed":
+            return np.full(q.shape, self.value)
+        if self.distribution == "posterior":
+            return np.quantile(self.draws, q)
+        z = scipy.stats.norm.ppf(q) * np.sqrt(np.log1p(self.spread**2))
+        if self.distribution == "lognormal":
+            return self.value * np.exp(z)
+        logit = np.log(self.value / (1.0 - self.value)) + z
+        return 1.0 / (1.0 + np.exp(-logit))
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """Central interval holding ``level`` of the prior."""
+        tail = (1.0 - level) / 2.0
+        low, high = self.quantile(np.array([tail, 1.0 - tail]))
+        return float(low), float(high)
+
+
+def _read_priors() -> dict[tuple[str, str], PriorRow]:
+    path = _data_dir() / "priors.csv"
+    rows: dict[tuple[str, str], PriorRow] = {}
+    known = set(citations()) | {"infusim"}
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(line for line in handle if not line.startswith("#"))
+        if tuple(reader.fieldnames or ()) != PRIOR_COLUMNS:
+            raise DataError(path.name, f"columns must be {', '.join(PRIOR_COLUMNS)}")
+        for number, row in enumerate(reader, start=2):
+            where = f"{path.name} line {number}"
+            if row["distribution"] not in DISTRIBUTIONS:
+                raise DataError(where, f"distribution must be one of {', '.join(DISTRIBUTIONS)}")
+            try:
+                spread = float(row["spread"])
+            except ValueError:
+                raise DataError(where, f"spread {row['spread']!r} is not a number") from None
+            if not spread >= 0:
+                raise DataError(where, "spread must be zero or positive")
+            if row["source"] not in known:
+                raise DataError(where, f"source {row['source']!r} is not in CITATIONS.bib")
+            if row["parameter"] == "default" and row["scope"] not in PROVENANCES:
+                raise DataError(where, f"a default row's scope is a provenance: {', '.join(PROVENANCES)}")
+            key = (row["parameter"], row["scope"])
+            if key in rows:
+                raise DataError(where, f"{key[0]}[{key[1]}] is given twice")
+            rows[key] = PriorRow(*key, row["distribution"], spread, row["source"], row["note"])
+    missing = [p for p in PROVENANCES if ("default", p) not in rows]
+    if missing:
+        raise DataError(path.name, f"needs a default row for {', '.join(missing)}")
+    return rows
+
+
+@cache
+def prior_rows() -> dict[tuple[str, str], PriorRow]:
+    """The rows of ``data/priors.csv`` by (parameter, scope)."""
+    return _read_priors()
+
+
+@cache
+def _posterior_columns() -> dict[tuple[str, str], np.ndarray]:
+    """Posterior draws of every fitted row over all conditions: (parameter, scope) -> draws."""
+    found: dict[tuple[str, str], np.ndarray] = {}
+    for name in conditions.names():
+        fitted = posterior.load(name)
+        if fitted is None:
+            continue
+        for column, values in fitted.samples.items():
+            key = posterior.split(column)
+            if key[0] in POSTERIOR_PARAMETERS:
+                found[key] = values
+    return found
+
+
+def prior_for(params: ParameterSet, key: tuple[str, str]) -> Prior:
+    """The prior of the row ``key`` of ``params`` (see the module docstring for the rules)."""
+    entry = params.entries[key]
+    value = float(entry.value)
+    if entry.source == SCENARIO_SOURCE:
+        return Prior(key, value, entry.unit, "fixed", 0.0, "set in the scenario: held")
+    draws = _posterior_columns().get(key)
+    if draws is not None:
+        return Prior(key, value, entry.unit, "posterior", 0.0, "stored posterior draws", draws)
+    rows = prior_rows()
+    parts = key[1].split("/") if key[1] else []
+    row = next(
+        (
+            rows[(key[0], "/".join(parts[:n]))]
+            for n in range(len(parts), -1, -1)
+            if (key[0], "/".join(parts[:n])) in rows
+        ),
+        rows[("default", entry.provenance)],
+    )
+    basis = f"{row.parameter}[{row.scope}]: {row.note}"
+    dimensionless = entry.unit in ("", "dimensionless")
+    if row.distribution == "fixed" or row.spread == 0 or value == 0 or (dimensionless and value == 1):
+        return Prior(
+            key,
+            value,
+            entry.unit,
+            "fixed",
+            0.0,
+            basis if row.distribution == "fixed" else "structural value: held",
+        )
+    distribution = "logitnormal" if dimensionless and 0 < value < 1 else "lognormal"
+    if value < 0:
+        return Prior(key, value, entry.unit, "fixed", 0.0, "negative value: held (priors are multiplicative)")
+    return Prior(key, value, entry.unit, distribution, row.spread, basis)
+
+
+def priors(params: ParameterSet, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Prior]:
+    """Priors of ``keys`` (sorted by name)."""
+    return {key: prior_for(params, key) for key in sorted(set(keys))}
+
+
+def _stream(seed: int, key: tuple[str, str]) -> np.random.Generator:
+    """A random stream of one parameter, independent of which other parameters are drawn."""
+    return np.random.default_rng([seed, zlib.crc32(f"{key[0]}[{key[1]}]".encode())])
+
+
+def draw(found: Mapping[tuple[str, str], Prior], count: int, seed: int) -> dict[tuple[str, str], np.ndarray]:
+    """``count`` values of every varying prior. Rows backed by one condition's posterior are drawn
+    jointly (the same stored draws), keeping the fit's correlations; the others independently."""
+    out: dict[tuple[str, str], np.ndarray] = {}
+    picks: dict[int, np.ndarray] = {}
+    for key, prior in found.items():
+        if not prior.varies:
+            continue
+        if prior.distribution == "posterior":
+            n = len(prior.draws)
+            if n not in picks:
+                picks[n] = np.random.default_rng([seed, n]).integers(0, n, size=count)
+            out[key] = prior.draws[picks[n]]
+        else:
+            q = _stream(seed, key).random(count)
+            out[key] = prior.quantile(np.clip(q, 1e-12, 1 - 1e-12))
+    return out
