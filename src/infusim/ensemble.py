@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infusim import conditions, units
+from infusim import conditions, uncertainty, units
 from infusim.compartments import DEATH_CAUSES
 from infusim.errors import ScenarioError
 from infusim.model.declare import Model, patient_sum
@@ -143,3 +143,62 @@ def evaluate(
             name = outputs[i].where
             result[:, i] = paths.treated[name][:, at] - paths.untreated[name][:, at]
     return result
+
+
+def bands(scenario: Scenario, count: int, seed: int, params: ParameterSet | None = None) -> dict:
+    """Median and 95% band of every summary output over ``count`` parameter sets drawn from the priors
+    (posterior rows jointly): live and dead fractions of the cells given per compartment and time, and
+    each endpoint effect. Returns the summary's ``uncertainty`` section and its long table rows."""
+    params = params or for_scenario(scenario)
+    named = scenario.condition is not None and scenario.condition.name is not None
+    keys = read_keys(scenario, [Output("", "effect", "", 0.0, "")] if named else [])
+    found = uncertainty.priors(params, keys)
+    values = uncertainty.draw(found, count, seed)
+    times = np.asarray(scenario.simulation.outputs_h, dtype=float)
+    probe = assemble(scenario, params=params)
+    targets = [
+        Output(f"live_fraction:{c}", "live_fraction", c, 0.0, "fraction of cells given")
+        for c in dict.fromkeys(s.compartment for s in probe.states if s.kind == "live")
+    ] + [Output(f"dead_fraction:{c}", "dead_cells", c, 0.0, "fraction of cells given") for c in DEATH_CAUSES]
+    kinetic = {k: v for k, v in values.items() if k[0] not in POSTERIOR_PARAMETERS}
+    model = assemble(scenario, patients=count, params=sampled(params, kinetic, repeat=3))
+    weights = np.stack([_state_weights(model, o) for o in targets])
+    sums = patient_sum(solve_projected(model, times, weights), model.rows_per_patient)
+    given = np.stack([patient_sum(model.administered(t), model.rows_per_patient) for t in times], axis=1)
+    fractions = np.divide(sums, given[:, :, None], out=np.zeros_like(sums), where=given[:, :, None] > 0)
+    low, median, high = np.percentile(fractions, [2.5, 50, 97.5], axis=0)
+    rows = []
+    for i, t in enumerate(times):
+        for j, o in enumerate(targets):
+            quantity, where = o.text.split(":")
+            rows.append((float(t), quantity, where, median[i, j], low[i, j], high[i, j], o.unit))
+    if named:
+        drawn = {k: v for k, v in values.items() if k[0] in ("potency", "effect_ratio")}
+        half = {k[1].split("/")[0]: v for k, v in values.items() if k[0] == "half_saturation"}
+        end_d = scenario.simulation.duration_h / 24.0
+        paths = drawn_paths(scenario, model, params, times / 24.0, end_d, drawn, half, count)
+        at = np.searchsorted(paths.times_d, times / 24.0)
+        for name in (e.name for e in paths.condition.endpoints):
+            effect = paths.treated[name][:, at] - paths.untreated[name][:, at]
+            low, median, high = np.percentile(effect, [2.5, 50, 97.5], axis=0)
+            for i, t in enumerate(times):
+                rows.append((float(t), "effect", name, median[i], low[i], high[i], paths.units[name]))
+    varied = [p for p in found.values() if p.varies]
+    return {
+        "draws": count,
+        "seed": seed,
+        "parameters_varied": len(varied),
+        "posterior_rows": sorted(p.name for p in varied if p.distribution == "posterior"),
+        "rows": [
+            {
+                "time_h": r[0],
+                "quantity": r[1],
+                "where": r[2],
+                "median": float(r[3]),
+                "low": float(r[4]),
+                "high": float(r[5]),
+                "unit": r[6],
+            }
+            for r in rows
+        ],
+    }

@@ -54,8 +54,13 @@ def disease_outcomes(
     )
 
 
-def simulate(scenario: Scenario, params: ParameterSet | None = None) -> Result:
-    """Simulate one patient described by ``scenario`` at its output times."""
+def simulate(scenario: Scenario, params: ParameterSet | None = None, uncertainty: int = 0) -> Result:
+    """Simulate one patient described by ``scenario`` at its output times.
+
+    ``uncertainty`` > 0 also draws that many parameter sets from the priors of every row the run
+    reads (posterior rows jointly) and puts the median and 95% band of each output in the summary's
+    ``uncertainty`` section (``ensemble.bands``).
+    """
     params = params or for_scenario(scenario)
     model = assemble(scenario, params=params)
     times = np.asarray(scenario.simulation.outputs_h, dtype=float)
@@ -76,6 +81,11 @@ def simulate(scenario: Scenario, params: ParameterSet | None = None) -> Result:
         endpoints = paths.table(times / 24.0)
         intervals = effect_intervals(scenario, model, params)
     summary = _summary(scenario, model, observed, cells, params, endpoints, intervals)
+    summary["uncertainty"] = None
+    if uncertainty > 0:
+        from infusim.ensemble import bands
+
+        summary["uncertainty"] = bands(scenario, uncertainty, scenario.simulation.seed, params)
     return Result(scenario, model, observed, cells, observations, summary, endpoints)
 
 

@@ -392,3 +392,58 @@ def test_a_single_trial_reports_no_power_and_tiny_p_values_are_not_zero():
     assert _power({"power": 1.0, "replicates": 1}) == "n/a (one replicate)"
     assert _power({"power": 0.83, "replicates": 200}) == "83% of 200 replicates"
     assert _p_text(0.0) == "p < 1e-16" and _p(0.0) == "&lt; 1e-16" and _p_text(0.031) == "p = 0.031"
+
+
+def test_sensitivity_writes_indices_a_report_and_prints_the_ranking(tmp_path):
+    out = tmp_path / "sens"
+    result = run(
+        "sensitivity",
+        str(EXAMPLES / "condition-acute-myocardial-infarction.yaml"),
+        "--output",
+        "live_fraction:target@24 h",
+        "--output",
+        "effect:lvef@180 day",
+        "--n",
+        "64",
+        "--workers",
+        "2",
+        "-o",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "research tool" in result.stdout and "potency[acute_myocardial_infarction/local]" in result.stdout
+    table = pd.read_parquet(out / "sensitivity.parquet")
+    assert {"parameter", "output", "first_order", "first_order_conf", "total", "total_conf"} <= set(table.columns)
+    assert set(table.output) == {"live_fraction:target@24 h", "effect:lvef@180 day"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["evaluations"] == 64 * (summary["parameters"] + 2)
+    page = (out / "sensitivity.html").read_text()
+    assert "research tool" in page and '<script src="http' not in page
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--output", "live_cells:lung@1 h"], "error: --output: 'live_cells:lung@1 h': compartment"),
+        (["--output", "live_cells:lungs@1 h", "--n", "100"], "error: --n: 100 must be a power of 2"),
+        (["--output", "live_cells:lungs@1 h", "--method", "fast"], "error: --method: 'fast'"),
+        (["--output", "live_cells:lungs@1 h", "--parameters", "nothing*"], "error: --parameters:"),
+    ],
+)
+def test_sensitivity_bad_options_are_one_line_errors(tmp_path, args, field):
+    out = tmp_path / "sens"
+    result = run("sensitivity", str(EXAMPLES / "msc-iv-human.yaml"), *args, "-o", str(out))
+    assert result.returncode == 2 and result.stderr.startswith(field), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_simulate_with_uncertainty_writes_bands(tmp_path):
+    out = tmp_path / "out"
+    result = run("simulate", str(EXAMPLES / "msc-iv-human.yaml"), "--uncertainty", "50", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Parameter uncertainty (50 draws" in result.stdout
+    bands = pd.read_parquet(out / "uncertainty.parquet")
+    assert list(bands.columns) == ["time_h", "quantity", "where", "median", "low", "high", "unit"]
+    assert (bands["low"] <= bands["median"]).all() and (bands["median"] <= bands["high"]).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["uncertainty"]["draws"] == 50

@@ -6,6 +6,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -29,6 +30,14 @@ def simulate(
     out: OutOption,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output folder.")] = False,
     report: Annotated[bool, typer.Option(help="Also write report.html (self-contained).")] = True,
+    uncertainty: Annotated[
+        int,
+        typer.Option(
+            help="Parameter sets drawn from the priors of every row used (posteriors for fitted effects); "
+            "adds a 95%% band to every output (uncertainty.parquet). 0: off.",
+            min=0,
+        ),
+    ] = 0,
 ) -> None:
     """Simulate one patient and write cells.parquet, observations.parquet, summary.json and report.html.
 
@@ -37,7 +46,7 @@ def simulate(
     would measure at the same times. summary.json: dose, mass balance, live fraction of dose per
     compartment, version, scenario hash, seed and the sources of the parameters used.
     """
-    _run(scenario, out, quiet, report)
+    _run(scenario, out, quiet, report, uncertainty)
 
 
 @app.command()
@@ -51,7 +60,7 @@ def demo(
     _run(example, out, quiet=False, report=True)
 
 
-def _run(scenario_path: Path, out: Path, quiet: bool, report: bool) -> None:
+def _run(scenario_path: Path, out: Path, quiet: bool, report: bool, uncertainty: int = 0) -> None:
     from infusim import io
     from infusim.scenario import load
     from infusim.simulation import DISCLAIMER, simulate
@@ -59,13 +68,17 @@ def _run(scenario_path: Path, out: Path, quiet: bool, report: bool) -> None:
     scenario = load(scenario_path)
     for warning in scenario.warnings():
         errors.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
-    result = simulate(scenario)
+    result = simulate(scenario, uncertainty=uncertainty)
 
     def write(folder: Path) -> None:
         io.write_parquet(result.cells, folder / "cells.parquet")
         io.write_parquet(result.observations, folder / "observations.parquet")
         if len(result.endpoints):
             io.write_parquet(result.endpoints, folder / "endpoints.parquet")
+        if result.summary["uncertainty"]:
+            io.write_parquet(
+                pd.DataFrame(result.summary["uncertainty"]["rows"]), folder / "uncertainty.parquet"
+            )
         if report:
             from infusim.report.html import render
 
@@ -79,6 +92,8 @@ def _run(scenario_path: Path, out: Path, quiet: bool, report: bool) -> None:
         console.print(str(folder))
         return
     _print_summary(result)
+    if result.summary["uncertainty"]:
+        _print_bands(result.summary)
     if result.summary["endpoints"]:
         _print_endpoints(result)
     console.print(f"[dim]{DISCLAIMER}[/dim]")
@@ -112,12 +127,47 @@ def _print_summary(result) -> None:
     )
 
 
+def _band(row: dict | None) -> str:
+    return "n/a" if row is None else f"{row['low']:+.3g} to {row['high']:+.3g}"
+
+
+def _banded(row: dict) -> str:
+    return f"{_percent(row['median'])} ({_percent(row['low'])}-{_percent(row['high'])})"
+
+
+def _print_bands(summary: dict) -> None:
+    """Live cells per compartment, % of cells given: median (95% band) over the parameter draws."""
+    found = summary["uncertainty"]
+    rows = [r for r in found["rows"] if r["quantity"] == "live_fraction"]
+    times = sorted({r["time_h"] for r in rows})
+    by = {(r["where"], r["time_h"]): r for r in rows}
+    order = sorted({r["where"] for r in rows}, key=lambda c: -max(by[(c, t)]["median"] for t in times))
+    table = Table(
+        title=f"Parameter uncertainty ({found['draws']} draws of {found['parameters_varied']} rows): "
+        "live cells, % of cells given, median (95% band)"
+    )
+    table.add_column("compartment")
+    for t in times:
+        table.add_column(_time_label(t), justify="right")
+    for c in order[:8]:
+        table.add_row(
+            c,
+            *(_banded(by[(c, t)]) for t in times),
+        )
+    console.print(table)
+    console.print("[dim]All compartments, dead cells and effects: uncertainty.parquet.[/dim]")
+
+
 def _print_endpoints(result) -> None:
     effects = result.summary["endpoints"]
     table = Table(
         title=f"{result.summary['condition']}: treated vs untreated twin (effect = treated - untreated)"
     )
-    for column in ("endpoint", "time", "untreated", "treated", "effect", "95% interval", "unit"):
+    found = result.summary.get("uncertainty")
+    bands = {(r["where"], r["time_h"]): r for r in (found or {}).get("rows", []) if r["quantity"] == "effect"}
+    columns = ["endpoint", "time", "untreated", "treated", "effect", "95% interval"]
+    columns += ["95% band, all parameters"] if bands else []
+    for column in (*columns, "unit"):
         table.add_column(column, justify="left" if column in ("endpoint", "unit") else "right")
     for time_key, endpoints in effects.items():
         hours = float(time_key.split()[0])
@@ -130,6 +180,7 @@ def _print_endpoints(result) -> None:
                 f"{values['treated']:.3g}",
                 f"{values['effect']:+.3g}",
                 band,
+                *([_band(bands.get((name, hours)))] if bands else []),
                 values["unit"],
             )
     console.print(table)

@@ -1,0 +1,233 @@
+"""The production model against an independent reference written from docs/model.md.
+
+``infusim.reference`` spells out every transfer of docs/model.md in a plain right-hand side and
+integrates it with Radau; here it must agree with ``assemble`` + ``solve`` to 1e-6 of the cells
+given, per compartment and per cause of death, for every bundled example and for a few routes the
+examples do not use. The mutation tests change one routing rule of the production model (keeping
+cell conservation intact) and show that the comparison catches it, which a comparison of two
+integrators of the same assembled matrix cannot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infusim.model import kinetics
+from infusim.model.kinetics import assemble
+from infusim.reference import reference_cells
+from infusim.scenario import Scenario, load
+from infusim.solve import solve
+from tests.helpers import scenario as make_scenario
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "infusim" / "examples"
+#: Longest horizon compared (h): past the rejection onset (7 days) and the gvhd schedule's 8 doses.
+HORIZON_H = 28 * 24.0
+#: Largest accepted |production - reference|, as a fraction of the cells given.
+TOLERANCE = 1e-6
+#: Smallest discrepancy (fraction of the cells given) a mutated routing rule must produce.
+DETECTED = 1e-3
+
+#: Routes and sites the bundled examples do not reach.
+EXTRA = {
+    # intra-arterial into a portal organ with an injured liver: portal cells meet the target
+    "ia-pancreas-liver-target": {
+        "condition": {"site": "liver", "severity": 0.7},
+        "administration": {"route": "intra_arterial", "into": "pancreas", "duration": "20 min"},
+    },
+    # intra-arterial into an organ that is not the condition's site
+    "ia-kidneys-heart-target": {
+        "product": {"cell_type": "bm_mnc", "tissue_source": "bone_marrow"},
+        "condition": {"site": "heart", "severity": 0.5},
+        "administration": {"route": "intra_arterial", "into": "kidneys", "duration": "10 min"},
+    },
+    # local injection without a condition: depot and implant count in the organ
+    "local-muscle-healthy": {
+        "product": {"viability": 0.8},
+        "administration": {"route": "local", "into": "muscle", "dose": "1e7 cells", "duration": None},
+    },
+    # haematopoietic cells homing to an injured marrow: target and marrow both engraft
+    "hsc-iv-marrow-target": {
+        "product": {"cell_type": "hsc", "tissue_source": "cord_blood", "viability": 0.95},
+        "condition": {"site": "bone_marrow", "severity": 0.8},
+        "administration": {"route": "intravenous", "dose": "5e6 cells/kg", "duration": "30 min"},
+    },
+    # allogeneic boluses in a small rat, the second one after the rejection onset
+    "allo-bolus-repeat-rat": {
+        "species": "rat",
+        "patient": {"body_weight": "300 g"},
+        "product": {"donor": "allogeneic", "hla_mismatches": 2, "diameter": "16 um", "viability": 0.85},
+        "condition": {"site": "kidneys", "severity": 0.4},
+        "administration": {
+            "dose": "1e6 cells",
+            "duration": "0 min",
+            "repeat": {"count": 2, "interval": "10 day"},
+        },
+        "simulation": {"duration": "20 day", "outputs": ["20 day"]},
+    },
+}
+
+
+def examples() -> list[str]:
+    return sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
+
+
+def output_times(scenario: Scenario, horizon_h: float = HORIZON_H) -> np.ndarray:
+    """10 times (h), log-spaced from 0.1 h to the end of the simulation or ``horizon_h``."""
+    end = min(scenario.simulation.duration_h, horizon_h)
+    return np.round(np.geomspace(0.1, end, 10), 6)
+
+
+def production_cells(scenario: Scenario, times_h: np.ndarray) -> dict[str, np.ndarray]:
+    """Cells per output compartment (live) and per ``dead:<cause>`` from the production model."""
+    model = assemble(scenario)
+    states = solve(model, times_h).patient_states()[0]
+    out: dict[str, np.ndarray] = {}
+    for i, state in enumerate(model.states):
+        key = state.compartment if state.kind == "live" else state.name
+        out[key] = out.get(key, 0.0) + states[:, i]
+    return out
+
+
+def discrepancy(scenario: Scenario, times_h: np.ndarray) -> tuple[float, str]:
+    """Largest |production - reference| over compartments and times, as a fraction of cells given.
+
+    Also checks that both conserve cells, live + dead = given, to 1e-9 of the dose (so a mutation
+    caught here would pass a conservation test).
+    """
+    ref = reference_cells(scenario, times_h)
+    given = ref.pop("given")
+    prod = production_cells(scenario, times_h)
+    assert set(prod) <= set(ref), f"compartments missing from the reference: {set(prod) - set(ref)}"
+    assert np.max(np.abs(sum(ref.values()) - given)) < 1e-9 * given.max(), "reference loses cells"
+    assert np.max(np.abs(sum(prod.values()) - given)) < 1e-9 * given.max(), "production loses cells"
+    worst, where = 0.0, ""
+    for key, values in ref.items():
+        diff = np.abs(prod.get(key, 0.0) - values) / given.max()
+        if diff.max() > worst:
+            worst, where = float(diff.max()), f"{key} at {times_h[int(diff.argmax())]:g} h"
+    return worst, where
+
+
+def example(name: str) -> Scenario:
+    return load(EXAMPLES / f"{name}.yaml")
+
+
+def test_reference_conserves_cells_and_counts_what_was_given():
+    scenario = example("condition-copd")  # an infusion of 30 min from t = 0
+    times = np.array([0.0, 0.25, 0.5, 1.0])
+    ref = reference_cells(scenario, times)
+    given = ref.pop("given")
+    dose = scenario.dose_cells
+    assert np.allclose(given, [0.0, dose / 2, dose, dose], rtol=1e-12)
+    assert np.allclose(sum(ref.values()), given, rtol=0, atol=1e-9 * dose)
+
+
+@pytest.mark.parametrize("name", examples())
+def test_reference_agrees_with_production(name):
+    scenario = example(name)
+    worst, where = discrepancy(scenario, output_times(scenario))
+    assert worst < TOLERANCE, f"{name}: production and reference differ by {worst:.3g} of the dose ({where})"
+
+
+@pytest.mark.parametrize("name", sorted(EXTRA))
+def test_reference_agrees_on_routes_the_examples_miss(name):
+    scenario = make_scenario(**EXTRA[name])
+    worst, where = discrepancy(scenario, output_times(scenario))
+    assert worst < TOLERANCE, f"{name}: production and reference differ by {worst:.3g} of the dose ({where})"
+
+
+# --- mutation tests: one routing rule of the production model changed, conservation kept ---------
+
+
+def mutate_flows(monkeypatch, change) -> None:
+    """Route every ``_Builder.flow`` call through ``change(source, target, rate, description, formula)``,
+    which returns the (source, target, rate) to add instead."""
+    original = kinetics._Builder.flow
+
+    def flow(self, source, target, rate, description, formula):
+        source, target, rate = change(source, target, np.asarray(rate, dtype=float), description, formula)
+        original(self, source, target, rate, description, formula)
+
+    monkeypatch.setattr(kinetics._Builder, "flow", flow)
+
+
+def assert_detected(scenario: Scenario) -> float:
+    worst, where = discrepancy(scenario, output_times(scenario))
+    assert worst > DETECTED, f"mutation not detected: largest discrepancy {worst:.3g} of the dose ({where})"
+    return worst
+
+
+def test_mutation_lungs_release_into_venous_blood_is_detected(monkeypatch):
+    """Docs: arrested cells leave the lungs downstream, into arterial blood (HSC marginate there)."""
+
+    def change(source, target, rate, description, formula):
+        if source == "lungs" and target == "arterial_blood":
+            target = "venous_blood"
+        return source, target, rate
+
+    mutate_flows(monkeypatch, change)
+    # a mouse bolus: haematopoietic cells marginate in the narrow lung capillaries and leave in minutes
+    mouse = make_scenario(
+        species="mouse",
+        patient={"body_weight": "25 g"},
+        product={"cell_type": "hsc", "tissue_source": "peripheral_blood", "viability": 0.95},
+        administration={"dose": "1e6 cells", "duration": "0 min"},
+    )
+    assert_detected(mouse)
+
+
+def test_mutation_doubled_portal_arrest_in_liver_is_detected(monkeypatch):
+    """Cells leaving gut, spleen and pancreas are held in the liver twice as often (and pass less)."""
+    extra = {}
+
+    def change(source, target, rate, description, formula):
+        if description == "arrest in liver via portal vein":
+            organ = formula.split("*")[0].removeprefix("Q_")
+            extra[organ] = rate
+            rate = 2 * rate
+        elif description == "passage to venous blood":
+            organ = formula.split("*")[0].removeprefix("Q_")
+            rate = rate - extra.pop(organ, 0.0)
+        return source, target, rate
+
+    mutate_flows(monkeypatch, change)
+    assert_detected(example("hsc-iv-human"))
+
+
+def test_mutation_target_release_not_slowed_by_injury_is_detected(monkeypatch):
+    """Docs: release from the injured target is divided by 1 + g * severity."""
+    # intracoronary MSC: the infarct holds about a tenth of the dose, and MSC release as fast as they die
+    scenario = make_scenario(
+        condition={"site": "heart", "severity": 0.5},
+        administration={
+            "route": "intra_arterial",
+            "into": "heart",
+            "dose": "1e7 cells",
+            "duration": "10 min",
+        },
+    )
+    gain = 9.0 * scenario.condition.severity
+
+    def change(source, target, rate, description, formula):
+        if source == "target" and description == "release to blood":
+            rate = rate * (1 + gain)
+        return source, target, rate
+
+    mutate_flows(monkeypatch, change)
+    assert_detected(scenario)
+
+
+def test_mutation_nonviable_cells_infused_alive_is_detected(monkeypatch):
+    """Docs: the non-viable share of a dose goes to ``dead:nonviable``, not into venous blood."""
+    original = kinetics.Dose
+
+    def dose(time_h, duration_h, amount, split, *args):
+        split = dict(split)
+        split["venous_blood"] = split.get("venous_blood", 0.0) + split.pop("dead:nonviable")
+        return original(time_h, duration_h, amount, split, *args)
+
+    monkeypatch.setattr(kinetics, "Dose", dose)
+    assert_detected(example("msc-iv-human"))
