@@ -6,9 +6,12 @@ production model (``model/kinetics.py``, ``model/declare.py``, ``solve.py``). It
 test can compare two implementations of the model, not two integrators of one assembled matrix: a
 wrong routing rule in either shows up as a disagreement.
 
-Slow on purpose: every transfer is spelled out in a Python right-hand side and integrated with
-scipy's Radau at tight tolerances, restarting at every breakpoint (dose starts and ends, rejection
-onset, output times). Units: hours (h), rates 1/h, volumes L, flows L/h, diameters um, cells.
+Slow on purpose: every transfer is spelled out, by name, in a Python right-hand side (``make_rhs``),
+and the result is integrated with scipy's Radau at rtol 1e-10 (atol 1e-12 of a dose), restarting at
+every breakpoint (dose starts and ends, rejection onset, output times) with boluses applied there.
+Within a segment all rates are constant, so the readable right-hand side is affine in the state;
+Radau is handed the same function as ``A x + u`` with ``A`` read off it column by column.
+Units: hours (h), rates 1/h, volumes L, flows L/h, diameters um, cells.
 """
 
 from __future__ import annotations
@@ -44,7 +47,11 @@ class Patient:
 
 
 def physiology(species: str, body_weight: float, p: ParameterSet) -> Patient:
-    """Cardiac output QCC*BW^0.75, organ flows q_o*Q_co, rest the remainder, blood pools."""
+    """Cardiac output QCC*BW^0.75, organ flows q_o*Q_co, rest the remainder, blood pools.
+
+    Organ volumes are not needed: states are cell counts and every transfer is a flow over a
+    blood volume or a per-cell rate.
+    """
     q_co = p.get("cardiac_output_coefficient", species, "L/h/kg**0.75") * body_weight**0.75
     flow = {o: p.get("flow_fraction", f"{species}/{o}", "") * q_co for o in SYSTEMIC}
     flow["rest"] = q_co - sum(flow.values())
@@ -140,6 +147,12 @@ def given(ev: Dose, t: float) -> float:
     return ev.cells * min(max((t - ev.start) / ev.duration, 0.0), 1.0)
 
 
+def lesion_share(scenario, p: ParameterSet) -> float:
+    """Share of the condition organ's flow and mass that is injured: severity * lesion_fraction_max."""
+    condition = scenario.condition
+    return condition.severity * p.get("lesion_fraction_max", "", "") if condition is not None else 0.0
+
+
 def entry_split(scenario, c: Cells, share: float) -> dict[str, float]:
     """Where the live cells of a dose go first, as shares (docs/model.md, Routes)."""
     route, site = scenario.administration.route, scenario.site
@@ -168,11 +181,11 @@ def entry_split(scenario, c: Cells, share: float) -> dict[str, float]:
 
 
 def make_rhs(scenario, pt: Patient, c: Cells, p: ParameterSet, names: list[str]):
-    """The right-hand side ``rhs(t, x, k_rej, input_rate)`` of one size class (cells, cells/h)."""
+    """The right-hand side ``rhs(t, x, k_rej, entry)`` of one size class: dx/dt (cells/h) for cells
+    ``x``, rejection rate ``k_rej`` (1/h) and dose input ``entry`` (cells/h per state)."""
     condition = scenario.condition
     site = condition.site if condition is not None else None
-    # injured share of the condition organ's flow and mass
-    share = condition.severity * p.get("lesion_fraction_max", "", "") if condition is not None else 0.0
+    share = lesion_share(scenario, p)
     local_site = scenario.site if scenario.administration.route == "local" else None
     if local_site is not None:
         f_ret = p.get("local_retained_fraction", local_site, "")
@@ -294,11 +307,7 @@ def reference_cells(scenario, times_h, params: ParameterSet | None = None) -> di
     pt = physiology(scenario.species, scenario.patient.body_weight_kg, p)
     events = doses(scenario)
     viability = scenario.product.viability
-    share = (
-        scenario.condition.severity * p.get("lesion_fraction_max", "", "")
-        if scenario.condition is not None
-        else 0.0
-    )
+    share = lesion_share(scenario, p)
     names = state_names(scenario.administration.route == "local")
     n = len(names)
     classes = []  # per size class: (share of the dose, rhs, where a dose goes as shares of it)

@@ -86,8 +86,9 @@ def production_cells(scenario: Scenario, times_h: np.ndarray) -> dict[str, np.nd
     states = solve(model, times_h).patient_states()[0]
     out: dict[str, np.ndarray] = {}
     for i, state in enumerate(model.states):
-        key = state.compartment if state.kind == "live" else state.name
-        out[key] = out.get(key, 0.0) + states[:, i]
+        if state.kind in ("live", "dead"):
+            key = state.compartment if state.kind == "live" else state.name
+            out[key] = out.get(key, 0.0) + states[:, i]
     return out
 
 
