@@ -98,7 +98,8 @@ def to_sbml(model: Model, patient: int = 0, model_id: str = "infusim") -> str:
             if switch.time_h[row] <= 0:
                 continue
             _parameter(sbml, f"{target}_after", values[f"{target}_after"], "per_hour")
-            _event(sbml, f"switch{i}_c{c}", float(switch.time_h[row]), {target: f"{target}_after"})
+            _parameter(sbml, f"{target}_at", values[f"{target}_at"], "hour")
+            _event(sbml, f"switch{i}_c{c}", f"{target}_at", {target: f"{target}_after"})
 
     for i, dose in enumerate(model.doses):
         if dose.duration_h == 0:
@@ -154,6 +155,7 @@ def patient_values(model: Model, patient: int) -> dict[str, float]:
         for c, row in enumerate(rows):
             if switch.time_h[row] > 0:
                 values[f"{parameter_id(switch.name, c)}_after"] = float(switch.value[row])
+                values[f"{parameter_id(switch.name, c)}_at"] = float(switch.time_h[row])
     for i, dose in enumerate(model.doses):
         if dose.duration_h == 0:
             if dose.time_h > 0:
@@ -218,7 +220,8 @@ def _reference(reference, species: str) -> None:
     reference.setConstant(True)
 
 
-def _event(sbml, event_id: str, time_h: float, assignments: dict[str, str]) -> None:
+def _event(sbml, event_id: str, time_h: float | str, assignments: dict[str, str]) -> None:
+    """An event at ``time_h`` (hours, a number or the id of a parameter holding it)."""
     import libsbml
 
     event = sbml.createEvent()
@@ -227,7 +230,8 @@ def _event(sbml, event_id: str, time_h: float, assignments: dict[str, str]) -> N
     trigger = event.createTrigger()
     trigger.setInitialValue(False)
     trigger.setPersistent(True)
-    _check(trigger.setMath(libsbml.parseL3Formula(f"time >= {time_h!r}")))
+    when = time_h if isinstance(time_h, str) else repr(float(time_h))
+    _check(trigger.setMath(libsbml.parseL3Formula(f"time >= {when}")))
     for variable, formula in assignments.items():
         assignment = event.createEventAssignment()
         _check(assignment.setVariable(variable))

@@ -113,9 +113,16 @@ def _redo_with_expm(
 def _eigen_solve(
     model: Model, times_h: np.ndarray, weights: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Outputs (rows, times, states or m) by the eigen path, and the rows that need the fallback."""
+    """Outputs (rows, times, states or m) by the eigen path, and the rows that need the fallback.
+
+    All rows step together over the shared grid (dose boundaries, switches common to every row,
+    output times). A switch whose time differs between rows (a parameter drawn per patient) is not
+    a grid point: within the step that holds it, only the rows concerned are advanced to their own
+    switch time, re-decomposed and carried on, so the cost does not grow with the number of
+    distinct switch times.
+    """
     end_h = float(times_h[-1])
-    breaks = model.breakpoints(end_h)
+    breaks = model.breakpoints(end_h, row_switches=False)
     grid = np.union1d(breaks, times_h)
     n_rows, n = model.n_rows, len(model.states)
     sinks = np.array(model.sinks(), dtype=int)
@@ -126,37 +133,101 @@ def _eigen_solve(
     out_index = {t: i for i, t in enumerate(times_h.tolist())}
     breaks_set = set(breaks.tolist())
     basis = _EigenBasis(model, core, sinks)
-    track_sinks = len(sinks) > 0 and bool(np.any(weights[:, :, sinks]))
+    varying = [i for i, sw in enumerate(model.switches) if len(np.unique(sw.time_h)) > 1]
+    own_times = np.stack([model.switches[i].time_h for i in varying], axis=1) if varying else None
+    state = _Segment(basis, weights, core, sinks)
     x = np.zeros((n_rows, n))
-    z = w = sink = sink_input = view = sink_view = None
     for k, t0 in enumerate(grid):
         if k == 0 or t0 in breaks_set:
-            if z is not None:
-                x[:, core] = np.einsum("rij,rj->ri", basis.vectors, z).real
-                x[:, sinks] = sink
+            if k > 0:
+                x[:, core] = np.einsum("rij,rj->ri", basis.vectors, state.z).real
+                x[:, sinks] = state.sink
             x += model.boluses_at(t0)
             basis.update(t0)
             segment_end = breaks[np.searchsorted(breaks, t0, side="right")] if t0 < breaks[-1] else t0
-            u = model.input_rate(t0, segment_end)
-            z = np.einsum("rij,rj->ri", basis.inverse, x[:, core])
-            w = np.einsum("rij,rj->ri", basis.inverse, u[:, core]) if np.any(u[:, core]) else None
-            sink, sink_input = x[:, sinks].copy(), u[:, sinks]
-            view = weights[:, :, core] @ basis.vectors
-            sink_view = weights[:, :, sinks]
+            state.start(x, model.input_rate(t0, segment_end))
         if t0 in out_index:
-            values = np.einsum("rmj,rj->rm", view, z).real
-            if track_sinks:
-                values += np.einsum("rms,rs->rm", sink_view, sink)
-            out[:, out_index[t0]] = values
+            out[:, out_index[t0]] = state.values()
         if k + 1 == len(grid):
             break
-        h = grid[k + 1] - t0
-        growth, phi1, phi2 = basis.phi(h)
-        if track_sinks:
-            integral = h * phi1 * z if w is None else h * phi1 * z + h * h * phi2 * w
-            sink = sink + np.einsum("rsj,rj->rs", basis.sink_vectors, integral).real + sink_input * h
-        z = growth * z if w is None else growth * z + h * phi1 * w
+        t1 = grid[k + 1]
+        now = np.full(n_rows, t0)
+        while own_times is not None:
+            pending = (own_times >= t0) & (own_times < t1) & ~basis.passed[:, varying]
+            rows = np.flatnonzero(pending.any(axis=1))
+            if rows.size == 0:
+                break
+            at = np.where(pending[rows], own_times[rows], np.inf).min(axis=1)
+            state.advance_rows(rows, at - now[rows])
+            state.switch_rows(rows, at)
+            now[rows] = at
+        late = np.flatnonzero(now > t0)
+        if late.size == 0:
+            state.advance(t1 - t0)
+        else:
+            early = np.flatnonzero(now == t0)
+            state.advance_rows(early, np.full(early.size, t1 - t0))
+            state.advance_rows(late, t1 - now[late])
     return out, basis.ever_bad
+
+
+class _Segment:
+    """The solution in eigen coordinates of the rates in force: ``z`` per row, the sinks, the input."""
+
+    def __init__(self, basis: _EigenBasis, weights: np.ndarray, core: np.ndarray, sinks: np.ndarray) -> None:
+        self.basis, self.weights, self.core, self.sinks = basis, weights, core, sinks
+        self.track_sinks = len(sinks) > 0 and bool(np.any(weights[:, :, sinks]))
+
+    def start(self, x: np.ndarray, u: np.ndarray) -> None:
+        """Project the states ``x`` and inputs ``u`` (rows, states) on the current basis."""
+        b, core = self.basis, self.core
+        self.u = u
+        self.z = np.einsum("rij,rj->ri", b.inverse, x[:, core])
+        self.w = np.einsum("rij,rj->ri", b.inverse, u[:, core]) if np.any(u[:, core]) else None
+        self.sink, self.sink_input = x[:, self.sinks].copy(), u[:, self.sinks]
+        self.view = self.weights[:, :, core] @ b.vectors
+        self.sink_view = self.weights[:, :, self.sinks]
+
+    def values(self) -> np.ndarray:
+        """The weighted sums (rows, m) now."""
+        values = np.einsum("rmj,rj->rm", self.view, self.z).real
+        if self.track_sinks:
+            values += np.einsum("rms,rs->rm", self.sink_view, self.sink)
+        return values
+
+    def advance(self, h: float) -> None:
+        """Every row forward by ``h`` hours (φ factors cached per step length)."""
+        growth, phi1, phi2 = self.basis.phi(h)
+        z, w = self.z, self.w
+        if self.track_sinks:
+            integral = h * phi1 * z if w is None else h * phi1 * z + h * h * phi2 * w
+            self.sink = self.sink + np.einsum("rsj,rj->rs", self.basis.sink_vectors, integral).real
+            self.sink += self.sink_input * h
+        self.z = growth * z if w is None else growth * z + h * phi1 * w
+
+    def advance_rows(self, rows: np.ndarray, h: np.ndarray) -> None:
+        """Rows ``rows`` forward by their own ``h`` (hours, one per row)."""
+        if rows.size == 0:
+            return
+        hh = h[:, None]
+        growth, phi1, phi2 = _phi(self.basis.eigvals[rows] * hh)
+        z = self.z[rows]
+        w = None if self.w is None else self.w[rows]
+        if self.track_sinks:
+            integral = hh * phi1 * z if w is None else hh * phi1 * z + hh * hh * phi2 * w
+            self.sink[rows] += np.einsum("rsj,rj->rs", self.basis.sink_vectors[rows], integral).real
+            self.sink[rows] += self.sink_input[rows] * hh
+        self.z[rows] = growth * z if w is None else growth * z + hh * phi1 * w
+
+    def switch_rows(self, rows: np.ndarray, at_h: np.ndarray) -> None:
+        """Rows ``rows`` reach their own switch at ``at_h``: new rates, same cells."""
+        b, core = self.basis, self.core
+        x_core = np.einsum("rij,rj->ri", b.vectors[rows], self.z[rows]).real
+        b.update_rows(rows, at_h)
+        self.z[rows] = np.einsum("rij,rj->ri", b.inverse[rows], x_core)
+        if self.w is not None:
+            self.w[rows] = np.einsum("rij,rj->ri", b.inverse[rows], self.u[rows][:, core])
+        self.view[rows] = self.weights[rows][:, :, core] @ b.vectors[rows]
 
 
 class _EigenBasis:
@@ -165,7 +236,8 @@ class _EigenBasis:
     def __init__(self, model: Model, core: np.ndarray, sinks: np.ndarray) -> None:
         self.model, self.core, self.sinks = model, core, sinks
         n_rows, nc = model.n_rows, len(core)
-        self.passed: np.ndarray | None = None
+        self.passed = np.zeros((n_rows, len(model.switches)), dtype=bool)
+        self.started = False
         self.eigvals = np.zeros((n_rows, nc), complex)
         self.vectors = np.zeros((n_rows, nc, nc), complex)
         self.inverse = np.zeros((n_rows, nc, nc), complex)
@@ -176,27 +248,30 @@ class _EigenBasis:
     def update(self, t_h: float) -> None:
         """Recompute the decomposition of rows whose rates changed at or before ``t_h``."""
         switches = self.model.switches
-        passed = (
-            np.stack([t_h >= s.time_h for s in switches], axis=1)
-            if switches
-            else np.zeros((self.model.n_rows, 0), bool)
-        )
-        if self.passed is None:
+        passed = np.stack([t_h >= s.time_h for s in switches], axis=1) if switches else self.passed
+        if not self.started:
             rows = np.arange(self.model.n_rows)
+            self.started = True
         else:
             rows = np.flatnonzero(np.any(passed != self.passed, axis=1))
-        self.passed = passed
-        if rows.size == 0:
-            return
+        if rows.size:
+            self.update_rows(rows, np.full(rows.size, t_h))
+
+    def update_rows(self, rows: np.ndarray, t_h: np.ndarray) -> None:
+        """Decompose the rates of ``rows``, each at its own time ``t_h`` (h)."""
+        switches = self.model.switches
+        if switches:
+            self.passed[rows] = np.stack([t_h >= s.time_h[rows] for s in switches], axis=1)
         self._phi.clear()
-        matrix = self.model.rate_matrix(self.model.parameters_at(t_h))
-        eigvals, vectors = np.linalg.eig(matrix[np.ix_(rows, self.core, self.core)])
+        whole = rows.size == self.model.n_rows
+        matrix = self.model.rate_matrix(self.model.parameters_at(t_h, None if whole else rows))
+        eigvals, vectors = np.linalg.eig(matrix[:, self.core][:, :, self.core])
         inverse = _inverse(vectors)
         condition = np.sqrt(_sum_squares(vectors) * _sum_squares(inverse))
         bad = ~np.isfinite(condition) | (condition > MAX_EIGENVECTOR_CONDITION)
         inverse[bad] = 0.0
-        sink_vectors = matrix[np.ix_(rows, self.sinks, self.core)] @ vectors
-        if rows.size == self.model.n_rows:
+        sink_vectors = matrix[:, self.sinks][:, :, self.core] @ vectors
+        if whole:
             self.eigvals, self.vectors, self.inverse, self.sink_vectors = (
                 eigvals,
                 vectors,

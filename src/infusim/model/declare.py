@@ -124,19 +124,26 @@ class Model:
         sources = {p.source for p in self.processes}
         return tuple(i for i, s in enumerate(self.states) if s.name not in sources)
 
-    def parameters_at(self, time_h: float) -> dict[str, np.ndarray]:
-        """Parameter values (arrays over rows) in force at ``time_h`` (switches applied)."""
-        values = dict(self.parameters)
+    def parameters_at(
+        self, time_h: float | np.ndarray, rows: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Parameter values (arrays over rows) in force at ``time_h`` (switches applied); with ``rows``,
+        only those rows, each at its own time if ``time_h`` is an array over them."""
+        take = (lambda v: v) if rows is None else (lambda v: v[rows])
+        values = {name: take(v) for name, v in self.parameters.items()}
         for switch in self.switches:
-            values[switch.name] = np.where(time_h >= switch.time_h, switch.value, values[switch.name])
+            values[switch.name] = np.where(
+                time_h >= take(switch.time_h), take(switch.value), values[switch.name]
+            )
         return values
 
     def rate_matrix(self, parameters: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
-        """Rate matrices ``A`` with ``dx/dt = A x``, shape (rows, states, states), in 1/h."""
+        """Rate matrices ``A`` with ``dx/dt = A x``, shape (rows, states, states), in 1/h (rows: the
+        length of the parameter arrays, so a subset of rows can be built from sliced parameters)."""
         parameters = self.parameters if parameters is None else parameters
         n = len(self.states)
         index = {name: i for i, name in enumerate(self.state_names)}
-        matrix = np.zeros((self.n_rows, n, n))
+        matrix = np.zeros((len(next(iter(parameters.values()))), n, n))
         for p in self.processes:
             rate = parameters[p.rate]
             source, target = index[p.source], index[p.target]
@@ -162,13 +169,18 @@ class Model:
                     added[:, self.index(name)] += dose.amount * fraction
         return added
 
-    def breakpoints(self, end_h: float) -> np.ndarray:
-        """Times (h) where an input or a rate changes, within ``[0, end_h]``."""
+    def breakpoints(self, end_h: float, row_switches: bool = True) -> np.ndarray:
+        """Times (h) where an input or a rate changes, within ``[0, end_h]``.
+
+        ``row_switches=False`` leaves out the times of switches that differ between rows (a solver
+        can step each row to its own switch; see ``solve``)."""
         times = {0.0, end_h}
         for dose in self.doses:
             times.update((dose.time_h, dose.time_h + dose.duration_h))
         for switch in self.switches:
-            times.update(np.unique(switch.time_h).tolist())
+            unique = np.unique(switch.time_h)
+            if row_switches or len(unique) == 1:
+                times.update(unique.tolist())
         return np.array(sorted(t for t in times if 0.0 <= t <= end_h))
 
     def administered(self, until_h: float, marker: str = "cells") -> np.ndarray:
