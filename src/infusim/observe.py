@@ -114,7 +114,7 @@ def with_marker(model: Model, rates: MarkerRates, labelled_doses: int | None = N
             if dest != "excreted":
                 states.append(State(f"{m}:free:{dest}", dest, m, f"free {m} taken up by {dest}"))
         states.append(State(f"{m}:excreted", "excreted", m, f"{m} excreted"))
-    if rates.debris_degradation or rates.phagocyte_degradation:
+    if _nonzero(rates.debris_degradation) or _nonzero(rates.phagocyte_degradation):
         states.append(State(f"{m}:degraded", "degraded", m, f"{m} degraded"))
     names = {s.name for s in states}
     compartment_of = {s.name: s.compartment for s in live}
@@ -132,7 +132,7 @@ def with_marker(model: Model, rates: MarkerRates, labelled_doses: int | None = N
     def scaled(rate: str, factor: float, label: str) -> str:
         key = f"{rate}*{m}:{label}"
         parameters[key] = model.parameters[rate] * factor
-        info[key] = ParameterInfo(f"{info[rate].description} ({label})", "1/h", f"{rate}*{factor:g}")
+        info[key] = ParameterInfo(f"{info[rate].description} ({label})", "1/h", f"{rate}*{_text(factor)}")
         return key
 
     for p in model.processes:
@@ -148,7 +148,7 @@ def with_marker(model: Model, rates: MarkerRates, labelled_doses: int | None = N
             for organ, share in _phagocyte_destinations(compartment_of[p.source], rates):
                 rate = scaled(p.rate, share, f"to {organ}")
                 processes.append(Process(f"{m}:{p.name}:{organ}", source, f"{m}:phagocytes:{organ}", rate))
-    if rates.efflux:
+    if _nonzero(rates.efflux):
         efflux = constant("efflux", rates.efflux, "label efflux from live cells")
         for s in live:
             processes.append(
@@ -161,18 +161,18 @@ def with_marker(model: Model, rates: MarkerRates, labelled_doses: int | None = N
         for organ, share in _phagocyte_destinations(c, rates):
             rate = constant(f"debris_{c}_to_{organ}", clearance * share, f"debris of {c} carried to {organ}")
             processes.append(Process(f"{m}:clear:{c}:{organ}", debris, f"{m}:phagocytes:{organ}", rate))
-        if rates.debris_release:
+        if _nonzero(rates.debris_release):
             rate = constant("debris_release", rates.debris_release, "label released from debris")
             processes.append(Process(f"{m}:release:{c}", debris, f"{m}:free:plasma", rate))
-        if rates.debris_degradation:
+        if _nonzero(rates.debris_degradation):
             rate = constant("debris_degradation", rates.debris_degradation, "degradation in debris")
             processes.append(Process(f"{m}:degrade:{c}", debris, f"{m}:degraded", rate))
     for organ in PHAGOCYTE_ORGANS:
         phagocytes = f"{m}:phagocytes:{organ}"
-        if rates.phagocyte_release:
+        if _nonzero(rates.phagocyte_release):
             rate = constant("phagocyte_release", rates.phagocyte_release, "label released by phagocytes")
             processes.append(Process(f"{m}:release:{organ}", phagocytes, f"{m}:free:plasma", rate))
-        if rates.phagocyte_degradation:
+        if _nonzero(rates.phagocyte_degradation):
             rate = constant("phagocyte_degradation", rates.phagocyte_degradation, "degradation in phagocytes")
             processes.append(Process(f"{m}:degrade:{organ}", phagocytes, f"{m}:degraded", rate))
     for dest, fraction in rates.free_fractions.items():
@@ -204,12 +204,21 @@ def with_marker(model: Model, rates: MarkerRates, labelled_doses: int | None = N
     )
 
 
+def _nonzero(value) -> bool:
+    """Whether a rate (a number, or an array over rows of a sampled set) is anywhere non-zero."""
+    return bool(np.any(np.asarray(value) != 0))
+
+
+def _text(value) -> str:
+    return f"{value:g}" if np.ndim(value) == 0 else "(per row)"
+
+
 def _phagocyte_destinations(compartment: str, rates: MarkerRates) -> list[tuple[str, float]]:
     """Where phagocytes take material from ``compartment``: resident lung macrophages keep a share."""
     local = rates.lung_local_share if compartment == "lungs" else 0.0
     carried = 1.0 - local
     shares = [("liver", carried * rates.liver_share), ("spleen", carried * (1 - rates.liver_share))]
-    return [*shares, ("lungs", local)] if local > 0 else shares
+    return [*shares, ("lungs", local)] if _nonzero(local) else shares
 
 
 @dataclass(frozen=True)
@@ -229,15 +238,17 @@ def observe(
     label: Label | None = None,
     params: ParameterSet | None = None,
     method: str = "eig",
+    dna: bool = True,
 ) -> Observed:
     """Solve the cell model together with its DNA and (optionally) radiolabel markers.
 
     ``label`` names the isotope and whether readings are decay-corrected (``simulation.label``).
+    ``dna=False`` leaves the DNA marker out (a caller that reads no qPCR saves its states).
     ``method`` is passed to ``solve``; rows whose augmented matrix is near-defective (markers mirror
     the cells' eigenvalues) fall back to the matrix exponential automatically.
     """
     params = params or bundled()
-    augmented = with_marker(model, dna_rates(species, params))
+    augmented = with_marker(model, dna_rates(species, params)) if dna else model
     half_life = np.inf
     if label is not None:
         rates = label_rates(label.isotope, species, params)

@@ -24,12 +24,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from infusim import uncertainty
 from infusim.compartments import COMPARTMENTS, LABELS
 from infusim.errors import InfusimError
+from infusim.model.declare import patient_sum
 from infusim.model.kinetics import assemble
 from infusim.model.physiology import physiology
 from infusim.observe import observe
-from infusim.parameters import ParameterSet, for_scenario, informed_studies
+from infusim.parameters import ParameterSet, for_scenario, informed_studies, sampled
 from infusim.scenario import Label, Scenario, load
 
 QUANTITIES = ("live_cells", "dna", "radiolabel")
@@ -122,8 +124,13 @@ class CaseResult:
             "points": self.points(),
         }
 
+    def interval_hits(self) -> tuple[int, int]:
+        """(observations inside their 95% prediction interval, observations with an interval)."""
+        points = [p for p in self.points() if p["predicted_low"] is not None]
+        return sum(p["predicted_low"] <= p["observed"] <= p["predicted_high"] for p in points), len(points)
+
     def points(self) -> list[dict]:
-        """One point per observation row (prediction intervals: none yet for cell kinetics)."""
+        """One point per observation row, with the 95% prediction interval over parameter draws."""
         if self.comparisons.empty:
             return []
         return [
@@ -133,11 +140,15 @@ class CaseResult:
                 "compartment": row.compartment,
                 "observed": float(row.observed),
                 "predicted": None if pd.isna(row.predicted) else float(row.predicted),
-                "predicted_low": None,
-                "predicted_high": None,
+                "predicted_low": _number_or_none(getattr(row, "predicted_low", None)),
+                "predicted_high": _number_or_none(getattr(row, "predicted_high", None)),
             }
             for row in self.comparisons.itertuples()
         ]
+
+
+def _number_or_none(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def bundled_cases_dir() -> Path:
@@ -353,31 +364,91 @@ def _float_or_nan(text: str) -> float:
 def predict(case: Case, times_h: np.ndarray, params: ParameterSet | None = None) -> pd.DataFrame:
     """Predictions of every (quantity, compartment, unit) series of ``case`` at ``times_h``."""
     params = params or for_scenario(case.scenario)
-    scenario = case.scenario
     times = np.unique(np.asarray(times_h, dtype=float))
-    model = assemble(scenario, params=params)
+    frames = [
+        pd.DataFrame({"time_h": times, "quantity": q, "compartment": c, "unit": u, "predicted": values[0]})
+        for (q, c, u), values in _series(case, times, params).items()
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+#: Parameter sets drawn from the priors behind each case's 95% prediction interval.
+INTERVAL_DRAWS = 200
+
+
+def prediction_intervals(
+    case: Case, times_h: np.ndarray, draws: int = INTERVAL_DRAWS, seed: int = 1
+) -> pd.DataFrame:
+    """2.5 and 97.5 percentiles (``predicted_low``, ``predicted_high``) of every series of ``case`` at
+    ``times_h`` over ``draws`` parameter sets drawn from the priors of every row the case reads
+    (``uncertainty``): the spread the model's own parameter uncertainty allows."""
+    params = for_scenario(case.scenario)
+    times = np.unique(np.asarray(times_h, dtype=float))
+    _series(case, times, params)  # records every row the prediction reads
+    found = uncertainty.priors(params, params.read_keys)
+    values = uncertainty.draw(found, draws, seed)
+    values = {k: v for k, v in values.items() if k[0] not in uncertainty.POSTERIOR_PARAMETERS}
+    frames = []
+    for (q, c, u), drawn in _series(case, times, params, values, draws).items():
+        low, high = np.percentile(drawn, [2.5, 97.5], axis=0)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "time_h": times,
+                    "quantity": q,
+                    "compartment": c,
+                    "unit": u,
+                    "predicted_low": low,
+                    "predicted_high": high,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _series(
+    case: Case,
+    times: np.ndarray,
+    params: ParameterSet,
+    values: dict | None = None,
+    count: int = 1,
+) -> dict[tuple[str, str, str], np.ndarray]:
+    """Every (quantity, compartment, unit) series of ``case``: (count, times), one row per parameter
+    set (``values``: arrays over sets, see ``parameters.sampled``; none: the table values)."""
+    scenario = case.scenario
+    rows_params = sampled(params, values, repeat=3) if values else params
+    patient_params = sampled(params, values, repeat=1) if values else params
+    model = assemble(scenario, patients=count, params=rows_params)
     label = case.label
+    quantities = set(case.observations.quantity)
     observed = observe(
         model,
         times,
         scenario.species,
-        label=label,
-        params=params,
+        label=label if "radiolabel" in quantities else None,
+        params=rows_params,
+        dna="dna" in quantities,
     )
-    states = observed.trajectory.patient_states()[0]
-    given = np.array([model.administered(t).sum() for t in times])
-    injected = next((d.amount.sum() for d in observed.trajectory.model.doses if d.marker == "label"), np.nan)
+    states = observed.trajectory.patient_states()
+    k = model.rows_per_patient
+    given = np.stack([patient_sum(model.administered(t), k) for t in times], axis=1)
+    first = next((d for d in observed.trajectory.model.doses if d.marker == "label"), None)
+    injected = patient_sum(first.amount, k)[:, None] if first is not None else np.nan
     decay = np.ones_like(times)
     if label is not None and not label.decay_corrected:
         decay = np.exp(-np.log(2) * times / params.get("physical_half_life", label.isotope, "h"))
-    body = physiology(scenario.species, np.array([scenario.patient.body_weight_kg]), params)
+    body = physiology(scenario.species, np.full(count, scenario.patient.body_weight_kg), patient_params)
     site = scenario.condition.site if scenario.condition else None
-    share = scenario.condition.severity * params.get("lesion_fraction_max", site, "") if site else 0.0
-    frames = []
+    share = (
+        scenario.condition.severity * np.asarray(patient_params.get("lesion_fraction_max", site, ""))
+        if site
+        else 0.0
+    )
+    out: dict[tuple[str, str, str], np.ndarray] = {}
     series = case.observations[["quantity", "compartment", "unit"]].drop_duplicates()
     clinical = series[series.quantity.str.contains(":")]
     if len(clinical):
-        frames.append(_predict_clinical(case, model, times, clinical, params))
+        out.update(_predict_clinical(case, model, times, clinical, params))
     series = series[~series.quantity.str.contains(":")]
     for quantity, compartment, unit in series.itertuples(index=False):
         members = _members(compartment, site)
@@ -388,52 +459,39 @@ def predict(case: Case, times_h: np.ndarray, params: ParameterSet | None = None)
             and (members is None or s.compartment in members)
             and s.compartment not in ("excreted", "degraded", "body")
         ]
-        amount = states[:, columns].sum(axis=1)
+        amount = states[:, :, columns].sum(axis=2)
         if quantity == "radiolabel":
             fraction = amount / injected * decay
         else:
             fraction = np.divide(amount, given, out=np.zeros_like(amount), where=given > 0)
-        mass_g = _mass_g(compartment, body, site, share, scenario)
-        value = {
+        mass_g = np.reshape(_mass_g(compartment, body, site, share, scenario), (-1, 1))
+        out[(quantity, compartment, unit)] = {
             "fraction_of_dose": fraction,
             "percent_of_dose": 100 * fraction,
             "percent_of_dose_per_g": 100 * fraction / mass_g,
             "cells": amount,
             "cells_per_g": amount / mass_g,
         }[unit]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "time_h": times,
-                    "quantity": quantity,
-                    "compartment": compartment,
-                    "unit": unit,
-                    "predicted": value,
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+    return out
 
 
 def _predict_clinical(
     case: Case, model, times_h: np.ndarray, series: pd.DataFrame, params: ParameterSet
-) -> pd.DataFrame:
-    """Endpoint (treated) and effect (treated - untreated twin) predictions at ``times_h``."""
+) -> dict[tuple[str, str, str], np.ndarray]:
+    """Endpoint (treated) and effect (treated - untreated twin) predictions at ``times_h``, one row per
+    patient of ``model``."""
     from infusim.simulation import disease_outcomes
 
     outcomes = disease_outcomes(case.scenario, model, params, extra_days=times_h / 24.0)
     index = np.searchsorted(outcomes.times_d, times_h / 24.0 - 1e-9)
-    frames = []
+    out = {}
     for quantity, _compartment, unit in series.itertuples(index=False):
         kind, endpoint = quantity.split(":", 1)
-        treated = outcomes.treated[endpoint][0, index]
-        value = treated - outcomes.untreated[endpoint][0, index] if kind == "effect" else treated
-        frames.append(
-            pd.DataFrame(
-                {"time_h": times_h, "quantity": quantity, "compartment": "", "unit": unit, "predicted": value}
-            )
+        treated = outcomes.treated[endpoint][:, index]
+        out[(quantity, "", unit)] = (
+            treated - outcomes.untreated[endpoint][:, index] if kind == "effect" else treated
         )
-    return pd.concat(frames, ignore_index=True)
+    return out
 
 
 def _members(compartment: str, site: str | None) -> set[str] | None:
@@ -444,15 +502,16 @@ def _members(compartment: str, site: str | None) -> set[str] | None:
     return {compartment}
 
 
-def _mass_g(compartment: str, body, site: str | None, share: float, scenario: Scenario) -> float:
+def _mass_g(compartment: str, body, site: str | None, share, scenario: Scenario) -> np.ndarray:
+    """Mass (g) of a compartment per patient of ``body`` (tissue density taken as water)."""
     if compartment == "whole_body":
-        return scenario.patient.body_weight_kg * 1000.0
+        return np.asarray(scenario.patient.body_weight_kg * 1000.0)
     if compartment in ("venous_blood", "arterial_blood"):
         volume = body.venous_volume_l if compartment == "venous_blood" else body.arterial_volume_l
-        return float(volume[0]) * 1000.0
+        return volume * 1000.0
     if compartment == "target":
-        return float(body.organ_volume_l[site][0]) * share * 1000.0
-    return float(body.organ_volume_l[compartment][0]) * 1000.0
+        return body.organ_volume_l[site] * share * 1000.0
+    return body.organ_volume_l[compartment] * 1000.0
 
 
 def fold_errors(comparisons: pd.DataFrame) -> np.ndarray:
@@ -493,7 +552,13 @@ def run_case(case: Case, params: ParameterSet | None = None, curves: bool = True
         end = min(max(1.5 * float(times.max()), 1.0), case.scenario.simulation.duration_h)
         times = np.unique(np.concatenate([times, np.geomspace(min(1 / 60, end), end, 60)]))
     predicted = predict(case, times, params)
-    comparisons = obs.merge(predicted, on=["time_h", "quantity", "compartment", "unit"], how="left")
+    keys = ["time_h", "quantity", "compartment", "unit"]
+    comparisons = obs.merge(predicted, on=keys, how="left")
+    if params is None:
+        bands = prediction_intervals(case, obs.time_h.to_numpy())
+        comparisons = comparisons.merge(bands, on=keys, how="left")
+    else:
+        comparisons = comparisons.assign(predicted_low=np.nan, predicted_high=np.nan)
     comparisons["fold_error"] = fold_errors(comparisons)
     folds = comparisons.fold_error.to_numpy()
     return CaseResult(
@@ -563,14 +628,23 @@ def summary(
 
     def totals(selected: list[CaseResult]) -> dict:
         ran = [r for r in selected if r.error is None]
+        hits = [r.interval_hits() for r in ran]
+        inside, points = sum(h[0] for h in hits), sum(h[1] for h in hits)
         return {
             "cases": len(selected),
             "ran": len(ran),
             "passed": sum(r.passed for r in ran),
             "median_aafe": float(np.median([r.aafe for r in ran])) if ran else None,
+            "points": points,
+            "inside_95_prediction": inside / points if points else None,
         }
 
     predictions = [r for r in results if not r.calibration]
+    calibration = [r for r in results if r.calibration]
+    by_species_fitted = {
+        species: totals([r for r in calibration if r.species == species])
+        for species in sorted({r.species for r in calibration if r.species})
+    }
     by_species = {
         species: totals([r for r in predictions if r.species == species])
         for species in sorted({r.species for r in predictions if r.species})
@@ -580,7 +654,14 @@ def summary(
         "cases": [r.record() for r in results],
         "predictions": totals(predictions),
         "predictions_by_species": by_species,
-        "calibration": totals([r for r in results if r.calibration]),
+        "calibration": totals(calibration),
+        "calibration_by_species": by_species_fitted,
+        "prediction_interval_note": (
+            f"95% prediction intervals of cell-kinetic cases: {INTERVAL_DRAWS} parameter sets drawn from "
+            "the priors of every row a case reads (data/priors.csv); parameter uncertainty only (no "
+            "between-study or measurement error), so coverage below 95% means the priors are too "
+            "narrow or the model misses a mechanism"
+        ),
         "evidence": _evidence_records(evidence_points or {}),
         "cross_validation": cross_validation,
     }

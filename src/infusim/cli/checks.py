@@ -197,14 +197,19 @@ def _print_cross_validation(scores: dict) -> None:
     )
 
 
+def _inside_text(result) -> str:
+    inside, points = result.interval_hits()
+    return f"{inside}/{points}" if points else "n/a"
+
+
 def _print_validation(results) -> None:
     table = Table(title="infusim validation (AAFE: absolute average fold error)")
     table.add_column("case", overflow="fold", min_width=24)
-    for column in ("species", "use", "n", "AAFE", "within 2x", "max fold", "verdict"):
+    for column in ("species", "use", "n", "AAFE", "within 2x", "max fold", "in 95% PI", "verdict"):
         table.add_column(column, justify="left" if column in ("species", "use", "verdict") else "right")
     for r in results:
         if r.error:
-            table.add_row(r.name, "", "", "", "", "", "", f"[red]not run: {r.error}[/red]")
+            table.add_row(r.name, "", "", "", "", "", "", "", f"[red]not run: {r.error}[/red]")
             continue
         verdict = "pass" if r.passed else "[red]miss[/red]"
         use = "fitted" if r.calibration else "prediction"
@@ -216,9 +221,19 @@ def _print_validation(results) -> None:
             f"{r.aafe:.2f}",
             f"{r.within_2fold:.0%}",
             f"{r.max_fold_error:.1f}",
+            _inside_text(r),
             verdict,
         )
     console.print(table)
+    for name, picked in (("prediction", False), ("fitted", True)):
+        hits = [r.interval_hits() for r in results if r.error is None and r.calibration == picked]
+        inside, points = sum(h[0] for h in hits), sum(h[1] for h in hits)
+        if points:
+            console.print(
+                f"95% prediction intervals (parameter draws from the priors), {name} cases: "
+                f"{inside} of {points} observations inside ({inside / points:.0%})",
+                highlight=False,
+            )
     console.print(
         "[dim]verdict: pass when AAFE is at most the case's tolerance (2-fold unless the case says "
         "otherwise; a clinical effect row only inside its study's 95% CI).[/dim]",

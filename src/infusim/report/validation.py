@@ -21,14 +21,15 @@ def render(results: list[CaseResult], summary: dict | None = None) -> str:
         if r.error:
             rows.append(
                 f"<tr class='bad'><td>{html.escape(r.name)}</td>"
-                f"<td colspan='7'>could not run: {html.escape(r.error)}</td></tr>"
+                f"<td colspan='8'>could not run: {html.escape(r.error)}</td></tr>"
             )
             continue
         verdict = "pass" if r.passed else "miss"
         rows.append(
             f"<tr class='{verdict}'><td><a href='#{html.escape(r.name)}'>{html.escape(r.name)}</a></td>"
             f"<td>{r.species}</td><td>{'fitted' if r.calibration else 'prediction'}</td><td>{r.n}</td>"
-            f"<td>{r.aafe:.2f}</td><td>{r.within_2fold:.0%}</td><td>{r.max_fold_error:.2f}</td><td>{verdict}</td></tr>"
+            f"<td>{r.aafe:.2f}</td><td>{r.within_2fold:.0%}</td><td>{r.max_fold_error:.2f}</td>"
+            f"<td>{_inside_text(r)}</td><td>{verdict}</td></tr>"
         )
     sections, first = [], True
     for r in results:
@@ -52,9 +53,10 @@ tr.miss td{{background:#fff0f0}} tr.bad td{{background:#ffe0e0}}
 <p>AAFE: absolute average fold error, 10^mean|log10(predicted/observed)|. Cases marked <em>fitted</em> were
 used to calibrate parameters; <em>prediction</em> cases were not. A bound (&lt;x, &gt;x) that the
 prediction respects counts as fold error 1. Verdict: pass when AAFE is at most the case's tolerance (2-fold
-unless the case says otherwise).</p>
+unless the case says otherwise). In 95% PI: observations inside the 95% prediction interval over parameter
+draws from the priors (data/priors.csv; parameter uncertainty only). {_coverage_text(summary or {})}</p>
 <table><tr><th>case</th><th>species</th><th>use</th><th>n</th><th>AAFE</th><th>within 2x</th>
-<th>max fold</th><th>verdict</th></tr>
+<th>max fold</th><th>in 95% PI</th><th>verdict</th></tr>
 {"".join(rows)}</table>
 {"".join(sections)}
 {_evidence_section(summary or {}, include_plotlyjs=first)}
@@ -90,6 +92,22 @@ def _figure(result: CaseResult) -> go.Figure:
         symbols = np.where(
             points.bound == "<", "triangle-down", np.where(points.bound == ">", "triangle-up", "circle")
         )
+        if "predicted_low" in points and points.predicted_low.notna().any():
+            figure.add_trace(
+                go.Scatter(
+                    x=np.maximum(points.time_h, 1 / 60) * 1.08,
+                    y=points.predicted,
+                    mode="markers",
+                    name=f"95% prediction interval {name}",
+                    marker={"color": color, "size": 6, "symbol": "line-ew-open"},
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": (points.predicted_high - points.predicted).to_numpy(),
+                        "arrayminus": (points.predicted - points.predicted_low).to_numpy(),
+                    },
+                )
+            )
         figure.add_trace(
             go.Scatter(
                 x=np.maximum(points.time_h, 1 / 60),
@@ -107,6 +125,20 @@ def _figure(result: CaseResult) -> go.Figure:
     figure.update_xaxes(type="log", title="time (h)")
     figure.update_yaxes(type="log", title="value")
     return figure
+
+
+def _inside_text(result) -> str:
+    inside, points = result.interval_hits()
+    return f"{inside}/{points}" if points else "n/a"
+
+
+def _coverage_text(summary: dict) -> str:
+    parts = []
+    for key, name in (("predictions", "prediction cases"), ("calibration", "fitted cases")):
+        found = summary.get(key) or {}
+        if found.get("points"):
+            parts.append(f"{name}: {found['inside_95_prediction']:.0%} of {found['points']} observations")
+    return ("Coverage of the 95% prediction intervals: " + "; ".join(parts) + ".") if parts else ""
 
 
 def _evidence_section(summary: dict, include_plotlyjs: bool = False) -> str:
