@@ -85,7 +85,10 @@ def test_an_unsampled_parameter_set_reproduces_the_assembled_model():
     s = load(EXAMPLES / "msc-allogeneic-iv-human.yaml")
     params = bundled()
     plain = assemble(s, patients=2, params=params)
-    same = assemble(s, patients=2, params=sampled(params, {("loss_rate", "msc"): np.full(2, 0.0135)}, repeat=3))
+    table = params.get("loss_rate", "msc", "1/h")
+    same = assemble(
+        s, patients=2, params=sampled(params, {("loss_rate", "msc"): np.full(2, table)}, repeat=3)
+    )
     for name in plain.parameters:
         np.testing.assert_allclose(same.parameters[name], plain.parameters[name], rtol=1e-12)
 

@@ -4,7 +4,8 @@ Every row of the parameter tables gets a distribution around its value (``data/p
 of its own where its source says how sure it is, else the default of its provenance (read 10%,
 derived 25%, calibrated 20%, assumption 50% CV). Values are medians: a log-normal keeps positive
 rates positive, a logit-normal keeps fractions inside (0, 1). Rows with a stored posterior (a
-condition's potencies, effect ratios and fitted K) vary by their posterior draws instead; values a
+condition's potencies, effect ratios and fitted K; the kinetic capture parameters) vary by their
+posterior draws instead; values a
 scenario sets (``parameters:``) are the user's choice and are held.
 
 A ``Prior`` maps probabilities to values (``quantile``), so random draws (``draw``) and the unit
@@ -55,6 +56,7 @@ class Prior:
     spread: float
     basis: str  # which priors row (or posterior) set it, and why
     draws: np.ndarray | None = None
+    group: str = ""  # the fit whose draws these are (rows of one fit are drawn jointly)
 
     @property
     def varies(self) -> bool:
@@ -124,9 +126,12 @@ def prior_rows() -> dict[tuple[str, str], PriorRow]:
 
 
 @cache
-def _posterior_columns() -> dict[tuple[str, str], np.ndarray]:
-    """Posterior draws of every fitted row over all conditions: (parameter, scope) -> draws."""
-    found: dict[tuple[str, str], np.ndarray] = {}
+def _posterior_columns() -> dict[tuple[str, str], tuple[str, np.ndarray]]:
+    """Posterior draws of every fitted row: (parameter, scope) -> (fit name, draws). The conditions'
+    effect fits (``data/posteriors``) and the kinetic capture fit (``data/kinetic_posteriors``)."""
+    from infusim import kinetic_posterior
+
+    found: dict[tuple[str, str], tuple[str, np.ndarray]] = {}
     for name in conditions.names():
         fitted = posterior.load(name)
         if fitted is None:
@@ -134,7 +139,10 @@ def _posterior_columns() -> dict[tuple[str, str], np.ndarray]:
         for column, values in fitted.samples.items():
             key = posterior.split(column)
             if key[0] in POSTERIOR_PARAMETERS:
-                found[key] = values
+                found[key] = (name, values)
+    kinetic = posterior.load(kinetic_posterior.NAME, kinetic_posterior.folder())
+    for column, values in (kinetic.samples if kinetic else {}).items():
+        found[posterior.split(column)] = (kinetic_posterior.NAME, values)
     return found
 
 
@@ -144,9 +152,12 @@ def prior_for(params: ParameterSet, key: tuple[str, str]) -> Prior:
     value = float(entry.value)
     if entry.source == SCENARIO_SOURCE:
         return Prior(key, value, entry.unit, "fixed", 0.0, "set in the scenario: held")
-    draws = _posterior_columns().get(key)
-    if draws is not None:
-        return Prior(key, value, entry.unit, "posterior", 0.0, "stored posterior draws", draws)
+    stored = _posterior_columns().get(key)
+    if stored is not None:
+        group, draws = stored
+        return Prior(
+            key, value, entry.unit, "posterior", 0.0, f"posterior draws of the {group} fit", draws, group
+        )
     rows = prior_rows()
     parts = key[1].split("/") if key[1] else []
     row = next(
@@ -188,15 +199,15 @@ def draw(found: Mapping[tuple[str, str], Prior], count: int, seed: int) -> dict[
     """``count`` values of every varying prior. Rows backed by one condition's posterior are drawn
     jointly (the same stored draws), keeping the fit's correlations; the others independently."""
     out: dict[tuple[str, str], np.ndarray] = {}
-    picks: dict[int, np.ndarray] = {}
+    picks: dict[str, np.ndarray] = {}
     for key, prior in found.items():
         if not prior.varies:
             continue
         if prior.distribution == "posterior":
-            n = len(prior.draws)
-            if n not in picks:
-                picks[n] = np.random.default_rng([seed, n]).integers(0, n, size=count)
-            out[key] = prior.draws[picks[n]]
+            if prior.group not in picks:
+                stream = np.random.default_rng([seed, zlib.crc32(prior.group.encode())])
+                picks[prior.group] = stream.integers(0, len(prior.draws), size=count)
+            out[key] = prior.draws[picks[prior.group]]
         else:
             q = _stream(seed, key).random(count)
             out[key] = prior.quantile(np.clip(q, 1e-12, 1 - 1e-12))

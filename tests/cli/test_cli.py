@@ -413,7 +413,9 @@ def test_sensitivity_writes_indices_a_report_and_prints_the_ranking(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "research tool" in result.stdout and "potency[acute_myocardial_infarction/local]" in result.stdout
     table = pd.read_parquet(out / "sensitivity.parquet")
-    assert {"parameter", "output", "first_order", "first_order_conf", "total", "total_conf"} <= set(table.columns)
+    assert {"parameter", "output", "first_order", "first_order_conf", "total", "total_conf"} <= set(
+        table.columns
+    )
     assert set(table.output) == {"live_fraction:target@24 h", "effect:lvef@180 day"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["evaluations"] == 64 * (summary["parameters"] + 2)

@@ -6,6 +6,8 @@ import html
 
 import plotly.graph_objects as go
 
+from infusim.report import page_start
+
 TOP = 10
 
 
@@ -30,15 +32,7 @@ def render(summary: dict, rankings: dict[str, list[dict]]) -> str:
         f"<td>{o['low']:.4g} to {o['high']:.4g}</td><td>{html.escape(o['unit'])}</td></tr>"
         for o in summary["outputs"]
     )
-    title = html.escape(summary["scenario_name"])
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>infusim sensitivity: {title}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
-.warn{{background:#fff4d6;border-left:4px solid #e0a800;padding:.6em 1em}}
-table{{border-collapse:collapse}}th,td{{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd}}
-</style></head><body>
-<h1>infusim sensitivity: {title}</h1>
-<p class="warn">{html.escape(summary["disclaimer"])}</p>
+    return f"""{page_start(f"infusim sensitivity: {summary['scenario_name']}", summary["disclaimer"])}
 <p>{html.escape(summary["method"].capitalize())} analysis (SALib {html.escape(summary["salib_version"])}),
 N = {summary["n"]}, {summary["evaluations"]:,} model evaluations of {summary["parameters"]} parameter rows,
 each over the central 95% of its prior (data/priors.csv), in {summary["seconds"]:.1f} s. Seed

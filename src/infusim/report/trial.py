@@ -6,6 +6,8 @@ import html
 
 import plotly.graph_objects as go
 
+from infusim.report import page_start
+
 
 def render(summary: dict) -> str:
     """A standalone HTML page: per-arm curves with 95% CIs, the primary comparison and power."""
@@ -32,15 +34,7 @@ def render(summary: dict) -> str:
         f"{html.escape(a['name'])} ({a['kind']}, ratio {a['ratio']}{', control' if a['control'] else ''})"
         for a in summary["arms"]
     )
-    title = html.escape(summary["scenario_name"])
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>infusim trial: {title}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
-.warn{{background:#fff4d6;border-left:4px solid #e0a800;padding:.6em 1em}}
-table{{border-collapse:collapse}}th,td{{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd}}
-</style></head><body>
-<h1>infusim virtual trial: {title}</h1>
-<p class="warn">{html.escape(summary["disclaimer"])}</p>
+    return f"""{page_start(f"infusim virtual trial: {summary['scenario_name']}", summary["disclaimer"])}
 <p>{html.escape(summary["condition"])}; {summary["patients"]} patients per replicate,
 {summary["replicates"]} replicate(s); arms: {arms}. Scenario hash
 {html.escape(summary["scenario_hash"][:16])}, seed {summary["seed"]}, infusim
