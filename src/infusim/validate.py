@@ -620,7 +620,10 @@ def validate(paths: list[Path], params: ParameterSet | None = None, curves: bool
 
 
 def summary(
-    results: list[CaseResult], evidence_points: dict | None = None, cross_validation: dict | None = None
+    results: list[CaseResult],
+    evidence_points: dict | None = None,
+    cross_validation: dict | None = None,
+    kinetics_cross_validation: dict | None = None,
 ) -> dict:
     """``validation.json``: one record per case, plus totals for predictions and fitted cases; the
     clinical evidence against its fit (``evidence``) and, when run, the leave-one-study-out scores."""
@@ -664,6 +667,7 @@ def summary(
         ),
         "evidence": _evidence_records(evidence_points or {}),
         "cross_validation": cross_validation,
+        "kinetics_cross_validation": kinetics_cross_validation,
     }
 
 

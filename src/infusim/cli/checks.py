@@ -61,15 +61,20 @@ def validate(
     rows = []
     if evidence_file is not None or not (cases or cases_root):
         rows = evidence.load(evidence_file)
-    results = validation.validate(validation.case_dirs(cases, cases_root))
+    paths = validation.case_dirs(cases, cases_root)
+    results = validation.validate(paths)
     points = crossval.in_sample(rows) if evidence_file is None and rows else {}
-    scores = None
+    scores = kinetics = None
+    if cross_validate and results:
+        from infusim.kinetic_crossval import cross_validate_cases
+
+        kinetics = cross_validate_cases(paths, results)
     if cross_validate and rows:
         console.print("Cross-validating: one refit per study (a few minutes)...", highlight=False)
         scores = crossval.cross_validate(rows)
 
     def write(folder: Path) -> None:
-        summary = validation.summary(results, points, scores)
+        summary = validation.summary(results, points, scores, kinetics)
         io.write_json(summary, folder / "validation.json")
         (folder / "validation.html").write_text(render(results, summary), encoding="utf-8")
 
@@ -77,6 +82,8 @@ def validate(
     _print_validation(results)
     if points:
         _print_evidence(points)
+    if kinetics:
+        _print_kinetic_cross_validation(kinetics)
     if scores:
         _print_cross_validation(scores)
     console.print(f"Output folder: [bold]{escape(str(folder))}[/bold] (validation.json, validation.html)")
@@ -200,6 +207,26 @@ def _print_cross_validation(scores: dict) -> None:
 def _inside_text(result) -> str:
     inside, points = result.interval_hits()
     return f"{inside}/{points}" if points else "n/a"
+
+
+def _print_kinetic_cross_validation(found: dict) -> None:
+    table = Table(
+        title="Cell kinetics out of sample (prediction cases, and studies left out of the capture refit)"
+    )
+    for column in ("species", "cases", "within 2-fold", "median AAFE"):
+        table.add_column(column, justify="left" if column == "species" else "right")
+    for species, totals in [*found["by_species"].items(), ("overall", found["overall"])]:
+        if totals.get("cases"):
+            table.add_row(
+                species, str(totals["cases"]), f"{totals['within_2fold']:.0%}", f"{totals['median_aafe']:.2f}"
+            )
+    console.print(table)
+    fitted = sum(r["status"].startswith("fitted") for r in found["cases"])
+    console.print(
+        f"[dim]{fitted} cases stay fitted: their study informed a row that cannot be refitted without it "
+        "(validation.json: kinetics_cross_validation).[/dim]",
+        highlight=False,
+    )
 
 
 def _print_validation(results) -> None:
