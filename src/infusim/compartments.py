@@ -39,8 +39,13 @@ COMPARTMENTS = (BLOOD[0], "lungs", BLOOD[1], *ORGANS[1:], "target")
 #: Where a condition can sit: any organ, lungs included; never a blood pool.
 SITES = ORGANS
 
-#: Organs that can be reached through their own artery (intra-arterial delivery).
-ARTERIAL_SITES = tuple(o for o in ORGANS if o not in ("lungs", "rest"))
+#: Injection into the left ventricle or the aorta: cells enter systemic arterial blood and meet every
+#: organ bed by its share of cardiac output, skipping the lungs' first pass.
+LEFT_VENTRICLE = "left_ventricle"
+
+#: Organs that can be reached through their own artery (intra-arterial delivery), and the systemic
+#: arterial circulation as a whole (``left_ventricle``).
+ARTERIAL_SITES = (*(o for o in ORGANS if o not in ("lungs", "rest")), LEFT_VENTRICLE)
 
 CELL_TYPES = ("msc", "hsc", "bm_mnc")
 TISSUE_SOURCES = ("bone_marrow", "adipose", "umbilical_cord", "cord_blood", "peripheral_blood")

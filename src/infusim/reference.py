@@ -160,6 +160,8 @@ def entry_split(scenario, c: Cells, share: float) -> dict[str, float]:
         return {"venous_blood": 1.0}
     if route == "local":
         return {"depot": 1.0}
+    if site == "left_ventricle":  # systemic arterial blood: every bed by its flow, lungs skipped
+        return {"arterial_blood": 1.0}
     # intra-arterial into `site`: its bed first, split over target and healthy part by flow share
     target_share = share if scenario.condition is not None and scenario.condition.site == site else 0.0
     split = {

@@ -43,6 +43,18 @@ EXTRA = {
         "condition": {"site": "heart", "severity": 0.5},
         "administration": {"route": "intra_arterial", "into": "kidneys", "duration": "10 min"},
     },
+    # left-ventricular injection (rat "intracardiac" studies): arterial blood first, lungs skipped
+    "lv-rat-heart-target": {
+        "species": "rat",
+        "patient": {"body_weight": "250 g"},
+        "condition": {"site": "heart", "severity": 0.5},
+        "administration": {
+            "route": "intra_arterial",
+            "into": "left_ventricle",
+            "dose": "1e6 cells",
+            "duration": "0 min",
+        },
+    },
     # local injection without a condition: depot and implant count in the organ
     "local-muscle-healthy": {
         "product": {"viability": 0.8},

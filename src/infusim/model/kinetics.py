@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infusim.compartments import BLOOD, DEATH_CAUSES, ORGANS, PORTAL
+from infusim.compartments import BLOOD, DEATH_CAUSES, LEFT_VENTRICLE, ORGANS, PORTAL
 from infusim.model.declare import Dose, Model, ParameterInfo, Process, State, Switch
 from infusim.model.physiology import Physiology, physiology
 from infusim.parameters import ParameterSet, bundled
@@ -346,6 +346,8 @@ def _doses(scenario: Scenario, beds: dict[str, Bed], amount: np.ndarray) -> tupl
         split[VENOUS] = np.full(n_rows, viability)
     elif admin.route == "local":
         split[DEPOT] = np.full(n_rows, viability)
+    elif scenario.site == LEFT_VENTRICLE:
+        split[ARTERIAL] = np.full(n_rows, viability)
     else:
         site = scenario.site
         for state, share, extraction in beds[site]:
