@@ -449,3 +449,4 @@ def test_simulate_with_uncertainty_writes_bands(tmp_path):
     assert (bands["low"] <= bands["median"]).all() and (bands["median"] <= bands["high"]).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["uncertainty"]["draws"] == 50
+    assert "Parameter uncertainty" in (out / "report.html").read_text()

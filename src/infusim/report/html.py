@@ -83,6 +83,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <h1>infusim: {html.escape(scenario.name)}</h1>
 <p class="warn">{html.escape(DISCLAIMER)}</p>
 <table>{rows}</table>
+{_uncertainty_section(summary.get("uncertainty"))}
 {"".join(parts)}
 <h2>Sources of the parameters this run used</h2><ul>{sources}</ul>
 <h2>Scenario</h2><pre>{scenario_json}</pre>
@@ -170,3 +171,31 @@ def _endpoint_figure(
     figure.update_xaxes(title="days after first dose")
     figure.update_yaxes(title=outcomes.units[name])
     return figure
+
+
+def _uncertainty_section(found: dict | None) -> str:
+    """Median and 95% band of each output over the parameter draws (``simulate --uncertainty``)."""
+    if not found:
+        return ""
+    times = sorted({r["time_h"] for r in found["rows"]})
+    by = {(r["quantity"], r["where"], r["time_h"]): r for r in found["rows"]}
+    keys = list(dict.fromkeys((r["quantity"], r["where"], r["unit"]) for r in found["rows"]))
+    head = "".join(f"<th>{t:g} h</th>" for t in times)
+    body = []
+    for quantity, where, unit in keys:
+        scale = 100.0 if unit == "fraction of cells given" else 1.0
+        cells = []
+        for t in times:
+            r = by[(quantity, where, t)]
+            cells.append(
+                f"<td>{r['median'] * scale:.3g} ({r['low'] * scale:.3g} to {r['high'] * scale:.3g})</td>"
+            )
+        shown = "% of cells given" if scale == 100.0 else unit
+        label = html.escape(f"{quantity}: {where} ({shown})")
+        body.append(f"<tr><td>{label}</td>{''.join(cells)}</tr>")
+    return (
+        f"<h2>Parameter uncertainty</h2><p>Median (95% band) over {found['draws']} parameter sets drawn from "
+        f"the priors of the {found['parameters_varied']} rows this run reads (data/priors.csv; fitted "
+        "effect and capture parameters from their posteriors).</p>"
+        f"<table><tr><th>output</th>{head}</tr>{''.join(body)}</table>"
+    )
