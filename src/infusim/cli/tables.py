@@ -133,22 +133,37 @@ def list_parameters(
         typer.Option("--grep", "-g", help="Only rows whose name, scope, source or note hold WORD."),
     ] = None,
 ) -> None:
-    """List every parameter row with value, unit, provenance and source.
+    """List every parameter row with value, unit, provenance, source and the 95% range of its prior.
 
-    A scenario can replace any row: parameters: {"loss_rate[msc/lungs]": "0.1 1/h"}.
+    A scenario can replace any row: parameters: {"loss_rate[msc/lungs]": "0.1 1/h"}. The prior
+    (data/priors.csv, or a stored posterior) is what `simulate --uncertainty` and `sensitivity` vary.
     """
     from infusim.parameters import bundled
+    from infusim.uncertainty import prior_for
 
-    rows = sorted(bundled().entries.values(), key=lambda e: (e.table, e.parameter, e.scope))
+    params = bundled()
+    rows = sorted(params.entries.values(), key=lambda e: (e.table, e.parameter, e.scope))
     if grep:
         word = grep.lower()
         rows = [e for e in rows if any(word in x.lower() for x in (e.parameter, e.scope, e.source, e.note))]
     table = Table(title=f"Parameters ({len(rows)} rows)")
-    for column in ("name[scope]", "value", "unit", "provenance", "source", "table"):
-        table.add_column(escape(column), justify="right" if column == "value" else "left", overflow="fold")
+    for column in ("name[scope]", "value", "unit", "provenance", "source", "prior 95%", "table"):
+        right = column in ("value", "prior 95%")
+        table.add_column(escape(column), justify="right" if right else "left", overflow="fold")
     for e in rows:
         name = f"{e.parameter}[{e.scope}]" if e.scope else e.parameter
-        table.add_row(escape(name), f"{e.value:.4g}", e.unit, e.provenance, e.source, e.table)
+        prior = prior_for(params, (e.parameter, e.scope))
+        low, high = prior.interval()
+        spread = f"{low:.3g}-{high:.3g}" + (" (posterior)" if prior.distribution == "posterior" else "")
+        table.add_row(
+            escape(name),
+            f"{e.value:.4g}",
+            e.unit,
+            e.provenance,
+            e.source,
+            spread if prior.varies else "held",
+            e.table,
+        )
     console.print(table)
 
 
