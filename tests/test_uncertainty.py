@@ -156,3 +156,20 @@ def test_sensitivity_input_errors_name_the_option():
         sensitivity.analyse(s, outputs, method="fast")
     with pytest.raises(ScenarioError, match="--parameters"):
         sensitivity.analyse(s, outputs, patterns=("no_such_row*",), n=16)
+
+
+def test_marker_outputs_equal_what_simulate_reports():
+    s = load(EXAMPLES / "msc-iv-human.yaml")  # In-111, decay-corrected
+    texts = ["radiolabel:lungs@1 h", "radiolabel:liver@24 h", "dna:lungs@24 h", "radiolabel:whole_body@24 h"]
+    outputs = [ensemble.parse_output(t, s) for t in texts]
+    values = ensemble.evaluate(s, outputs, {}, 1)[0]
+    table = simulate(s).observations
+    for o, value in zip(outputs, values, strict=True):
+        row = table[
+            (table.quantity == o.quantity) & (table.compartment == o.where) & (table.time_h == o.time_h)
+        ]
+        assert value == pytest.approx(float(row.value.iloc[0]), rel=1e-9), o.text
+    keys = ensemble.read_keys(s, outputs)
+    assert ("efflux_rate", "in111") in keys and ("dna_debris_degradation_rate", "") in keys
+    with pytest.raises(ScenarioError, match=r"needs simulation\.label"):
+        ensemble.parse_output("radiolabel:lungs@1 h", scenario())

@@ -48,6 +48,14 @@ ANCHOR_STUDIES = {
 ANCHOR_SEVERITY = 0.5
 ABBOTT2004_INFARCT_TO_HEALTHY_48H = 1.805
 TOMA2009_DIAMETER_UM = 23.0
+#: Abbott 2004's experiment as a scenario (healthy; the anchor adds an infarct at ANCHOR_SEVERITY).
+ABBOTT2004_SCENARIO = {
+    "name": "abbott2004",
+    "species": "mouse",
+    "product": {"cell_type": "bm_mnc", "tissue_source": "bone_marrow", "viability": 1.0},
+    "administration": {"route": "intravenous", "dose": "1e6 cells", "duration": "1 min"},
+    "simulation": {"duration": "48 h", "outputs": ["48 h"]},
+}
 CELL_TYPES = ("msc", "hsc", "bm_mnc")
 FITTED = ("size_extraction_midpoint", "size_extraction_width", "homing_extraction_max")
 
@@ -86,16 +94,9 @@ def infarct_to_healthy_ratio(params: ParameterSet) -> float:
     from infusim.scenario import from_dict
     from infusim.solve import solve
 
-    base = {
-        "name": "abbott2004",
-        "species": "mouse",
-        "product": {"cell_type": "bm_mnc", "tissue_source": "bone_marrow", "viability": 1.0},
-        "administration": {"route": "intravenous", "dose": "1e6 cells", "duration": "1 min"},
-        "simulation": {"duration": "48 h", "outputs": ["48 h"]},
-    }
     heart = []
     for condition in (None, {"site": "heart", "severity": ANCHOR_SEVERITY}):
-        scenario = from_dict({**base, **({"condition": condition} if condition else {})})
+        scenario = from_dict({**ABBOTT2004_SCENARIO, **({"condition": condition} if condition else {})})
         model = assemble(scenario, params=params)
         x = solve(model, np.array([48.0])).patient_states()[0, 0]
         in_heart = [

@@ -6,6 +6,9 @@ An output is written ``quantity:where@time``:
 * ``live_fraction:<compartment>@24 h`` the same as a fraction of the cells given;
 * ``dead_cells:<cause>@7 day`` dead cells by cause (``nonviable``, ``death``, ``phagocytosis``,
   ``rejection``, or ``all``), cells;
+* ``radiolabel:<compartment>@2 h`` what the scenario's label shows there (fraction of the injected
+  activity, decay-corrected unless ``simulation.label`` says otherwise), and ``dna:<compartment>@24 h``
+  the human-DNA signal (cell equivalents: live and recently dead cells);
 * ``effect:<endpoint>@180 day`` treated minus untreated twin of a condition endpoint (endpoint unit).
 
 Parameter sets are drawn per patient: ``evaluate`` assembles one model whose patients are the sets
@@ -26,13 +29,16 @@ from infusim.compartments import DEATH_CAUSES
 from infusim.errors import ScenarioError
 from infusim.model.declare import Model, patient_sum
 from infusim.model.kinetics import assemble
+from infusim.observe import dna_rates, label_rates, observe
 from infusim.outcomes import drawn_paths
 from infusim.parameters import ParameterSet, for_scenario, sampled
 from infusim.scenario import Scenario
 from infusim.solve import solve_projected
 from infusim.uncertainty import POSTERIOR_PARAMETERS
 
-QUANTITIES = ("live_cells", "live_fraction", "dead_cells", "effect")
+QUANTITIES = ("live_cells", "live_fraction", "dead_cells", "radiolabel", "dna", "effect")
+#: Marker outputs and the state kind each reads.
+MARKERS = {"radiolabel": "label", "dna": "dna"}
 _SPEC = re.compile(r"^\s*(?P<quantity>\w+)\s*:\s*(?P<where>[\w]+)\s*@\s*(?P<time>.+?)\s*$")
 
 
@@ -74,13 +80,19 @@ def parse_output(text: str, scenario: Scenario, field: str = "--output") -> Outp
     elif quantity == "dead_cells":
         if where not in (*DEATH_CAUSES, "all"):
             raise ScenarioError(field, f"{text!r}: cause must be one of {', '.join(DEATH_CAUSES)}, all")
-    else:
+    elif quantity == "radiolabel" and scenario.simulation.label is None:
+        raise ScenarioError(field, f"{text!r}: needs simulation.label (an isotope) in the scenario")
+    if quantity not in ("effect", "dead_cells"):
         compartments = sorted({s.compartment for s in assemble(scenario).states if s.kind == "live"})
         if where not in (*compartments, "whole_body"):
             raise ScenarioError(
                 field, f"{text!r}: compartment must be one of {', '.join(compartments)}, whole_body"
             )
-    unit = "fraction of cells given" if quantity == "live_fraction" else "cells"
+    unit = {
+        "live_fraction": "fraction of cells given",
+        "radiolabel": "fraction of injected activity",
+        "dna": "cell equivalents",
+    }.get(quantity, "cells")
     return Output(text.strip(), quantity, where, time_h, unit)
 
 
@@ -89,6 +101,10 @@ def read_keys(scenario: Scenario, outputs: list[Output]) -> set[tuple[str, str]]
     effect is asked for): the rows an uncertainty or sensitivity analysis can vary."""
     params = for_scenario(scenario)
     assemble(scenario, params=params)
+    if any(o.quantity == "dna" for o in outputs):
+        dna_rates(scenario.species, params)
+    if any(o.quantity == "radiolabel" for o in outputs):
+        label_rates(scenario.simulation.label.isotope, scenario.species, params)
     keys = set(params.read_keys)
     if any(o.quantity == "effect" for o in outputs):
         name = scenario.condition.name
@@ -106,6 +122,44 @@ def _state_weights(model: Model, output: Output) -> np.ndarray:
     return weights
 
 
+def _marker_outputs(
+    scenario: Scenario, model: Model, outputs: list[Output], params: ParameterSet
+) -> np.ndarray:
+    """Radiolabel (fraction of the injected activity, decay-corrected or not as the scenario's label
+    says) and human-DNA signal (cell equivalents) of each patient: (patients, outputs)."""
+    label = scenario.simulation.label
+    wanted = {o.quantity for o in outputs}
+    times = np.unique([o.time_h for o in outputs])
+    observed = observe(
+        model,
+        times,
+        scenario.species,
+        label=label if "radiolabel" in wanted else None,
+        params=params,
+        dna="dna" in wanted,
+    )
+    full = observed.trajectory.model
+    states = observed.trajectory.patient_states()
+    out = np.zeros((model.n_patients, len(outputs)))
+    for j, o in enumerate(outputs):
+        columns = [
+            i
+            for i, s in enumerate(full.states)
+            if s.kind == MARKERS[o.quantity]
+            and o.where in (s.compartment, "whole_body")
+            and s.compartment not in ("excreted", "degraded", "body")
+        ]
+        at = np.searchsorted(times, o.time_h)
+        value = states[:, at, columns].sum(axis=1)
+        if o.quantity == "radiolabel":
+            dose = next(d for d in full.doses if d.marker == "label")
+            value = value / patient_sum(dose.amount, full.rows_per_patient)
+            if not label.decay_corrected:
+                value = value * np.exp(-np.log(2) * o.time_h / observed.half_life_h)
+        out[:, j] = value
+    return out
+
+
 def evaluate(
     scenario: Scenario,
     outputs: list[Output],
@@ -117,9 +171,13 @@ def evaluate(
     row's unit (rows not given keep their table value). Returns (count, outputs)."""
     params = params or for_scenario(scenario)
     kinetic = {k: v for k, v in values.items() if k[0] not in POSTERIOR_PARAMETERS}
-    model = assemble(scenario, patients=count, params=sampled(params, kinetic, repeat=3))
+    rows_params = sampled(params, kinetic, repeat=3)
+    model = assemble(scenario, patients=count, params=rows_params)
     result = np.zeros((count, len(outputs)))
-    cells = [i for i, o in enumerate(outputs) if o.quantity != "effect"]
+    markers = [i for i, o in enumerate(outputs) if o.quantity in MARKERS]
+    if markers:
+        result[:, markers] = _marker_outputs(scenario, model, [outputs[i] for i in markers], rows_params)
+    cells = [i for i, o in enumerate(outputs) if o.quantity not in ("effect", *MARKERS)]
     if cells:
         times = np.unique([outputs[i].time_h for i in cells])
         weights = np.stack([_state_weights(model, outputs[i]) for i in cells])

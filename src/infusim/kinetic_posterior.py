@@ -27,6 +27,7 @@ import numpy as np
 from infusim import posterior
 from infusim.calibrate import (
     ABBOTT2004_INFARCT_TO_HEALTHY_48H,
+    ABBOTT2004_SCENARIO,
     ANCHOR_SEVERITY,
     FISCHER2009_PASSAGE_RATIO_MNC_TO_MSC,
     FITTED,
@@ -109,16 +110,9 @@ def _abbott_ratio(midpoint, width, homing, params: ParameterSet) -> np.ndarray:
     from infusim.solve import solve_projected
 
     values = {(FITTED[0], ""): midpoint, (FITTED[1], ""): width, (FITTED[2], ""): homing}
-    base = {
-        "name": "abbott2004",
-        "species": "mouse",
-        "product": {"cell_type": "bm_mnc", "tissue_source": "bone_marrow", "viability": 1.0},
-        "administration": {"route": "intravenous", "dose": "1e6 cells", "duration": "1 min"},
-        "simulation": {"duration": "48 h", "outputs": ["48 h"]},
-    }
     heart = []
     for condition in (None, {"site": "heart", "severity": ANCHOR_SEVERITY}):
-        scenario = from_dict({**base, **({"condition": condition} if condition else {})})
+        scenario = from_dict({**ABBOTT2004_SCENARIO, **({"condition": condition} if condition else {})})
         model = assemble(scenario, patients=len(midpoint), params=sampled(params, values, repeat=3))
         weights = np.array(
             [[s.kind == "live" and s.compartment in ("heart", "target") for s in model.states]], float
