@@ -192,6 +192,26 @@ def test_calibrate_writes_fitted_values_with_intervals(tmp_path):
     assert record["aafe_after"][case.name] <= record["aafe_before"][case.name] + 0.01
     bad = run("calibrate", str(case), "-p", "no_such_rate[x]", "-o", str(out))
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+    from infusim.parameters import for_scenario
+    from infusim.scenario import from_dict
+
+    scenario = from_dict(merge(BASE, {"parameters": record["scenario_parameters"]}))
+    assert for_scenario(scenario).get("efflux_rate", "tc99m", "1/h") == pytest.approx(fitted["value"])
+
+
+def test_calibrate_never_writes_an_installed_package(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from infusim.cli import app, checks
+    from infusim.validate import bundled_cases_dir
+
+    monkeypatch.setattr(checks, "_source_checkout", lambda: False)
+    case = bundled_cases_dir() / "couto2011_human_hepatic_artery_bmmc_tc99m"
+    out = tmp_path / "params.yaml"
+    result = CliRunner().invoke(
+        app, ["calibrate", str(case), "-p", "efflux_rate[tc99m]", "-o", str(out), "--update-tables"]
+    )
+    assert result.exit_code == 2 and "--update-tables" in result.output and not out.exists()
 
 
 def test_a_named_condition_adds_endpoints_with_an_untreated_twin(tmp_path):

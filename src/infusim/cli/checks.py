@@ -104,13 +104,18 @@ def calibrate(
         "params.yaml"
     ),
     update_tables: Annotated[
-        bool, typer.Option(help="Also write the fitted values into infusim's bundled parameter tables.")
+        bool,
+        typer.Option(
+            help="Developers, in a source checkout only: also write the values into the bundled tables."
+        ),
     ] = False,
 ) -> None:
     """Fit parameters to validation cases (least squares on log fold errors) and report fit quality.
 
-    Writes OUT (fitted values, 95% intervals, start values, cases, the command); with
-    --update-tables the values go into the package's data tables with provenance 'calibrated'.
+    Writes OUT (fitted values, 95% intervals, start values, cases, the command, and
+    `scenario_parameters`: the values as a scenario's `parameters:` section, to paste and use).
+    The installed package is never changed; --update-tables (developers) writes the bundled tables of
+    a source checkout.
     """
     import yaml
 
@@ -118,6 +123,12 @@ def calibrate(
     from infusim.calibrate import update_tables as write_tables
     from infusim.errors import OutputError
 
+    if update_tables and not _source_checkout():
+        raise InfusimError(
+            "--update-tables",
+            "the installed package's tables are not changed; use the values in --out as a scenario's "
+            "parameters: section (or run from a source checkout of infusim)",
+        )
     keys = [parse_parameter(p) for p in parameter]
     try:
         fit = fit_cases(cases, keys)
@@ -142,6 +153,12 @@ def calibrate(
         ],
         "aafe_before": {k: round(v, 3) for k, v in fit.aafe_before.items()},
         "aafe_after": {k: round(v, 3) for k, v in fit.aafe_after.items()},
+        "scenario_parameters": {
+            (f"{v.parameter}[{v.scope}]" if v.scope else v.parameter): (
+                f"{v.value:.4g} {v.unit}" if v.unit else float(f"{v.value:.4g}")
+            )
+            for v in fit.values
+        },
     }
     try:
         out.write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
@@ -202,6 +219,13 @@ def _print_cross_validation(scores: dict) -> None:
         "(a baseline, natural history or population value read in a trial also counts).[/dim]",
         highlight=False,
     )
+
+
+def _source_checkout() -> bool:
+    """Whether infusim runs from a git checkout of its source (its data folder inside a work tree)."""
+    from infusim.parameters import _data_dir
+
+    return any((folder / ".git").exists() for folder in _data_dir().parents)
 
 
 def _inside_text(result) -> str:
