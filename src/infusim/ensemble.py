@@ -205,21 +205,31 @@ def evaluate(
 
 def bands(scenario: Scenario, count: int, seed: int, params: ParameterSet | None = None) -> dict:
     """Median and 95% band of every summary output over ``count`` parameter sets drawn from the priors
-    (posterior rows jointly): live and dead fractions of the cells given per compartment and time, and
-    each endpoint effect. Returns the summary's ``uncertainty`` section and its long table rows."""
+    (posterior rows jointly): live and dead fractions of the cells given per compartment and time, the
+    radiolabel signal per compartment (with ``simulation.label``) and each endpoint effect. Returns the
+    summary's ``uncertainty`` section and its long table rows."""
     params = params or for_scenario(scenario)
     named = scenario.condition is not None and scenario.condition.name is not None
-    keys = read_keys(scenario, [Output("", "effect", "", 0.0, "")] if named else [])
-    found = uncertainty.priors(params, keys)
-    values = uncertainty.draw(found, count, seed)
+    label = scenario.simulation.label
     times = np.asarray(scenario.simulation.outputs_h, dtype=float)
     probe = assemble(scenario, params=params)
+    compartments = [*dict.fromkeys(s.compartment for s in probe.states if s.kind == "live"), "whole_body"]
+    unit = "fraction of injected activity"
+    imaged = (
+        [Output(f"radiolabel:{c}", "radiolabel", c, t, unit) for t in times for c in compartments]
+        if label
+        else []
+    )
+    keys = read_keys(scenario, [*([Output("", "effect", "", 0.0, "")] if named else []), *imaged[:1]])
+    found = uncertainty.priors(params, keys)
+    values = uncertainty.draw(found, count, seed)
     targets = [
         Output(f"live_fraction:{c}", "live_fraction", c, 0.0, "fraction of cells given")
         for c in dict.fromkeys(s.compartment for s in probe.states if s.kind == "live")
     ] + [Output(f"dead_fraction:{c}", "dead_cells", c, 0.0, "fraction of cells given") for c in DEATH_CAUSES]
     kinetic = {k: v for k, v in values.items() if k[0] not in POSTERIOR_PARAMETERS}
-    model = assemble(scenario, patients=count, params=sampled(params, kinetic, repeat=3))
+    rows_params = sampled(params, kinetic, repeat=3)
+    model = assemble(scenario, patients=count, params=rows_params)
     weights = np.stack([_state_weights(model, o) for o in targets])
     sums = patient_sum(solve_projected(model, times, weights), model.rows_per_patient)
     given = np.stack([patient_sum(model.administered(t), model.rows_per_patient) for t in times], axis=1)
@@ -230,6 +240,11 @@ def bands(scenario: Scenario, count: int, seed: int, params: ParameterSet | None
         for j, o in enumerate(targets):
             quantity, where = o.text.split(":")
             rows.append((float(t), quantity, where, median[i, j], low[i, j], high[i, j], o.unit))
+    if imaged:
+        signal = _marker_outputs(scenario, model, imaged, rows_params)
+        low, median, high = np.percentile(signal, [2.5, 50, 97.5], axis=0)
+        for j, o in enumerate(imaged):
+            rows.append((o.time_h, "radiolabel", o.where, median[j], low[j], high[j], unit))
     if named:
         drawn = {k: v for k, v in values.items() if k[0] in ("potency", "effect_ratio")}
         half = {k[1].split("/")[0]: v for k, v in values.items() if k[0] == "half_saturation"}

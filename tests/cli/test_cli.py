@@ -467,6 +467,7 @@ def test_simulate_with_uncertainty_writes_bands(tmp_path):
     bands = pd.read_parquet(out / "uncertainty.parquet")
     assert list(bands.columns) == ["time_h", "quantity", "where", "median", "low", "high", "unit"]
     assert (bands["low"] <= bands["median"]).all() and (bands["median"] <= bands["high"]).all()
+    assert {"live_fraction", "dead_fraction", "radiolabel"} <= set(bands.quantity)  # In-111 labelled
     summary = json.loads((out / "summary.json").read_text())
     assert summary["uncertainty"]["draws"] == 50
     assert "Parameter uncertainty" in (out / "report.html").read_text()

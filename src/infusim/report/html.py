@@ -183,14 +183,14 @@ def _uncertainty_section(found: dict | None) -> str:
     head = "".join(f"<th>{t:g} h</th>" for t in times)
     body = []
     for quantity, where, unit in keys:
-        scale = 100.0 if unit == "fraction of cells given" else 1.0
+        scale = 100.0 if unit.startswith("fraction of") else 1.0
         cells = []
         for t in times:
             r = by[(quantity, where, t)]
             cells.append(
                 f"<td>{r['median'] * scale:.3g} ({r['low'] * scale:.3g} to {r['high'] * scale:.3g})</td>"
             )
-        shown = "% of cells given" if scale == 100.0 else unit
+        shown = unit.replace("fraction of", "% of") if scale == 100.0 else unit
         label = html.escape(f"{quantity}: {where} ({shown})")
         body.append(f"<tr><td>{label}</td>{''.join(cells)}</tr>")
     return (
