@@ -29,7 +29,7 @@ from infusim.compartments import DEATH_CAUSES
 from infusim.errors import ScenarioError
 from infusim.model.declare import Model, patient_sum
 from infusim.model.kinetics import assemble
-from infusim.observe import dna_rates, label_rates, observe
+from infusim.observe import dna_rates, label_rates, observe_only
 from infusim.outcomes import drawn_paths
 from infusim.parameters import ParameterSet, for_scenario, sampled
 from infusim.scenario import Scenario
@@ -130,14 +130,7 @@ def _marker_outputs(
     label = scenario.simulation.label
     wanted = {o.quantity for o in outputs}
     times = np.unique([o.time_h for o in outputs])
-    observed = observe(
-        model,
-        times,
-        scenario.species,
-        label=label if "radiolabel" in wanted else None,
-        params=params,
-        dna="dna" in wanted,
-    )
+    observed = observe_only(model, times, scenario.species, label, params, wanted)
     full = observed.trajectory.model
     states = observed.trajectory.patient_states()
     out = np.zeros((model.n_patients, len(outputs)))

@@ -259,6 +259,20 @@ def observe(
     return Observed(trajectory, isotope, label.decay_corrected if label else True, half_life)
 
 
+def observe_only(
+    model: Model, times_h: np.ndarray, species: str, label: Label | None, params: ParameterSet, read: set[str]
+) -> Observed:
+    """``observe`` with just the markers the quantities ``read`` need (``radiolabel``, ``dna``)."""
+    return observe(
+        model,
+        times_h,
+        species,
+        label=label if "radiolabel" in read else None,
+        params=params,
+        dna="dna" in read,
+    )
+
+
 def cell_states(observed: Observed) -> np.ndarray:
     """Cell states only, summed per patient: (patients, times, cell states)."""
     model = observed.trajectory.model

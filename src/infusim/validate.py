@@ -30,7 +30,7 @@ from infusim.errors import InfusimError
 from infusim.model.declare import patient_sum
 from infusim.model.kinetics import assemble
 from infusim.model.physiology import physiology
-from infusim.observe import observe
+from infusim.observe import observe_only
 from infusim.parameters import ParameterSet, for_scenario, informed_studies, sampled
 from infusim.scenario import Label, Scenario, load
 
@@ -421,14 +421,7 @@ def _series(
     model = assemble(scenario, patients=count, params=rows_params)
     label = case.label
     quantities = set(case.observations.quantity)
-    observed = observe(
-        model,
-        times,
-        scenario.species,
-        label=label if "radiolabel" in quantities else None,
-        params=rows_params,
-        dna="dna" in quantities,
-    )
+    observed = observe_only(model, times, scenario.species, label, rows_params, quantities)
     states = observed.trajectory.patient_states()
     k = model.rows_per_patient
     given = np.stack([patient_sum(model.administered(t), k) for t in times], axis=1)
