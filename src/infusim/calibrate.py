@@ -78,14 +78,20 @@ class ExtractionFit:
 
 
 def population_extraction(
-    diameter_um: float, cv: float, capillary_um: float, midpoint: float, width: float
-) -> float:
-    """Fraction of a product held per pass, averaged over its log-normal size spread."""
+    diameter_um: float, cv: float, capillary_um: float, midpoint, width
+) -> float | np.ndarray:
+    """Fraction of a product held per pass, averaged over its log-normal size spread (the kinetic
+    model's size quadrature). ``midpoint`` and ``width`` may be arrays of equal length (one value per
+    parameter set, as the capture posterior evaluates them); the result is then one per set."""
     from infusim.model.kinetics import SIZE_NODES, SIZE_WEIGHTS
 
     sigma = np.sqrt(np.log1p(cv**2))
     ratio = diameter_um * np.exp(SIZE_NODES * sigma) / capillary_um
-    return float(np.sum(SIZE_WEIGHTS / (1.0 + np.exp(-(ratio - midpoint) / width))))
+    if np.ndim(midpoint) == 0 and np.ndim(width) == 0:
+        return float(np.sum(SIZE_WEIGHTS / (1.0 + np.exp(-(ratio - midpoint) / width))))
+    midpoint, width = np.asarray(midpoint, dtype=float), np.asarray(width, dtype=float)
+    logistic = 1.0 / (1.0 + np.exp(-(ratio[None, :] - midpoint[:, None]) / width[:, None]))
+    return logistic @ SIZE_WEIGHTS
 
 
 def infarct_to_healthy_ratio(params: ParameterSet) -> float:

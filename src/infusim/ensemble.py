@@ -179,7 +179,8 @@ def evaluate(
             at = outputs[i].time_h
             column = sums[:, np.searchsorted(times, at), j]
             if outputs[i].quantity == "live_fraction":
-                column = column / patient_sum(model.administered(at), model.rows_per_patient)
+                given = patient_sum(model.administered(at), model.rows_per_patient)
+                column = np.divide(column, given, out=np.zeros_like(column), where=given > 0)
             result[:, i] = column
     effects = [i for i, o in enumerate(outputs) if o.quantity == "effect"]
     if effects:
@@ -203,52 +204,31 @@ def bands(scenario: Scenario, count: int, seed: int, params: ParameterSet | None
     summary's ``uncertainty`` section and its long table rows."""
     params = params or for_scenario(scenario)
     named = scenario.condition is not None and scenario.condition.name is not None
-    label = scenario.simulation.label
     times = np.asarray(scenario.simulation.outputs_h, dtype=float)
     probe = assemble(scenario, params=params)
-    compartments = [*dict.fromkeys(s.compartment for s in probe.states if s.kind == "live"), "whole_body"]
-    unit = "fraction of injected activity"
-    imaged = (
-        [Output(f"radiolabel:{c}", "radiolabel", c, t, unit) for t in times for c in compartments]
-        if label
-        else []
-    )
-    keys = read_keys(scenario, [*([Output("", "effect", "", 0.0, "")] if named else []), *imaged[:1]])
-    found = uncertainty.priors(params, keys)
-    values = uncertainty.draw(found, count, seed)
-    targets = [
-        Output(f"live_fraction:{c}", "live_fraction", c, 0.0, "fraction of cells given")
-        for c in dict.fromkeys(s.compartment for s in probe.states if s.kind == "live")
-    ] + [Output(f"dead_fraction:{c}", "dead_cells", c, 0.0, "fraction of cells given") for c in DEATH_CAUSES]
-    kinetic = {k: v for k, v in values.items() if k[0] not in POSTERIOR_PARAMETERS}
-    rows_params = sampled(params, kinetic, repeat=3)
-    model = assemble(scenario, patients=count, params=rows_params)
-    weights = np.stack([_state_weights(model, o) for o in targets])
-    sums = patient_sum(solve_projected(model, times, weights), model.rows_per_patient)
-    given = np.stack([patient_sum(model.administered(t), model.rows_per_patient) for t in times], axis=1)
-    fractions = np.divide(sums, given[:, :, None], out=np.zeros_like(sums), where=given[:, :, None] > 0)
-    low, median, high = np.percentile(fractions, [2.5, 50, 97.5], axis=0)
-    rows = []
-    for i, t in enumerate(times):
-        for j, o in enumerate(targets):
-            quantity, where = o.text.split(":")
-            rows.append((float(t), quantity, where, median[i, j], low[i, j], high[i, j], o.unit))
-    if imaged:
-        signal = _marker_outputs(scenario, model, imaged, rows_params)
-        low, median, high = np.percentile(signal, [2.5, 50, 97.5], axis=0)
-        for j, o in enumerate(imaged):
-            rows.append((o.time_h, "radiolabel", o.where, median[j], low[j], high[j], unit))
+    live = list(dict.fromkeys(s.compartment for s in probe.states if s.kind == "live"))
+    cell_unit = "fraction of cells given"
+    outputs = []
+    for t in times:
+        outputs += [Output(f"live_fraction:{c}", "live_fraction", c, t, cell_unit) for c in live]
+        outputs += [Output(f"dead_fraction:{c}", "dead_cells", c, t, cell_unit) for c in DEATH_CAUSES]
+    if scenario.simulation.label is not None:
+        unit = "fraction of injected activity"
+        outputs += [
+            Output(f"radiolabel:{c}", "radiolabel", c, t, unit) for t in times for c in [*live, "whole_body"]
+        ]
     if named:
-        drawn = {k: v for k, v in values.items() if k[0] in ("potency", "effect_ratio")}
-        half = {k[1].split("/")[0]: v for k, v in values.items() if k[0] == "half_saturation"}
-        end_d = scenario.simulation.duration_h / 24.0
-        paths = drawn_paths(scenario, model, params, times / 24.0, end_d, drawn, half, count)
-        at = np.searchsorted(paths.times_d, times / 24.0)
-        for name in (e.name for e in paths.condition.endpoints):
-            effect = paths.treated[name][:, at] - paths.untreated[name][:, at]
-            low, median, high = np.percentile(effect, [2.5, 50, 97.5], axis=0)
-            for i, t in enumerate(times):
-                rows.append((float(t), "effect", name, median[i], low[i], high[i], paths.units[name]))
+        for endpoint in conditions.get(scenario.condition.name).endpoints:
+            outputs += [
+                Output(f"effect:{endpoint.name}", "effect", endpoint.name, t, endpoint.unit) for t in times
+            ]
+    found = uncertainty.priors(params, read_keys(scenario, outputs))
+    values = evaluate(scenario, outputs, uncertainty.draw(found, count, seed), count, params)
+    given = {t: float(probe.administered(t).sum()) for t in times}  # the dose does not depend on the draws
+    for j, o in enumerate(outputs):
+        if o.quantity == "dead_cells":
+            values[:, j] = values[:, j] / given[o.time_h] if given[o.time_h] > 0 else 0.0
+    low, median, high = np.percentile(values, [2.5, 50, 97.5], axis=0)
     varied = [p for p in found.values() if p.varies]
     return {
         "draws": count,
@@ -257,14 +237,14 @@ def bands(scenario: Scenario, count: int, seed: int, params: ParameterSet | None
         "posterior_rows": sorted(p.name for p in varied if p.distribution == "posterior"),
         "rows": [
             {
-                "time_h": r[0],
-                "quantity": r[1],
-                "where": r[2],
-                "median": float(r[3]),
-                "low": float(r[4]),
-                "high": float(r[5]),
-                "unit": r[6],
+                "time_h": float(o.time_h),
+                "quantity": o.text.split(":")[0],
+                "where": o.where,
+                "median": float(median[j]),
+                "low": float(low[j]),
+                "high": float(high[j]),
+                "unit": o.unit,
             }
-            for r in rows
+            for j, o in enumerate(outputs)
         ],
     }

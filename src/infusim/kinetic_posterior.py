@@ -32,6 +32,7 @@ from infusim.calibrate import (
     FISCHER2009_PASSAGE_RATIO_MNC_TO_MSC,
     FITTED,
     HUMAN_INTRACORONARY_FIRST_PASS,
+    population_extraction,
 )
 from infusim.parameters import ParameterSet, _data_dir, bundled, sampled
 
@@ -68,17 +69,6 @@ def natural(theta: np.ndarray) -> np.ndarray:
     return np.stack([theta[:, 0], np.exp(theta[:, 1]), 1.0 / (1.0 + np.exp(-theta[:, 2]))], axis=1)
 
 
-def _held(
-    diameter: float, cv: float, capillary: float, midpoint: np.ndarray, width: np.ndarray
-) -> np.ndarray:
-    """Share of a product held per pass (log-normal sizes, the model's 3-point quadrature)."""
-    from infusim.model.kinetics import SIZE_NODES, SIZE_WEIGHTS
-
-    ratio = diameter * np.exp(SIZE_NODES * np.sqrt(np.log1p(cv**2))) / capillary
-    logistic = 1.0 / (1.0 + np.exp(-(ratio[None, :] - midpoint[:, None]) / width[:, None]))
-    return logistic @ SIZE_WEIGHTS
-
-
 def anchors(theta: np.ndarray, params: ParameterSet | None = None) -> dict[str, np.ndarray]:
     """Model values of the four anchors for each row of ``theta`` (sampled coordinates)."""
     params = params or bundled()
@@ -88,14 +78,14 @@ def anchors(theta: np.ndarray, params: ParameterSet | None = None) -> dict[str, 
         return params.get("diameter", cell, "um"), params.get("diameter_cv", cell, "")
 
     rat = params.get("capillary_diameter", "rat/lungs", "um")
-    ratio = (1 - _held(*size("bm_mnc"), rat, midpoint, width)) / (
-        1 - _held(*size("msc"), rat, midpoint, width)
+    ratio = (1 - population_extraction(*size("bm_mnc"), rat, midpoint, width)) / (
+        1 - population_extraction(*size("msc"), rat, midpoint, width)
     )
     heart = params.get("capillary_diameter", "human/heart", "um")
     share = ANCHOR_SEVERITY * params.get("lesion_fraction_max", "heart", "")
     out = {"fischer": ratio}
     for cell in HUMAN_INTRACORONARY_FIRST_PASS:
-        e = _held(*size(cell), heart, midpoint, width)
+        e = population_extraction(*size(cell), heart, midpoint, width)
         out[cell] = (1 - share) * e + share * (1 - (1 - e) * (1 - homing * ANCHOR_SEVERITY))
     out["abbott"] = _abbott_ratio(midpoint, width, homing, params)
     return out

@@ -109,19 +109,18 @@ def _conversion(source: str, target: str) -> float:
 
 
 def sampled(
-    params: ParameterSet, values: Mapping[tuple[str, str], np.ndarray], *, repeat: int = 0
+    params: ParameterSet, values: Mapping[tuple[str, str], np.ndarray], *, repeat: int
 ) -> ParameterSet:
     """A copy of ``params`` whose rows ``values`` hold one value per patient (arrays, row unit).
 
-    ``get`` then returns, for those rows, the values repeated ``repeat`` times each (arrays over a
-    model's rows, ``repeat`` = rows per patient) or, with ``repeat=0``, a column (patients, 1) that
-    broadcasts against per-patient time courses. Other rows stay numbers.
+    ``get`` then returns, for those rows, each patient's value repeated ``repeat`` times (an array over
+    a model's rows: ``repeat`` is the rows per patient, 1 for per-patient quantities). Other rows stay
+    numbers.
     """
     entries = dict(params.entries)
     for key, per_patient in values.items():
         old = params.entries[key]
-        array = np.asarray(per_patient, dtype=float)
-        value = np.repeat(array, repeat) if repeat else array[:, None]
+        value = np.repeat(np.asarray(per_patient, dtype=float), repeat)
         entries[key] = Entry(
             old.parameter, old.scope, value, old.unit, old.source, old.provenance, old.note, old.table
         )

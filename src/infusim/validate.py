@@ -377,14 +377,20 @@ INTERVAL_DRAWS = 200
 
 
 def prediction_intervals(
-    case: Case, times_h: np.ndarray, draws: int = INTERVAL_DRAWS, seed: int = 1
+    case: Case,
+    times_h: np.ndarray,
+    draws: int = INTERVAL_DRAWS,
+    seed: int = 1,
+    params: ParameterSet | None = None,
 ) -> pd.DataFrame:
     """2.5 and 97.5 percentiles (``predicted_low``, ``predicted_high``) of every series of ``case`` at
     ``times_h`` over ``draws`` parameter sets drawn from the priors of every row the case reads
-    (``uncertainty``): the spread the model's own parameter uncertainty allows."""
-    params = for_scenario(case.scenario)
+    (``uncertainty``): the spread the model's own parameter uncertainty allows. ``params``: the case's
+    table values after ``predict`` read them (their ``read_keys`` name the rows to vary)."""
     times = np.unique(np.asarray(times_h, dtype=float))
-    _series(case, times, params)  # records every row the prediction reads
+    if params is None:
+        params = for_scenario(case.scenario)
+        _series(case, times, params)  # records every row the prediction reads
     found = uncertainty.priors(params, params.read_keys)
     values = uncertainty.draw(found, draws, seed)
     values = {k: v for k, v in values.items() if k[0] not in uncertainty.POSTERIOR_PARAMETERS}
@@ -544,11 +550,13 @@ def run_case(case: Case, params: ParameterSet | None = None, curves: bool = True
     if curves:
         end = min(max(1.5 * float(times.max()), 1.0), case.scenario.simulation.duration_h)
         times = np.unique(np.concatenate([times, np.geomspace(min(1 / 60, end), end, 60)]))
+    own = params is None
+    params = params or for_scenario(case.scenario)
     predicted = predict(case, times, params)
     keys = ["time_h", "quantity", "compartment", "unit"]
     comparisons = obs.merge(predicted, on=keys, how="left")
-    if params is None:
-        bands = prediction_intervals(case, obs.time_h.to_numpy())
+    if own:  # intervals around the tables' values, not around a calibration's trial values
+        bands = prediction_intervals(case, obs.time_h.to_numpy(), params=params)
         comparisons = comparisons.merge(bands, on=keys, how="left")
     else:
         comparisons = comparisons.assign(predicted_low=np.nan, predicted_high=np.nan)
