@@ -471,3 +471,18 @@ def test_simulate_with_uncertainty_writes_bands(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["uncertainty"]["draws"] == 50
     assert "Parameter uncertainty" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "start"),
+    [
+        (["simulate", str(EXAMPLES / "msc-iv-human.yaml"), "--uncertainty", "-1"], "error: --uncertainty: "),
+        (["sensitivity", str(EXAMPLES / "msc-iv-human.yaml")], "error: --output: Missing option"),
+        (["trial", str(EXAMPLES / "trial-copd.yaml"), "--workers", "0"], "error: --workers: "),
+        (["no-such-command"], "error: command line: No such command"),
+    ],
+)
+def test_command_line_mistakes_are_one_line_errors(tmp_path, args, start):
+    result = run(*args, "-o", str(tmp_path / "out")) if args[0] != "no-such-command" else run(*args)
+    assert result.returncode == 2 and result.stderr.startswith(start), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
