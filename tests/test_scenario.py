@@ -36,6 +36,19 @@ def test_species_reference_weight_fills_a_missing_body_weight():
     assert s.dose_cells_per_kg == pytest.approx(2e7)
 
 
+def test_onset_is_a_time_before_the_first_dose_or_chronic():
+    assert scenario(condition={"site": "heart", "onset": "5 day"}).condition.onset_h == 120.0
+    assert scenario(condition={"site": "heart", "onset": "20 month"}).condition.onset_h == pytest.approx(
+        20 * 30.436875 * 24, rel=1e-3
+    )
+    assert scenario(condition={"site": "heart"}).condition.onset_h is None  # chronic by default
+    # a named condition brings its trials' timing; the scenario can still say chronic or its own
+    assert scenario(condition={"name": "acute_myocardial_infarction"}).condition.onset_h == 120.0
+    named = {"name": "acute_myocardial_infarction", "onset": "chronic"}
+    assert scenario(condition=named).condition.onset_h is None
+    assert scenario(condition={"name": "ischemic_heart_failure"}).condition.onset_h is None
+
+
 def test_default_outputs_end_at_the_duration():
     s = scenario(simulation={"duration": "10 day", "outputs": None})
     assert s.simulation.outputs_h[-1] == 240 and s.simulation.outputs_h[0] == pytest.approx(5 / 60)
@@ -107,6 +120,9 @@ BAD_INPUTS = [
         "after the end",
     ),
     ({"product": {"diameter": "2 mm"}}, "product.diameter", "not a cell diameter"),
+    ({"condition": {"site": "heart", "onset": 5}}, "condition.onset", "or chronic"),
+    ({"condition": {"site": "heart", "onset": "-2 day"}}, "condition.onset", "negative"),
+    ({"condition": {"site": "heart", "onset": "5 kg"}}, "condition.onset", "or chronic"),
     (
         {"product": {"cell_type": "hsc", "tissue_source": "adipose"}},
         "product.tissue_source",

@@ -100,11 +100,16 @@ def test_dose_ranging_arms_are_reproduced_and_k_is_fitted_not_assumed():
 
 def test_one_study_alone_reproduces_the_old_single_study_potency():
     """Before the joint fit, the intracoronary-BMC potency was fitted to Xiao 2014 alone in one
-    typical patient (13.06, conditions.csv at db83ef5). The same effect function gives it back."""
+    typical patient (13.06, conditions.csv at db83ef5), when a chronic infarct's homing signal was
+    that of a recent one. With that signal the same effect function gives it back; with the chronic
+    signal (0.42 of a recent one, Penicka 2007) fewer cells stay and the potency is higher."""
     import scipy.optimize
 
+    from infusim.parameters import with_values
+
     row = next(r for r in ROWS if r.study == "xiao2014")
-    problem = synthesis.build("ischemic_heart_failure", [row], patients=1, fit_k=False)
+    old_kinetics = with_values(bundled(), {("homing_signal_chronic_fraction", "heart/human"): 1.0})
+    problem = synthesis.build("ischemic_heart_failure", [row], old_kinetics, patients=1, fit_k=False)
     index = [p.name for p in problem.parameters].index("potency[ischemic_heart_failure/local]")
 
     def effect(potency: float) -> float:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from infusim import units
 from infusim.errors import DataError
 
 MECHANISMS = ("local", "systemic", "apoptotic", "differentiation", "reset")
@@ -61,6 +62,7 @@ class ConditionInfo:
     mechanisms: tuple[str, ...]
     endpoints: tuple[Endpoint, ...]
     evidence: tuple[Evidence, ...]
+    onset_h: float | None = None  # injury to first dose when a scenario does not say (None: chronic)
 
     @property
     def primary(self) -> Endpoint:
@@ -112,8 +114,16 @@ def registry() -> dict[str, ConditionInfo]:
             )
             for e in spec.get("evidence", [])
         )
+        onset = spec.get("onset", "chronic")
         conditions[name] = ConditionInfo(
-            name, spec["label"], spec["area"], spec["site"], tuple(spec["mechanisms"]), endpoints, evidence
+            name,
+            spec["label"],
+            spec["area"],
+            spec["site"],
+            tuple(spec["mechanisms"]),
+            endpoints,
+            evidence,
+            None if onset == "chronic" else units.hours(onset, f"conditions.yaml:{name}.onset"),
         )
     return conditions
 

@@ -268,11 +268,13 @@ def scenario_for(row: EvidenceRow) -> Scenario:
     if row.donor == "allogeneic":
         product["hla_mismatches"] = 5
     last_dose_d = (row.doses - 1) * row.interval_d
+    # the trial's injury-to-cells time where reported; else the condition's default
+    onset = {"onset": f"{row.onset_d:g} day"} if math.isfinite(row.onset_d) else {}
     spec = {
         "name": f"evidence {row.key}",
         "species": "human",
         "patient": {"body_weight": f"{weight} kg"},
-        "condition": {"name": row.condition, "severity": severity},
+        "condition": {"name": row.condition, "severity": severity, **onset},
         "product": product,
         "administration": administration,
         "simulation": {

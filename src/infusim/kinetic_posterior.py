@@ -26,6 +26,7 @@ import numpy as np
 
 from infusim import posterior
 from infusim.calibrate import (
+    ABBOTT2004_INFARCT,
     ABBOTT2004_INFARCT_TO_HEALTHY_48H,
     ABBOTT2004_SCENARIO,
     ANCHOR_SEVERITY,
@@ -101,7 +102,7 @@ def _abbott_ratio(midpoint, width, homing, params: ParameterSet) -> np.ndarray:
 
     values = {(FITTED[0], ""): midpoint, (FITTED[1], ""): width, (FITTED[2], ""): homing}
     heart = []
-    for condition in (None, {"site": "heart", "severity": ANCHOR_SEVERITY}):
+    for condition in (None, ABBOTT2004_INFARCT):
         scenario = from_dict({**ABBOTT2004_SCENARIO, **({"condition": condition} if condition else {})})
         model = assemble(scenario, patients=len(midpoint), params=sampled(params, values, repeat=3))
         weights = np.array(

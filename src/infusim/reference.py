@@ -74,8 +74,23 @@ class Cells:
     engrafted_loss: float  # 1/h
 
 
-def cells(scenario, patient: Patient, diameter: float, p: ParameterSet) -> Cells:
-    """Extraction per pass of a cell of ``diameter`` um and the fates of arrested cells."""
+def homing_signal(scenario, p: ParameterSet, dose_start: float) -> float:
+    """s(tau) of docs/model.md (Time since injury) for a dose starting at ``dose_start`` h."""
+    condition = scenario.condition
+    scope = f"{condition.site}/{scenario.species}"
+    c = p.get("homing_signal_chronic_fraction", scope, "")
+    if condition.onset_h is None:  # a chronic injury
+        return c
+    tau = condition.onset_h + dose_start  # time since the injury, h
+    plateau = p.get("homing_signal_plateau", scope, "h")
+    if tau <= plateau:
+        return 1.0
+    return c + (1.0 - c) * 0.5 ** ((tau - plateau) / p.get("homing_signal_half_life", scope, "h"))
+
+
+def cells(scenario, patient: Patient, diameter: float, p: ParameterSet, dose_start: float = 0.0) -> Cells:
+    """Extraction per pass of a cell of ``diameter`` um and the fates of arrested cells, with the
+    homing signal in force after a dose starting at ``dose_start`` h."""
     cell = scenario.product.cell_type
     m = p.get("size_extraction_midpoint", "", "")
     w = p.get("size_extraction_width", "", "")
@@ -94,7 +109,8 @@ def cells(scenario, patient: Patient, diameter: float, p: ParameterSet) -> Cells
         site, severity = condition.site, condition.severity
         h = p.get("homing_extraction_max", "", "")
         g = p.get("injury_retention_gain", "", "")
-        extraction["target"] = 1.0 - (1.0 - extraction[site]) * (1.0 - h * severity)
+        signal = homing_signal(scenario, p, dose_start)
+        extraction["target"] = 1.0 - (1.0 - extraction[site]) * (1.0 - h * severity * signal)
         release["target"] = release[site] / (1.0 + g * severity)
         loss["target"] = loss[site]
         phag["target"] = phag[site]
@@ -312,12 +328,20 @@ def reference_cells(scenario, times_h, params: ParameterSet | None = None) -> di
     share = lesion_share(scenario, p)
     names = state_names(scenario.administration.route == "local")
     n = len(names)
-    classes = []  # per size class: (share of the dose, rhs, where a dose goes as shares of it)
-    for diameter, weight in size_classes(scenario, p):
-        c = cells(scenario, pt, diameter, p)
-        split = {state: viability * s for state, s in entry_split(scenario, c, share).items()}
-        split["dead:nonviable"] = 1.0 - viability  # the non-viable share of every dose
-        classes.append((weight, make_rhs(scenario, pt, c, p, names), split))
+    # per dose period (from a dose's start to the next dose's; capture follows the homing signal
+    # at the dose's start) and size class: (share of the dose, rhs, where the dose goes as shares)
+    periods = []
+    for ev in events:
+        classes = []
+        for diameter, weight in size_classes(scenario, p):
+            c = cells(scenario, pt, diameter, p, ev.start)
+            split = {state: viability * s for state, s in entry_split(scenario, c, share).items()}
+            split["dead:nonviable"] = 1.0 - viability  # the non-viable share of every dose
+            classes.append((weight, make_rhs(scenario, pt, c, p, names), split))
+        periods.append((ev.start, classes))
+
+    def period(t: float) -> list:
+        return [classes for start, classes in periods if start <= t][-1]
 
     breaks = {0.0, *times.tolist()}
     for ev in events:
@@ -329,14 +353,14 @@ def reference_cells(scenario, times_h, params: ParameterSet | None = None) -> di
     scale = max(ev.cells for ev in events)
     totals = np.zeros((times.size, n))
     # the three size classes side by side: x[k * n + i] is state i of class k
-    x = np.zeros(len(classes) * n)
+    x = np.zeros(len(SIZE_WEIGHTS) * n)
     for a, b in zip(breaks, [*breaks[1:], None], strict=True):
         for ev in events:  # boluses at the breakpoint they start at
             if ev.duration == 0 and ev.start == a:
-                for k, (weight, _, split) in enumerate(classes):
+                for k, (weight, _, split) in enumerate(period(a)):
                     for state, s in split.items():
                         x[k * n + names.index(state)] += weight * ev.cells * s
-        totals[times == a] += x.reshape(len(classes), n).sum(axis=0)
+        totals[times == a] += x.reshape(len(SIZE_WEIGHTS), n).sum(axis=0)
         if b is None:
             break
         k_rej = rejection_rate(scenario, a, p)
@@ -345,7 +369,7 @@ def reference_cells(scenario, times_h, params: ParameterSet | None = None) -> di
         # Rates are constant within a segment, so each class's rhs is affine in x: read its matrix
         # and input off unit vectors (exactly) and let Radau call the equivalent ``A x + u``.
         blocks, inputs = [], []
-        for weight, rhs, split in classes:
+        for weight, rhs, split in period(a):
             entry = {state: weight * rate * s for state, s in split.items()}
             inputs.append(rhs(a, np.zeros(n), k_rej, entry))
             blocks.append(np.column_stack([rhs(a, e, k_rej, {}) for e in np.eye(n)]))

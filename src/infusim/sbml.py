@@ -92,14 +92,15 @@ def to_sbml(model: Model, patient: int = 0, model_id: str = "infusim") -> str:
             law = reaction.createKineticLaw()
             _check(law.setMath(libsbml.parseL3Formula(f"{parameter_id(process.rate, c)} * {source}")))
 
-    for i, switch in enumerate(model.switches):
+    for i, (switch, suffix) in enumerate(_switch_suffixes(model)):
         for c, row in enumerate(rows):
             target = parameter_id(switch.name, c)
             if switch.time_h[row] <= 0:
                 continue
-            _parameter(sbml, f"{target}_after", values[f"{target}_after"], "per_hour")
-            _parameter(sbml, f"{target}_at", values[f"{target}_at"], "hour")
-            _event(sbml, f"switch{i}_c{c}", f"{target}_at", {target: f"{target}_after"})
+            after, at = f"{target}_after{suffix}", f"{target}_at{suffix}"
+            _parameter(sbml, after, values[after], "per_hour")
+            _parameter(sbml, at, values[at], "hour")
+            _event(sbml, f"switch{i}_c{c}", at, {target: after})
 
     for i, dose in enumerate(model.doses):
         if dose.duration_h == 0:
@@ -151,11 +152,11 @@ def patient_values(model: Model, patient: int) -> dict[str, float]:
     start = model.parameters_at(0.0)
     for name in model.parameters:
         values.update({parameter_id(name, c): float(start[name][row]) for c, row in enumerate(rows)})
-    for switch in model.switches:
+    for switch, suffix in _switch_suffixes(model):
         for c, row in enumerate(rows):
             if switch.time_h[row] > 0:
-                values[f"{parameter_id(switch.name, c)}_after"] = float(switch.value[row])
-                values[f"{parameter_id(switch.name, c)}_at"] = float(switch.time_h[row])
+                values[f"{parameter_id(switch.name, c)}_after{suffix}"] = float(switch.value[row])
+                values[f"{parameter_id(switch.name, c)}_at{suffix}"] = float(switch.time_h[row])
     for i, dose in enumerate(model.doses):
         if dose.duration_h == 0:
             if dose.time_h > 0:
@@ -243,3 +244,14 @@ def _check(code: int) -> None:
 
     if code != libsbml.LIBSBML_OPERATION_SUCCESS:
         raise RuntimeError(f"libsbml operation failed: {libsbml.OperationReturnValue_toString(code)}")
+
+
+def _switch_suffixes(model: Model) -> list[tuple]:
+    """Each switch with the id suffix of its parameters: '' for a rate's first switch, '_2', '_3'
+    for the later ones (a capture rate switches again at every later dose)."""
+    seen: dict[str, int] = {}
+    out = []
+    for switch in model.switches:
+        seen[switch.name] = seen.get(switch.name, 0) + 1
+        out.append((switch, "" if seen[switch.name] == 1 else f"_{seen[switch.name]}"))
+    return out

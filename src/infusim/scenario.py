@@ -111,11 +111,30 @@ class Condition(_Section):
 
     ``severity`` is 0-1, or mild, moderate, severe. With a ``name`` the run also gives the
     condition's clinical endpoints; an explicit ``site`` must agree with the condition's.
+    ``onset`` is how long before the first dose the injury happened (``'5 day'``), or ``chronic``
+    (the default, unless the named condition gives one): the homing signal of the injured tissue
+    depends on it (docs/model.md, "Time since injury"). ``onset_h`` is None when chronic.
     """
 
     name: str | None = None
     site: str = ""
     severity: float = 0.5
+    onset_h: float | None = Field(None, alias="onset")
+
+    @field_validator("onset_h", mode="before")
+    @classmethod
+    def _onset(cls, value: Any) -> float | None:
+        if value is None or value == "chronic":
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"{value} has no unit (write e.g. '5 day', or chronic)")
+        try:
+            hours = units.hours(value, "onset")
+        except ScenarioError as exc:
+            raise ValueError(f"{exc.message}; allowed: a time before the first dose or chronic") from None
+        if hours < 0:
+            raise ValueError(f"{value!r} is negative; the injury happens before (or at) the first dose")
+        return hours
 
     @field_validator("severity", mode="before")
     @classmethod
@@ -147,6 +166,8 @@ class Condition(_Section):
                     "condition.site", f"{self.site!r} conflicts with {self.name}, whose site is {site!r}"
                 )
             object.__setattr__(self, "site", site)
+            if self.onset_h is None and "onset_h" not in self.model_fields_set:
+                object.__setattr__(self, "onset_h", conditions.get(self.name).onset_h)
         elif not self.site:
             raise _FieldError("condition", "give a name (e.g. knee_osteoarthritis) or a site")
         if self.site not in SITES:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from infusim import uncertainty
+from infusim import regions, uncertainty
 from infusim.compartments import COMPARTMENTS, LABELS
 from infusim.errors import InfusimError
 from infusim.model.declare import patient_sum
@@ -32,6 +32,7 @@ from infusim.model.kinetics import assemble
 from infusim.model.physiology import physiology
 from infusim.observe import observe_only
 from infusim.parameters import ParameterSet, for_scenario, informed_studies, sampled
+from infusim.regions import Region
 from infusim.scenario import Label, Scenario, load
 
 QUANTITIES = ("live_cells", "dna", "radiolabel")
@@ -47,6 +48,7 @@ CASE_KEYS = (
     "notes",
     "fits",
     "null_result",
+    "region",
 )
 #: Marker kind of each observed quantity in the solved model.
 KIND = {"live_cells": "live", "dna": "dna", "radiolabel": "label"}
@@ -73,6 +75,7 @@ class Case:
     source: str = ""
     fits: str = ""
     null_result: bool = False
+    regions: dict[str, Region] = field(default_factory=dict)
 
 
 @dataclass
@@ -198,6 +201,10 @@ def load_case(path: Path) -> Case:
         raise CaseError(name, f"scenario.yaml: {exc}") from None
     label = _label(name, meta.get("label"), scenario)
     observations, skipped = _observations(name, path / "observations.csv", scenario, label)
+    try:
+        case_regions = regions.parse(meta.get("region"))
+    except ValueError as exc:
+        raise CaseError(name, f"case.yaml: {exc}") from None
     tolerance = meta.get("tolerance_fold", 2.0)
     if not isinstance(tolerance, int | float) or tolerance < 1:
         raise CaseError(name, "case.yaml: tolerance_fold must be a number >= 1")
@@ -215,6 +222,7 @@ def load_case(path: Path) -> Case:
         source=str(meta.get("source", "")),
         fits=str(meta.get("fits", "")),
         null_result=bool(meta.get("null_result", False)),
+        regions=case_regions,
     )
 
 
@@ -460,6 +468,16 @@ def _series(
         ]
         amount = states[:, :, columns].sum(axis=2)
         if quantity == "radiolabel":
+            if compartment in case.regions:  # what the image region counts besides the organ
+                label = [i for i, s in enumerate(observed.trajectory.model.states) if s.kind == "label"]
+                amount = amount + regions.extra_activity(
+                    case.regions[compartment],
+                    states[:, :, label],
+                    [observed.trajectory.model.states[i].compartment for i in label],
+                    lambda name: _members(name, site),
+                    scenario.species,
+                    patient_params,
+                )
             fraction = amount / injected * decay
         else:
             fraction = np.divide(amount, given, out=np.zeros_like(amount), where=given > 0)

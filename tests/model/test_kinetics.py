@@ -186,6 +186,59 @@ def test_intracoronary_marrow_cells_leave_a_few_percent_in_the_heart():
     assert 0.005 < live["heart"][0] + live["target"][0] < 0.1
 
 
+def _intracoronary_heart_at_2h(onset: str | None, **extra) -> float:
+    condition = {"site": "heart", "severity": 0.5, **({"onset": onset} if onset else {})}
+    s = scenario(
+        product={"cell_type": "bm_mnc"},
+        condition=condition,
+        administration={"route": "intra_arterial", "into": "heart", "duration": "10 min", **extra},
+    )
+    live = live_by_compartment(s, [2.0])[1]
+    return float(live["heart"][0] + live["target"][0])
+
+
+def test_time_since_injury_acute_infarct_holds_more_intracoronary_cells_than_a_chronic_one():
+    # Penicka 2007 (same centre, same cells): 1.31-5.10% acute vs 1.10-3.0% chronic at 2 h, ratio of
+    # midpoints 0.64 (the chronic signal row is derived from it, so this checks the derivation holds)
+    recent, chronic = _intracoronary_heart_at_2h("7 day"), _intracoronary_heart_at_2h(None)
+    assert chronic / recent == pytest.approx(2.05 / 3.2, rel=0.05)
+    # within the human plateau (28 days, Wang 2006) the age does not matter; past it, it falls
+    assert _intracoronary_heart_at_2h("1 day") == pytest.approx(recent, rel=1e-12)
+    assert chronic < _intracoronary_heart_at_2h("60 day") < recent
+
+
+def test_time_since_injury_half_life_defines_the_midpoint_of_the_homing_term():
+    # s = c + (1 - c) 2^(-(tau - plateau) / half-life): at one half-life past the plateau the extra
+    # homing capture is the mean of the recent and chronic ones (the size capture does not change)
+    p = bundled()
+    plateau = p.get("homing_signal_plateau", "heart/human", "day")
+    half_life = p.get("homing_signal_half_life", "heart/human", "day")
+    recent, chronic = _intracoronary_heart_at_2h("7 day"), _intracoronary_heart_at_2h(None)
+    middle = _intracoronary_heart_at_2h(f"{plateau + half_life} day")
+    assert middle == pytest.approx((recent + chronic) / 2, rel=0.02)
+
+
+def test_time_since_injury_a_later_dose_meets_the_signal_of_its_own_day():
+    # two intracoronary doses 60 days apart, the first a week after the infarct: the second dose's
+    # first pass is that of a 67-day-old infarct, not of the first dose's week-old one
+    s = scenario(
+        product={"cell_type": "bm_mnc"},
+        condition={"site": "heart", "severity": 0.5, "onset": "7 day"},
+        administration={
+            "route": "intra_arterial",
+            "into": "heart",
+            "duration": "10 min",
+            "repeat": {"count": 2, "interval": "60 day"},
+        },
+        simulation={"duration": "61 day", "outputs": ["2 h", "60 day", "1442 h"]},
+    )
+    live = live_by_compartment(s, [2.0, 1440.0, 1442.0])[1]
+    heart = live["heart"] + live["target"]
+    second = 2 * (heart[2] - heart[1])  # the second dose's share, per dose given (fractions of 2 doses)
+    assert second == pytest.approx(_intracoronary_heart_at_2h("67 day"), rel=0.02)
+    assert second < 0.95 * (2 * heart[0])  # less than the first dose held
+
+
 def test_non_viable_cells_are_dead_from_the_start():
     live = live_by_compartment(scenario(product={"viability": 0.8}), [1 / 60])[1]
     assert live["dead:nonviable"][0] == pytest.approx(0.2, rel=1e-9)

@@ -66,6 +66,20 @@ EXTRA = {
         "condition": {"site": "bone_marrow", "severity": 0.8},
         "administration": {"route": "intravenous", "dose": "5e6 cells/kg", "duration": "30 min"},
     },
+    # IV marrow cells into a rat heart a day after the infarct, again at days 4 and 8 (the rodent
+    # homing signal falls from day 1): each dose's capture follows its own day's signal
+    "iv-repeat-recent-infarct-rat": {
+        "species": "rat",
+        "patient": {"body_weight": "250 g"},
+        "product": {"cell_type": "bm_mnc", "tissue_source": "bone_marrow"},
+        "condition": {"site": "heart", "severity": 0.6, "onset": "1 day"},
+        "administration": {
+            "dose": "5e6 cells",
+            "duration": "5 min",
+            "repeat": {"count": 3, "interval": "3 day"},
+        },
+        "simulation": {"duration": "10 day", "outputs": ["10 day"]},
+    },
     # allogeneic boluses in a small rat, the second one after the rejection onset
     "allo-bolus-repeat-rat": {
         "species": "rat",
@@ -244,3 +258,9 @@ def test_mutation_nonviable_cells_infused_alive_is_detected(monkeypatch):
 
     monkeypatch.setattr(kinetics, "Dose", dose)
     assert_detected(example("msc-iv-human"))
+
+
+def test_mutation_later_doses_keep_the_first_doses_homing_signal_is_detected(monkeypatch):
+    """Docs (Time since injury): each dose's capture follows the homing signal on its own day."""
+    monkeypatch.setattr(kinetics, "_signal_switches", lambda *args: ())
+    assert_detected(make_scenario(**EXTRA["iv-repeat-recent-infarct-rat"]))

@@ -160,12 +160,19 @@ def assemble(
     for cause in DEATH_CAUSES:
         builder.state(f"dead:{cause}", "body", "dead", f"cells dead by {cause}")
 
-    beds = _beds(scenario, body, diameter, params, per_row["homing"], per_row["severity"])
-    _circulation(builder, body, beds)
+    dose_times = [
+        i * scenario.administration.repeat.interval_h for i in range(scenario.administration.repeat.count)
+    ]
+    signals = [homing_signal(scenario, params, t) * np.ones(n_rows) for t in dose_times]
+    beds = [
+        _beds(scenario, body, diameter, params, per_row["homing"] * h, per_row["severity"]) for h in signals
+    ]
+    _circulation(builder, body, beds[0])
     _fates(builder, scenario, params, per_row)
     amount = np.repeat(scenario.dose_cells_for(weight), k) * np.tile(SIZE_WEIGHTS, patients)
     rows_doses = _doses(scenario, beds, amount)
     switches = _rejection(builder, scenario, params, per_row["rejection"])
+    switches += _signal_switches(builder, body, beds, signals, dose_times)
     processes, parameters = builder.processes()
     return Model(
         states=tuple(builder.states),
@@ -177,6 +184,44 @@ def assemble(
         info=builder.info,
         sources=tuple(params.sources_used()),
     )
+
+
+def homing_signal(scenario: Scenario, params: ParameterSet, time_h: float) -> float | np.ndarray:
+    """Homing signal of the injured tissue at ``time_h`` after the first dose, relative to a recent
+    injury (1): 1 until ``homing_signal_plateau`` after the injury, then falling with
+    ``homing_signal_half_life`` towards ``homing_signal_chronic_fraction``, which a chronic injury
+    (no ``onset``) has. Rows are read per ``site/species``; a site without a measured time course
+    has chronic fraction 1 (no dependence on time)."""
+    condition = scenario.condition
+    if condition is None:
+        return 1.0
+    scope = f"{condition.site}/{scenario.species}"
+    chronic = params.get("homing_signal_chronic_fraction", scope, "")
+    if condition.onset_h is None:
+        return chronic
+    plateau = params.get("homing_signal_plateau", scope, "h")
+    half_life = params.get("homing_signal_half_life", scope, "h")
+    since = np.maximum(condition.onset_h + time_h - plateau, 0.0)
+    return chronic + (1.0 - chronic) * np.exp2(-since / half_life)
+
+
+def _signal_switches(
+    builder: _Builder, body: Physiology, beds: list[dict], signals: list[np.ndarray], dose_times: list[float]
+) -> tuple[Switch, ...]:
+    """A later dose meets the homing signal of its own day: the blood-borne capture rates that
+    change switch at that dose's start and hold until the next dose."""
+    first = _Builder(builder.n_rows)
+    _circulation(first, body, beds[0])
+    switches = []
+    for i in range(1, len(signals)):
+        if np.array_equal(signals[i], signals[i - 1]):
+            continue
+        later = _Builder(builder.n_rows)
+        _circulation(later, body, beds[i])
+        for key, rate in later.rates.items():
+            value = builder.rates[key] - first.rates[key] + rate
+            switches.append(Switch(builder.names[key], np.full(builder.n_rows, dose_times[i]), value))
+    return tuple(switches)
 
 
 def _scale_cardiac_output(body: Physiology, factor: np.ndarray) -> Physiology:
@@ -336,11 +381,21 @@ def _rejection(
     return tuple(switches)
 
 
-def _doses(scenario: Scenario, beds: dict[str, Bed], amount: np.ndarray) -> tuple[Dose, ...]:
-    """The dose event table: one ``Dose`` per administration (cells per row), split over states."""
+def _doses(scenario: Scenario, beds: list[dict[str, Bed]], amount: np.ndarray) -> tuple[Dose, ...]:
+    """The dose event table: one ``Dose`` per administration (cells per row), each split over states
+    by the capture in force at its start (``beds``, one per dose)."""
+    admin = scenario.administration
+    duration = admin.effective_duration_h
+    return tuple(
+        Dose(i * admin.repeat.interval_h, duration, amount, _entry_split(scenario, beds_i, len(amount)))
+        for i, beds_i in enumerate(beds)
+    )
+
+
+def _entry_split(scenario: Scenario, beds: dict[str, Bed], n_rows: int) -> dict[str, np.ndarray]:
+    """Where the viable cells of one dose enter (fractions per row; the non-viable share is dead)."""
     admin = scenario.administration
     viability = scenario.product.viability
-    n_rows = len(amount)
     split: dict[str, np.ndarray] = {"dead:nonviable": np.full(n_rows, 1.0 - viability)}
     if admin.route == "intravenous":
         split[VENOUS] = np.full(n_rows, viability)
@@ -358,7 +413,4 @@ def _doses(scenario: Scenario, beds: dict[str, Bed], amount: np.ndarray) -> tupl
                 split[state] = split.get(state, 0.0) + viability * passing * share * extraction
             passing = passing * _pass(beds["liver"])
         split[VENOUS] = viability * passing
-    duration = admin.effective_duration_h
-    return tuple(
-        Dose(i * admin.repeat.interval_h, duration, amount, split) for i in range(admin.repeat.count)
-    )
+    return split

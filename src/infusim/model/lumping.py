@@ -113,7 +113,9 @@ def _groups(model: Model) -> list[tuple[int, ...]]:
     outflows: dict[str, list[Process]] = defaultdict(list)
     for p in model.processes:
         outflows[p.source].append(p)
-    switch_of = {s.name: s for s in model.switches}
+    switch_of: dict[str, list] = defaultdict(list)
+    for switch in model.switches:
+        switch_of[switch.name].append(switch)
     candidates: dict[tuple, list[int]] = defaultdict(list)
     for i, state in enumerate(model.states):
         if i in sinks or state.name in dosed or i not in inflow:
@@ -141,8 +143,7 @@ def _same_outflows(model: Model, outflows, switch_of, a: int, b: int) -> bool:
     def table(i: int) -> dict[str, list[tuple[np.ndarray, tuple]]]:
         out: dict[str, list] = defaultdict(list)
         for p in outflows[model.states[i].name]:
-            switch = switch_of.get(p.rate)
-            key = () if switch is None else (switch.time_h, switch.value)
+            key = tuple((s.time_h, s.value) for s in switch_of.get(p.rate, ()))
             out[p.target].append((model.parameters[p.rate], key))
         return out
 
@@ -155,6 +156,7 @@ def _same_outflows(model: Model, outflows, switch_of, a: int, b: int) -> bool:
         for (ra, sa), (rb, sb) in zip(ta[target], tb[target], strict=True):
             if not np.array_equal(ra, rb) or len(sa) != len(sb):
                 return False
-            if sa and not (np.array_equal(sa[0], sb[0]) and np.array_equal(sa[1], sb[1])):
-                return False
+            for (ta_h, va), (tb_h, vb) in zip(sa, sb, strict=True):
+                if not (np.array_equal(ta_h, tb_h) and np.array_equal(va, vb)):
+                    return False
     return True
