@@ -195,3 +195,59 @@ def test_update_tables_writes_value_interval_cases_and_keeps_the_basis(tmp_path)
     )
     assert row.value == pytest.approx(0.0312) and row.provenance == "calibrated"
     assert "somecase" in row.note and "0.02-0.05" in row.note and "basis: -ln(0.475)" in row.note
+
+
+def _region_case(tmp_path: Path, region: dict | None) -> Path:
+    """Bonios 2011 IV (rat, F-18 PET at 1 h) with extra rows for the label in blood."""
+    case_dir = tmp_path / ("with_region" if region else "without_region")
+    shutil.copytree(bundled_cases_dir() / "bonios2011_rat_iv_acute_cdc", case_dir)
+    with (case_dir / "observations.csv").open("a") as f:
+        for pool in ("venous_blood", "arterial_blood"):
+            f.write(f"1,radiolabel,{pool},1,percent_of_dose,,test row\n")
+    meta = yaml.safe_load((case_dir / "case.yaml").read_text())
+    meta.pop("region", None)
+    if region:
+        meta["region"] = region
+    (case_dir / "case.yaml").write_text(yaml.safe_dump(meta))
+    return case_dir
+
+
+def _predicted(case_dir: Path) -> dict[str, float]:
+    frame = predict(load_case(case_dir), np.array([1.0]))
+    return dict(zip(frame.compartment, frame.predicted, strict=True))
+
+
+def test_an_image_region_counts_the_blood_inside_it_and_declared_overlaps(tmp_path):
+    region = {
+        "lungs": {"blood": True},
+        "heart": {"blood": True, "overlap": {"lungs": 0.1}, "basis": "test: a tenth of the lungs projects"},
+    }
+    bare = _predicted(_region_case(tmp_path, None))
+    seen = _predicted(_region_case(tmp_path, region))
+    blood = bare["venous_blood"] + bare["arterial_blood"]  # label in cells and free in plasma
+    assert blood > 0.1  # percent of the injected activity: a test that can fail
+    share = {o: bundled().get("regional_blood_fraction", f"rat/{o}", "") for o in ("lungs", "heart")}
+    assert seen["lungs"] == pytest.approx(bare["lungs"] + share["lungs"] * blood, rel=1e-9)
+    assert seen["heart"] == pytest.approx(
+        bare["heart"] + share["heart"] * blood + 0.1 * bare["lungs"], rel=1e-9
+    )
+    assert seen["venous_blood"] == pytest.approx(bare["venous_blood"], rel=1e-12)  # no region there
+
+
+@pytest.mark.parametrize(
+    ("region", "reason"),
+    [
+        ({"aorta": {"blood": True}}, "region.aorta: not an organ"),
+        (
+            {"heart": {"overlap": {"lungs": 1.5}, "basis": "x"}},
+            "region.heart.overlap.lungs: 1.5 is not a share",
+        ),
+        ({"heart": {"overlap": {"lungs": 0.1}}}, "region.heart.basis: say where"),
+        ({"heart": {"blood": "yes"}}, "region.heart.blood: true or false"),
+        ({"heart": {"colour": 1}}, "region.heart: allowed fields"),
+    ],
+)
+def test_a_bad_region_is_one_line_naming_the_field(tmp_path, region, reason):
+    results = validate([_region_case(tmp_path, region)], curves=False)
+    assert reason in (results[0].error or ""), results[0].error
+    assert "\n" not in results[0].error
