@@ -213,6 +213,8 @@ def make_rhs(scenario, pt: Patient, c: Cells, p: ParameterSet, names: list[str])
         k_implant_engraft = c.engraft["target"] if site == local_site else 0.0
     index = {n: i for i, n in enumerate(names)}
     E, Q, V_art, V_ven, Q_co = c.extraction, pt.flow, pt.v_art, pt.v_ven, pt.q_co
+    name = condition.name if condition is not None and condition.name else ""
+    shunt = p.get("intrapulmonary_shunt_fraction", name, "")  # share of cardiac output
     E_t = E.get("target", 0.0)
 
     def rhs(t: float, x: np.ndarray, k_rej: float, entry: dict[str, float]) -> np.ndarray:
@@ -228,13 +230,16 @@ def make_rhs(scenario, pt: Patient, c: Cells, p: ParameterSet, names: list[str])
         for state, rate in entry.items():
             dx[index[state]] += rate
 
-        # --- venous blood: through the right heart into the lungs' capillary bed
+        # --- venous blood: through the right heart into the lungs' capillary bed, except a shunted
+        # share s of the cardiac output that reaches arterial blood through dilated vessels
         lung_target = share if site == "lungs" else 0.0
-        move("venous_blood", "lungs", Q_co * (1 - lung_target) * E["lungs"] / V_ven)
+        Q_cap = Q_co * (1 - shunt)
+        move("venous_blood", "lungs", Q_cap * (1 - lung_target) * E["lungs"] / V_ven)
         if site == "lungs":
-            move("venous_blood", "target", Q_co * lung_target * E_t / V_ven)
+            move("venous_blood", "target", Q_cap * lung_target * E_t / V_ven)
         passing_lungs = (1 - lung_target) * (1 - E["lungs"]) + lung_target * (1 - E_t)
-        move("venous_blood", "arterial_blood", Q_co * passing_lungs / V_ven)
+        move("venous_blood", "arterial_blood", Q_cap * passing_lungs / V_ven)
+        move("venous_blood", "arterial_blood", Q_co * shunt / V_ven)
 
         # --- arterial blood: into every systemic bed (the target takes its share of its organ's flow)
         liver_target = share if site == "liver" else 0.0

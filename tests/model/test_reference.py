@@ -264,3 +264,15 @@ def test_mutation_later_doses_keep_the_first_doses_homing_signal_is_detected(mon
     """Docs (Time since injury): each dose's capture follows the homing signal on its own day."""
     monkeypatch.setattr(kinetics, "_signal_switches", lambda *args: ())
     assert_detected(make_scenario(**EXTRA["iv-repeat-recent-infarct-rat"]))
+
+
+def test_mutation_shunted_cells_sent_into_the_lungs_is_detected(monkeypatch):
+    """Docs: a shunted share of cardiac output reaches arterial blood without meeting lung capillaries."""
+
+    def change(source, target, rate, description, formula):
+        if description == "intrapulmonary shunt":
+            target = "lungs"
+        return source, target, rate
+
+    mutate_flows(monkeypatch, change)
+    assert_detected(example("condition-liver-cirrhosis"))

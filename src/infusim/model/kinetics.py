@@ -167,12 +167,13 @@ def assemble(
     beds = [
         _beds(scenario, body, diameter, params, per_row["homing"] * h, per_row["severity"]) for h in signals
     ]
-    _circulation(builder, body, beds[0])
+    shunt = intrapulmonary_shunt(scenario, params)
+    _circulation(builder, body, beds[0], shunt)
     _fates(builder, scenario, params, per_row)
     amount = np.repeat(scenario.dose_cells_for(weight), k) * np.tile(SIZE_WEIGHTS, patients)
     rows_doses = _doses(scenario, beds, amount)
     switches = _rejection(builder, scenario, params, per_row["rejection"])
-    switches += _signal_switches(builder, body, beds, signals, dose_times)
+    switches += _signal_switches(builder, body, beds, signals, dose_times, shunt)
     processes, parameters = builder.processes()
     return Model(
         states=tuple(builder.states),
@@ -205,19 +206,32 @@ def homing_signal(scenario: Scenario, params: ParameterSet, time_h: float) -> fl
     return chronic + (1.0 - chronic) * np.exp2(-since / half_life)
 
 
+def intrapulmonary_shunt(scenario: Scenario, params: ParameterSet) -> float | np.ndarray:
+    """Share of cardiac output that passes the lungs through dilated vessels instead of capillaries
+    (right-to-left intrapulmonary shunt; cirrhosis), read per named condition (0 by default)."""
+    condition = scenario.condition
+    name = condition.name if condition is not None and condition.name else ""
+    return params.get("intrapulmonary_shunt_fraction", name, "")
+
+
 def _signal_switches(
-    builder: _Builder, body: Physiology, beds: list[dict], signals: list[np.ndarray], dose_times: list[float]
+    builder: _Builder,
+    body: Physiology,
+    beds: list[dict],
+    signals: list[np.ndarray],
+    dose_times: list[float],
+    shunt: float,
 ) -> tuple[Switch, ...]:
     """A later dose meets the homing signal of its own day: the blood-borne capture rates that
     change switch at that dose's start and hold until the next dose."""
     first = _Builder(builder.n_rows)
-    _circulation(first, body, beds[0])
+    _circulation(first, body, beds[0], shunt)
     switches = []
     for i in range(1, len(signals)):
         if np.array_equal(signals[i], signals[i - 1]):
             continue
         later = _Builder(builder.n_rows)
-        _circulation(later, body, beds[i])
+        _circulation(later, body, beds[i], shunt)
         for key, rate in later.rates.items():
             value = builder.rates[key] - first.rates[key] + rate
             switches.append(Switch(builder.names[key], np.full(builder.n_rows, dose_times[i]), value))
@@ -277,13 +291,29 @@ def _pass(bed: Bed) -> np.ndarray:
     return sum(share * (1.0 - extraction) for _state, share, extraction in bed)
 
 
-def _circulation(builder: _Builder, body: Physiology, beds: dict[str, Bed]) -> None:
-    """Blood-borne transfers: the lung first pass, systemic organ beds and the portal route."""
+def _circulation(builder: _Builder, body: Physiology, beds: dict[str, Bed], shunt: float = 0.0) -> None:
+    """Blood-borne transfers: the lung first pass (a ``shunt`` share of cardiac output bypasses the
+    lung capillaries), systemic organ beds and the portal route."""
     v_ven, v_art = body.venous_volume_l, body.arterial_volume_l
     co = body.cardiac_output_l_per_h
+    perfused = co * (1.0 - shunt)
     for state, share, extraction in beds["lungs"]:
-        builder.flow(VENOUS, state, co * share * extraction / v_ven, "lung first pass", "Q_co*share*E/V_ven")
-    builder.flow(VENOUS, ARTERIAL, co * _pass(beds["lungs"]) / v_ven, "lung passage", "Q_co*(1-E_lung)/V_ven")
+        builder.flow(
+            VENOUS,
+            state,
+            perfused * share * extraction / v_ven,
+            "lung first pass",
+            "Q_co*(1-s)*share*E/V_ven",
+        )
+    builder.flow(
+        VENOUS,
+        ARTERIAL,
+        perfused * _pass(beds["lungs"]) / v_ven,
+        "lung passage",
+        "Q_co*(1-s)*(1-E_lung)/V_ven",
+    )
+    if np.any(shunt > 0):
+        builder.flow(VENOUS, ARTERIAL, co * shunt / v_ven, "intrapulmonary shunt", "Q_co*s/V_ven")
     for organ in ORGANS[1:]:
         flow = body.organ_flow_l_per_h[organ]
         for state, share, extraction in beds[organ]:
