@@ -1,0 +1,349 @@
+"""Scenario sections: patient, condition, product, administration, label and simulation.
+
+Each section is a pydantic model that parses quantities with units into floats in infusim's internal
+units (hours, kg, cells, micrometres) and names the field and what is allowed when a value is wrong.
+``scenario.Scenario`` assembles them; ``scenario_trial`` holds the virtual-trial sections.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from infusim import units
+from infusim.compartments import (
+    ARTERIAL_SITES,
+    ORGANS,
+    SITES,
+    CellType,
+    Donor,
+    Isotope,
+    Route,
+    Sex,
+    TissueSource,
+)
+from infusim.errors import ScenarioError
+
+#: Largest dose accepted, cells per kg body weight (an input guard, not a model parameter: clinical
+#: MSC doses are 1e5-1e7 cells/kg and marrow transplants about 1e8-1e9 nucleated cells/kg).
+MAX_DOSE_CELLS_PER_KG = 1e10
+#: Plausible body weights (kg) per species: guards against unit slips such as '70 g' for a human.
+BODY_WEIGHT_RANGE_KG = {"human": (2.0, 350.0), "mouse": (0.005, 0.1), "rat": (0.03, 1.2)}
+#: Tissue sources each cell type is obtained from (MSC from blood are rare: allowed with a warning).
+PLAUSIBLE_SOURCES = {
+    "msc": ("bone_marrow", "adipose", "umbilical_cord", "cord_blood", "peripheral_blood"),
+    "hsc": ("bone_marrow", "cord_blood", "peripheral_blood"),
+    "bm_mnc": ("bone_marrow",),
+}
+#: Longest simulation accepted (h): ten years.
+MAX_DURATION_H = 24.0 * 365.25 * 10
+
+
+class _FieldError(ValueError):
+    """A cross-field error that knows its own field path."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(message)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _parsed(unit: str, what: str):
+    """A before-validator turning ``'70 kg'`` into a float in ``unit``."""
+
+    def convert(value: Any, info: pydantic.ValidationInfo) -> float:
+        if value is None:
+            return value
+        field = info.field_name or "value"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"{value} has no unit (write e.g. '{value} {unit}')")
+        try:
+            return units.to_float(value, unit, field, what)
+        except ScenarioError as exc:
+            raise ValueError(exc.message) from None
+
+    return pydantic.BeforeValidator(convert)
+
+
+def _hours():
+    def convert(value: Any, info: pydantic.ValidationInfo) -> float:
+        try:
+            return units.hours(value, info.field_name or "value")
+        except ScenarioError as exc:
+            raise ValueError(exc.message) from None
+
+    return pydantic.BeforeValidator(convert)
+
+
+Hours = Annotated[float, _hours()]
+
+
+class Patient(_Section):
+    """Who receives the cells. Body weight defaults to the species' reference weight."""
+
+    body_weight_kg: Annotated[float | None, _parsed("kg", "a body weight")] = Field(None, alias="body_weight")
+    age_years: Annotated[float | None, _parsed("year", "an age")] = Field(None, alias="age")
+    sex: Sex | None = None
+
+    @field_validator("age_years")
+    @classmethod
+    def _age_in_range(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= 120:
+            raise ValueError(f"{value:g} year is outside 0-120 year")
+        return value
+
+
+class Condition(_Section):
+    """The disease: a named condition (its site follows), or only an injured organ (``site``).
+
+    ``severity`` is 0-1, or mild, moderate, severe. With a ``name`` the run also gives the
+    condition's clinical endpoints; an explicit ``site`` must agree with the condition's.
+    ``onset`` is how long before the first dose the injury happened (``'5 day'``), or ``chronic``
+    (the default, unless the named condition gives one): the homing signal of the injured tissue
+    depends on it (docs/model.md, "Time since injury"). ``onset_h`` is None when chronic.
+    """
+
+    name: str | None = None
+    site: str = ""
+    severity: float = 0.5
+    onset_h: float | None = Field(None, alias="onset")
+
+    @field_validator("onset_h", mode="before")
+    @classmethod
+    def _onset(cls, value: Any) -> float | None:
+        if value is None or value == "chronic":
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"{value} has no unit (write e.g. '5 day', or chronic)")
+        try:
+            hours = units.hours(value, "onset")
+        except ScenarioError as exc:
+            raise ValueError(f"{exc.message}; allowed: a time before the first dose or chronic") from None
+        if hours < 0:
+            raise ValueError(f"{value!r} is negative; the injury happens before (or at) the first dose")
+        return hours
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _severity(cls, value: Any) -> float:
+        from infusim.conditions import SEVERITY_WORDS
+        from infusim.parameters import bundled
+
+        if isinstance(value, str):
+            if value not in SEVERITY_WORDS:
+                raise ValueError(f"{value!r} is not a severity; allowed: {', '.join(SEVERITY_WORDS)} or 0-1")
+            return bundled().get("severity_level", value, "")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(f"{value!r} is outside 0-1; allowed: 0-1 or {', '.join(SEVERITY_WORDS)}")
+        return float(value)
+
+    @model_validator(mode="after")
+    def _name_and_site(self) -> Condition:
+        from infusim import conditions
+
+        if self.name is not None:
+            if self.name not in conditions.names():
+                raise _FieldError(
+                    "condition.name",
+                    f"unknown condition {self.name!r}; allowed: {', '.join(conditions.names())}",
+                )
+            site = conditions.get(self.name).site
+            if self.site and self.site != site:
+                raise _FieldError(
+                    "condition.site", f"{self.site!r} conflicts with {self.name}, whose site is {site!r}"
+                )
+            object.__setattr__(self, "site", site)
+            if self.onset_h is None and "onset_h" not in self.model_fields_set:
+                object.__setattr__(self, "onset_h", conditions.get(self.name).onset_h)
+        elif not self.site:
+            raise _FieldError("condition", "give a name (e.g. knee_osteoarthritis) or a site")
+        if self.site not in SITES:
+            raise _FieldError("condition.site", f"unknown site {self.site!r}; allowed: {', '.join(SITES)}")
+        return self
+
+
+class Product(_Section):
+    """The cell product: type, tissue of origin, donor, size and viability."""
+
+    cell_type: CellType
+    tissue_source: TissueSource
+    donor: Donor = "autologous"
+    hla_mismatches: int = Field(0, ge=0, le=10)
+    diameter_um: Annotated[float | None, _parsed("micrometer", "a cell diameter")] = Field(
+        None, alias="diameter"
+    )
+    viability: float = Field(0.9, gt=0.0, le=1.0)
+
+    @field_validator("diameter_um")
+    @classmethod
+    def _diameter_in_range(cls, value: float | None) -> float | None:
+        if value is not None and not 3.0 <= value <= 60.0:
+            raise ValueError(f"{value:g} um is not a cell diameter (allowed 3-60 um)")
+        return value
+
+    @model_validator(mode="after")
+    def _source_fits_cell_type(self) -> Product:
+        allowed = PLAUSIBLE_SOURCES[self.cell_type]
+        if self.tissue_source not in allowed:
+            raise _FieldError(
+                "product.tissue_source",
+                f"{self.cell_type} cells are not obtained from {self.tissue_source}; "
+                f"allowed: {', '.join(allowed)}",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _mismatches_need_allogeneic(self) -> Product:
+        if self.donor == "autologous" and self.hla_mismatches:
+            raise _FieldError(
+                "product.hla_mismatches", "applies to allogeneic cells only (donor: allogeneic)"
+            )
+        return self
+
+
+class Repeat(_Section):
+    """Repeated administration: ``count`` doses in all, ``interval`` apart (start to start)."""
+
+    count: int = Field(1, ge=1, le=100)
+    interval_h: Hours = Field(24.0 * 28, alias="interval")
+
+    @field_validator("interval_h")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration")
+        return value
+
+
+class Administration(_Section):
+    """How the cells are given. Exactly one of ``dose_cells_per_kg`` and ``dose_cells`` is set."""
+
+    route: Route
+    into: str | None = None
+    dose_cells_per_kg: float | None = None
+    dose_cells: float | None = None
+    duration_h: Hours = Field(0.5, alias="duration")
+    repeat: Repeat = Repeat()
+    conditioning: Literal["none", "cy_atg", "beam_atg"] = "none"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_dose(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "dose" not in data:
+            if isinstance(data, dict):
+                raise _FieldError("administration.dose", "is required (e.g. '2e6 cells/kg' or '1.4e8 cells')")
+            return data
+        data = dict(data)
+        text = data.pop("dose")
+        try:
+            quantity = units.parse(text, "dose") if not isinstance(text, bool) else None
+        except ScenarioError as exc:
+            raise _FieldError("administration.dose", exc.message) from None
+        hint = "a cell count (e.g. '1.4e8 cells') or cells per body weight (e.g. '2e6 cells/kg')"
+        if quantity is None:
+            raise _FieldError("administration.dose", f"{text!r} is not {hint}")
+        if quantity.check("[cell_count] / [mass]"):
+            data["dose_cells_per_kg"] = float(quantity.to("cell/kg").magnitude)
+        elif quantity.check("[cell_count]"):
+            data["dose_cells"] = float(quantity.to("cell").magnitude)
+        else:
+            raise _FieldError("administration.dose", f"{text} is not {hint}")
+        return data
+
+    @field_validator("dose_cells_per_kg", "dose_cells")
+    @classmethod
+    def _positive_dose(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise ValueError(f"dose must be positive, got {value:g}")
+        return value
+
+    @field_validator("duration_h")
+    @classmethod
+    def _duration_range(cls, value: float) -> float:
+        if not 0 <= value <= 24.0 * 7:
+            raise ValueError(f"{value:g} h is outside 0-168 h")
+        if 0 < value < 1 / 3600:
+            raise ValueError(f"{value:g} h is shorter than 1 s; use 0 for a bolus")
+        return value
+
+    @model_validator(mode="after")
+    def _route_rules(self) -> Administration:
+        if self.into is not None and self.route != "intravenous":
+            allowed = ARTERIAL_SITES if self.route == "intra_arterial" else ORGANS
+            if self.into not in allowed:
+                raise _FieldError(
+                    "administration.into",
+                    f"unknown {self.route} site {self.into!r}; allowed: {', '.join(allowed)}",
+                )
+        if self.route == "local" and "duration_h" in self.model_fields_set and self.duration_h > 0:
+            raise _FieldError(
+                "administration.duration",
+                "applies to intravenous and intra_arterial infusions, not local injection",
+            )
+        if self.repeat.count > 1 and self.repeat.interval_h <= self.effective_duration_h:
+            raise _FieldError("administration.repeat.interval", "must be longer than the infusion duration")
+        return self
+
+    @property
+    def effective_duration_h(self) -> float:
+        """Infusion time (h); a local injection is a bolus."""
+        return 0.0 if self.route == "local" else self.duration_h
+
+
+class Label(_Section):
+    """Radiolabel carried by the cells, for the radiolabel observation model."""
+
+    isotope: Isotope
+    decay_corrected: bool = True
+
+
+class Simulation(_Section):
+    """Run settings: horizon, output times, random seed and the radiolabel to observe."""
+
+    duration_h: Hours = Field(24.0 * 28, alias="duration")
+    outputs_h: tuple[Hours, ...] = Field((), alias="outputs")
+    seed: int = Field(1, ge=0, le=2**63 - 1)
+    label: Label | None = None
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value == "none":
+                return None
+            return {"isotope": value}
+        return value
+
+    @model_validator(mode="after")
+    def _check_times(self) -> Simulation:
+        if not 0 < self.duration_h <= MAX_DURATION_H:
+            raise ValueError(f"duration {self.duration_h:g} h is outside (0, {MAX_DURATION_H:g}] h")
+        outputs = self.outputs_h or default_outputs_h(self.duration_h)
+        bad = [t for t in outputs if not 0 <= t <= self.duration_h]
+        if bad:
+            raise ValueError(
+                f"outputs: {bad[0]:g} h lies outside 0-{self.duration_h:g} h (simulation.duration)"
+            )
+        if len(set(outputs)) > MAX_OUTPUTS:
+            raise ValueError(
+                f"outputs: {len(set(outputs))} output times; at most {MAX_OUTPUTS} (reports and "
+                "summary.json grow with each; the report draws its own dense curves)"
+            )
+        object.__setattr__(self, "outputs_h", tuple(sorted(set(outputs))))
+        return self
+
+
+#: Most output times a scenario may ask for.
+MAX_OUTPUTS = 500
+
+
+def default_outputs_h(duration_h: float) -> tuple[float, ...]:
+    """Output times (h) used when a scenario lists none: 5 min, 1 h, 1, 3, 7 days, and the end."""
+    candidates = (5 / 60, 1.0, 24.0, 72.0, 168.0, duration_h)
+    return tuple(sorted({t for t in candidates if t <= duration_h}))

@@ -1,0 +1,112 @@
+"""Scenario sections of a virtual trial: arms (cells, placebo or no treatment, with overrides), the
+primary comparison and the trial itself."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from infusim.scenario_errors import _first_error
+from infusim.scenario_sections import Administration, Hours, Product, _FieldError, _Section
+
+
+class Arm(_Section):
+    """One arm of a virtual trial: ``placebo`` (sham procedure), ``none`` (natural history only), or
+    cells (the scenario's administration, with any fields overridden)."""
+
+    name: str = Field(min_length=1, max_length=60)
+    ratio: int = Field(1, ge=1, le=100)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", value):
+            raise ValueError(f"{value!r}: use letters, digits and _ . + - only")
+        return value
+
+    administration: Literal["placebo", "none"] | Administration | None = None
+    product: Product | None = None
+
+    @field_validator("administration", mode="before")
+    @classmethod
+    def _administration(cls, value: Any) -> Any:
+        if value is None or isinstance(value, Administration):
+            return value
+        if isinstance(value, str):
+            if value not in ("placebo", "none"):
+                raise _FieldError(
+                    ".administration",
+                    f"{value!r} is not allowed; allowed: placebo, none, or administration fields to change",
+                )
+            return value
+        return _nested(Administration, value, "administration")
+
+    @field_validator("product", mode="before")
+    @classmethod
+    def _product(cls, value: Any) -> Any:
+        return value if value is None or isinstance(value, Product) else _nested(Product, value, "product")
+
+    @property
+    def kind(self) -> str:
+        """``cells``, ``placebo`` or ``none``."""
+        return self.administration if isinstance(self.administration, str) else "cells"
+
+
+def _nested(model: type[BaseModel], value: Any, section: str) -> BaseModel:
+    """Validate an arm's override section; errors keep their field path relative to the arm."""
+    if not isinstance(value, dict):
+        raise _FieldError(f".{section}", f"give a mapping of {section} fields, got {value!r}")
+    try:
+        return model.model_validate(value)
+    except pydantic.ValidationError as exc:
+        error = _first_error(exc, value, model)
+        field = error.field.removeprefix(f"{section}.").removeprefix(section)
+        raise _FieldError(f".{section}.{field}".rstrip("."), error.message) from None
+    except _FieldError as exc:
+        field = exc.field.removeprefix(f"{section}.").removeprefix(section)
+        raise _FieldError(f".{section}.{field}".rstrip("."), exc.message) from None
+
+
+class Primary(_Section):
+    """The primary comparison: endpoint, visit, and the change (endpoint units) defining a responder."""
+
+    endpoint: str
+    at_h: Hours = Field(alias="at")
+    responder_change: float | None = None
+
+
+class Trial(_Section):
+    """A virtual randomised trial (see README, "Virtual trials")."""
+
+    patients: int = Field(ge=2, le=10_000_000)
+    arms: tuple[Arm, ...] = Field(min_length=1, max_length=20)
+    visits_h: tuple[Hours, ...] = Field(alias="visits", min_length=1, max_length=400)
+    primary: Primary
+    replicates: int = Field(1, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _arms_and_visits(self) -> Trial:
+        names = [arm.name for arm in self.arms]
+        if len(set(names)) != len(names):
+            raise _FieldError("trial.arms", f"arm names must be unique, got {', '.join(names)}")
+        if self.patients < len(self.arms):
+            raise _FieldError("trial.patients", f"{self.patients} is fewer than the {len(self.arms)} arms")
+        visits = tuple(sorted({0.0, *self.visits_h}))
+        if visits[0] < 0:
+            raise _FieldError("trial.visits", "visits are times after the first dose (>= 0 day)")
+        object.__setattr__(self, "visits_h", visits)
+        if self.primary.at_h not in visits:
+            raise _FieldError(
+                "trial.primary.at",
+                f"{self.primary.at_h / 24:g} day is not a visit; allowed: "
+                + ", ".join(f"{v / 24:g} day" for v in visits),
+            )
+        return self
+
+    @property
+    def control(self) -> Arm:
+        """The arm others are compared with: the first placebo or no-treatment arm, else the first."""
+        return next((a for a in self.arms if a.kind != "cells"), self.arms[0])
