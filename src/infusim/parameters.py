@@ -37,6 +37,7 @@ TABLES = (
     "mechanisms.csv",
     "population.csv",
     "variability.csv",
+    "safety.csv",
     "synthesis.csv",
 )
 COLUMNS = ("parameter", "scope", "value", "unit", "source", "provenance", "note")

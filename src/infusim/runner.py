@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from infusim import __version__, stats
+from infusim import __version__, safety, stats
 from infusim.errors import OutputError
 from infusim.io import write_json
 from infusim.scenario import Scenario
@@ -200,6 +200,7 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
             },
         },
         "by_arm": stats.arm_summary(first, plan),
+        "adverse_events": _adverse_events(out, plan_chunks, trial),
         "comparisons": stats.comparisons(first, plan),
         "power": stats.power(totals, plan),
         "assurance": _assurance(out, plan_chunks, trial.replicates, plan, totals.shape[1:]),
@@ -221,6 +222,20 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
             "effect_vs_untreated: mean of (true value in the arm - the same patient's untreated twin), "
             "placebo response included for arms with a procedure",
         ],
+    }
+
+
+def _adverse_events(out: Path, plan_chunks: list[Chunk], trial) -> dict:
+    """Per event and arm of replicate 0: patients with the event, rates with 95% CIs and the relative
+    risk against the control arm (``safety.trial_summary``)."""
+    counts = sum(np.load(out / "stats" / f"{c.stem}-events.npy") for c in plan_chunks if c.replicate == 0)
+    arms = [a.name for a in trial.arms]
+    return {
+        "by_event": safety.trial_summary(counts, arms, arms.index(trial.control.name)),
+        "dataset": "adverse_events/",
+        "note": "patients with at least one event (any grade; serious: CTCAE grade 3-5) in replicate 0; "
+        "exact binomial 95% CIs; relative risk against the control arm (None when either arm has none). "
+        "Event models and sources: docs/safety.md. A research model, not advice for any patient.",
     }
 
 
@@ -340,6 +355,16 @@ def run_chunk(scenario: Scenario, out: Path, chunk: Chunk) -> Chunk:
     with tmp.open("wb") as handle:
         np.save(handle, partial.sums)
     os.replace(tmp, stats_path)
+    events, counts = safety.chunk_events(scenario, chunk.replicate, chunk.start, chunk.stop)
+    path = out / "stats" / f"{chunk.stem}-events.npy"
+    tmp = path.with_name(f".{chunk.stem}.{os.getpid()}-events.npy")
+    with tmp.open("wb") as handle:
+        np.save(handle, counts)
+    os.replace(tmp, path)
+    path = out / "adverse_events" / f"{chunk.stem}.parquet"
+    tmp = path.with_name(f".{chunk.stem}.{os.getpid()}.parquet")
+    events.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
     part = out / "patients" / f"{chunk.stem}.parquet"
     tmp = part.with_name(f".{chunk.stem}.{os.getpid()}.parquet")
     pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
@@ -348,9 +373,16 @@ def run_chunk(scenario: Scenario, out: Path, chunk: Chunk) -> Chunk:
 
 
 def _done(out: Path, chunk: Chunk) -> bool:
-    return (out / "patients" / f"{chunk.stem}.parquet").is_file() and (
-        out / "stats" / f"{chunk.stem}.npy"
-    ).is_file()
+    """The patients file is written last, so its presence means the chunk is complete."""
+    return all(
+        path.is_file()
+        for path in (
+            out / "stats" / f"{chunk.stem}.npy",
+            out / "stats" / f"{chunk.stem}-events.npy",
+            out / "adverse_events" / f"{chunk.stem}.parquet",
+            out / "patients" / f"{chunk.stem}.parquet",
+        )
+    )
 
 
 def _manifest(scenario: Scenario, chunk_size: int) -> dict:
@@ -399,21 +431,21 @@ def _prepare(out: Path, manifest: dict, resume: bool) -> None:
                 )
             _check_parts(out)
             return
-        for name in ("patients", "stats"):
+        for name in ("patients", "stats", "adverse_events"):
             shutil.rmtree(out / name, ignore_errors=True)
         for name in ("summary.json", "report.html"):
             (out / name).unlink(missing_ok=True)
     elif resume:
         raise OutputError("--resume", f"{out} holds no trial to resume")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "patients").mkdir(exist_ok=True)
-    (out / "stats").mkdir(exist_ok=True)
+    for name in ("patients", "stats", "adverse_events"):
+        (out / name).mkdir(exist_ok=True)
     _write_atomic_json(out / MANIFEST, manifest)
 
 
 def _check_parts(out: Path) -> None:
     """Before resuming: drop temporary files of killed writers; refuse unreadable chunk files."""
-    for folder in ("patients", "stats"):
+    for folder in ("patients", "stats", "adverse_events"):
         (out / folder).mkdir(exist_ok=True)
         for path in (out / folder).glob(".part-*"):
             path.unlink(missing_ok=True)

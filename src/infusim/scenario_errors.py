@@ -38,6 +38,7 @@ _ALIASES = {
     "outputs_h": "outputs",
     "dose_cells_per_kg": "dose",
     "dose_cells": "dose",
+    "heparin_iu": "heparin",
 }
 
 

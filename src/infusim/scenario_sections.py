@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from infusim import units
 from infusim.compartments import (
@@ -179,6 +179,9 @@ class Product(_Section):
         None, alias="diameter"
     )
     viability: float = Field(0.9, gt=0.0, le=1.0)
+    #: Made and characterised under a regulator's oversight (false: an uncharacterised clinic product,
+    #: with a higher risk of ectopic growth; safety.py).
+    regulated: StrictBool = True
 
     @field_validator("diameter_um")
     @classmethod
@@ -231,6 +234,22 @@ class Administration(_Section):
     duration_h: Hours = Field(0.5, alias="duration")
     repeat: Repeat = Repeat()
     conditioning: Literal["none", "cy_atg", "beam_atg"] = "none"
+    #: Heparin given with the cells, international units (0: none); it lowers the risk of lung
+    #: obstruction by clotting cells (safety.py).
+    heparin_iu: float = Field(0.0, alias="heparin")
+
+    @field_validator("heparin_iu", mode="before")
+    @classmethod
+    def _heparin(cls, value: Any) -> float:
+        text = str(value).strip()
+        number = text.removesuffix("IU").strip() if isinstance(value, str) else text
+        try:
+            amount = float(number)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an amount of heparin (write e.g. '5000 IU' or 0)") from None
+        if isinstance(value, bool) or amount < 0:
+            raise ValueError(f"{value!r} is negative or not an amount; allowed: 0 or more IU")
+        return amount
 
     @model_validator(mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from infusim import __version__, conditions, outcomes
+from infusim import __version__, conditions, outcomes, safety
 from infusim.model import disease
 from infusim.model.declare import Model, patient_sum
 from infusim.model.disease import EndpointTrajectories
@@ -37,6 +37,7 @@ class Result:
     observations: pd.DataFrame
     summary: dict[str, Any]
     endpoints: pd.DataFrame
+    adverse_events: pd.DataFrame
 
 
 def disease_outcomes(
@@ -81,12 +82,14 @@ def simulate(scenario: Scenario, params: ParameterSet | None = None, uncertainty
         endpoints = paths.table(times / 24.0)
         intervals = effect_intervals(scenario, model, params)
     summary = _summary(scenario, model, observed, cells, params, endpoints, intervals)
+    adverse, summary["adverse_events"] = safety.simulate_events(scenario, model, params)
+    summary["warnings"] += summary["adverse_events"].pop("warnings", [])
     summary["uncertainty"] = None
     if uncertainty > 0:
         from infusim.ensemble import bands
 
         summary["uncertainty"] = bands(scenario, uncertainty, scenario.simulation.seed, params)
-    return Result(scenario, model, observed, cells, observations, summary, endpoints)
+    return Result(scenario, model, observed, cells, observations, summary, endpoints, adverse)
 
 
 #: Posterior draws behind the 95% interval of each effect in ``simulate``.

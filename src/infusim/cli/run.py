@@ -73,6 +73,7 @@ def _run(scenario_path: Path, out: Path, quiet: bool, report: bool, uncertainty:
     def write(folder: Path) -> None:
         io.write_parquet(result.cells, folder / "cells.parquet")
         io.write_parquet(result.observations, folder / "observations.parquet")
+        io.write_parquet(result.adverse_events, folder / "adverse_events.parquet")
         if len(result.endpoints):
             io.write_parquet(result.endpoints, folder / "endpoints.parquet")
         if result.summary["uncertainty"]:
@@ -96,6 +97,7 @@ def _run(scenario_path: Path, out: Path, quiet: bool, report: bool, uncertainty:
         _print_bands(result.summary)
     if result.summary["endpoints"]:
         _print_endpoints(result)
+    _print_adverse_events(result.summary["adverse_events"])
     console.print(f"[dim]{DISCLAIMER}[/dim]")
     console.print(f"Output folder: [bold]{escape(str(folder))}[/bold]")
     if report:
@@ -195,3 +197,24 @@ def _print_endpoints(result) -> None:
     else:
         console.print("[dim]No controlled evidence with a CI: the effect has no interval.[/dim]")
     console.print(f"[dim]{result.summary['endpoint_note']}[/dim]", highlight=False)
+
+
+def _print_adverse_events(found: dict) -> None:
+    """Each event's probability over the simulation for this patient (all grades and serious)."""
+    table = Table(title="Adverse events: probability over the simulation (this patient)")
+    for column in ("event", "any grade", "serious (grade 3-5)", "basis"):
+        table.add_column(
+            column, justify="right" if column in ("any grade", "serious (grade 3-5)") else "left"
+        )
+    for name, row in found["events"].items():
+        table.add_row(
+            name, f"{row['probability']:.3g}", f"{row['probability_serious']:.3g}", escape(row["basis"])
+        )
+    console.print(table)
+    load = found.get("lung_load")
+    if load:
+        console.print(
+            f"[dim]Peak lung load {load['peak_cells_per_g']:.3g} cells/g = "
+            f"{load['share_of_lethal']:.2%} of the lethal load (Kwon 2024a bolus in mice). "
+            "Events drawn for this patient: adverse_events.parquet.[/dim]"
+        )

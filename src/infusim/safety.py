@@ -1,0 +1,454 @@
+"""Adverse events: what can go wrong with the same cells and procedures (docs/safety.md).
+
+Each event has, per patient, a probability over the simulated time and a CTCAE grade (1-5, 5 =
+death; serious when 3 or more), from a cited base rate (``data/safety.csv``) and, where the
+mechanism lives in the cell model, from the model itself:
+
+* ``fever`` (grade 1): within ``fever_window`` of a dose or sham procedure; the control risk
+  ``fever_control_risk``, its odds multiplied by ``fever_odds_ratio`` for an MSC dose (Wang 2024);
+* ``lung_obstruction`` (grade 3, or 5 = death): the peak of live cells held in the lungs per gram of
+  lung, against the load that killed half the mice of a published adipose-MSC bolus (Kwon 2024a,
+  simulated with the same model), shifted by the product's tissue factor (source) and by heparin;
+  probit in the log load. Dose rate, cell size and lung clearance act through the kinetics;
+* ``treatment_related_death`` (grade 5): the conditioning regimen's mortality, within 100 days;
+* ``anti_donor_antibodies`` (grade 1): after each allogeneic dose;
+* ``ectopic_growth`` (grade 3): a lifetime risk with an exponential onset, higher for an unregulated
+  product (``product.regulated: false``);
+* ``harvest_complication`` (1 minor, 3 serious, 5 death): harvesting an autologous product, by tissue;
+* ``delivery_complication`` (grade 3): catheterisation or intramyocardial injection, per dose.
+
+Events are drawn from each patient's own random streams (``population.uniforms``, one stream per
+event and dose), so a trial's events do not depend on how it is cut into chunks. Times are days
+after the first dose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from infusim.compartments import LEFT_VENTRICLE
+from infusim.model.kinetics import assemble
+from infusim.model.physiology import physiology
+from infusim.parameters import ParameterSet, for_scenario
+from infusim.population import stream, uniforms
+from infusim.scenario import Scenario, from_dict
+from infusim.solve import solve
+
+#: Event names in report order.
+EVENTS = (
+    "fever",
+    "lung_obstruction",
+    "treatment_related_death",
+    "anti_donor_antibodies",
+    "ectopic_growth",
+    "harvest_complication",
+    "delivery_complication",
+)
+#: CTCAE grade from which an event counts as serious.
+SERIOUS_GRADE = 3
+#: Days after conditioning within which treatment-related deaths are counted.
+TRM_WINDOW_D = 100.0
+#: Kwon 2024a's experiment: adipose MSC bolus into the tail vein of ~20 g mice (dose set per use).
+KWON2024_SCENARIO = {
+    "name": "kwon2024",
+    "species": "mouse",
+    "patient": {"body_weight": "20 g"},
+    "product": {"cell_type": "msc", "tissue_source": "adipose", "viability": 1.0},
+    "administration": {"route": "intravenous", "dose": "1e6 cells", "duration": "0 min"},
+    "simulation": {"duration": "24 h", "outputs": ["24 h"]},
+}
+#: A human peak lung load above this share of the lethal load is flagged in the summary.
+WARN_LOAD_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class Risk:
+    """One chance of an event: ``grades`` are (grade, probability of at least that severity), most
+    severe first; ``when`` maps a uniform (0-1) to the day it happens; ``dose`` numbers the chance."""
+
+    event: str
+    grades: tuple[tuple[int, np.ndarray], ...]
+    when: object
+    basis: str
+    dose: int = 0
+
+    @property
+    def probability(self) -> np.ndarray:
+        """Probability of the event at any grade (per patient)."""
+        return np.max(np.stack([np.asarray(p, float) for _, p in self.grades]), axis=0)
+
+
+@dataclass(frozen=True)
+class LungLoad:
+    """Peak live cells held in the lungs per gram of lung (per patient), the lethal load for this
+    product and premedication, and when the peak occurs (day)."""
+
+    peak_per_g: np.ndarray
+    lethal_per_g: float
+    peak_day: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def share(self) -> np.ndarray:
+        return self.peak_per_g / self.lethal_per_g
+
+
+def lethal_lung_load(params: ParameterSet) -> float:
+    """Cells held per gram of lung at which half the mice of Kwon 2024a would die (adipose MSC)."""
+    dose = params.get("lung_obstruction_lethal_dose", "mouse", "cells")
+    spec = {
+        **KWON2024_SCENARIO,
+        "administration": {**KWON2024_SCENARIO["administration"], "dose": f"{dose} cells"},
+    }
+    scenario = from_dict(spec)
+    return float(lung_load(scenario, params).peak_per_g[0])
+
+
+def lung_load(scenario: Scenario, params: ParameterSet, model=None, body_weight_kg=None) -> LungLoad:
+    """Peak live cells in the lungs per gram of lung after each dose (first 24 h), per patient of
+    ``model`` (default: the scenario's one patient)."""
+    model = model if model is not None else assemble(scenario, params=params)
+    admin = scenario.administration
+    grid = np.unique(
+        np.concatenate(
+            [
+                i * admin.repeat.interval_h
+                + np.concatenate([[0.0], admin.effective_duration_h + np.geomspace(1e-3, 24.0, 40)])
+                for i in range(admin.repeat.count)
+            ]
+        )
+    )
+    states = solve(model, grid).patient_states()
+    site = scenario.condition.site if scenario.condition else None
+    lungs = [
+        i
+        for i, s in enumerate(model.states)
+        if s.kind == "live" and (s.compartment == "lungs" or (s.compartment == "target" and site == "lungs"))
+    ]
+    held = states[:, :, lungs].sum(axis=2)
+    weight = np.broadcast_to(
+        scenario.patient.body_weight_kg if body_weight_kg is None else body_weight_kg, (held.shape[0],)
+    )
+    lung_g = physiology(scenario.species, weight, params).organ_volume_l["lungs"] * 1000.0
+    per_g = held / np.reshape(lung_g, (-1, 1))
+    peak = per_g.argmax(axis=1)
+    return LungLoad(per_g.max(axis=1), np.nan, grid[peak] / 24.0)
+
+
+def risks(
+    scenario: Scenario,
+    params: ParameterSet,
+    kind: str = "cells",
+    patients: int = 1,
+    load: LungLoad | None = None,
+) -> list[Risk]:
+    """Every chance of an adverse event of ``patients`` patients given ``scenario`` (``kind``:
+    ``cells``, ``placebo`` for a sham procedure without cells, ``none`` for no procedure)."""
+    if kind == "none":
+        return []
+    admin, product = scenario.administration, scenario.product
+    horizon_d = scenario.simulation.duration_h / 24.0
+    doses_d = [i * admin.repeat.interval_h / 24.0 for i in range(admin.repeat.count)]
+    doses_d = [d for d in doses_d if d <= horizon_d]
+    ones = np.ones(patients)
+    out: list[Risk] = []
+
+    window = params.get("fever_window", "", "day")
+    control = params.get("fever_control_risk", "", "")
+    fever, basis = control, "fever_control_risk (background; no pooled estimate for this product)"
+    if kind == "cells" and product.cell_type == "msc":
+        odds = params.get("fever_odds_ratio", "msc", "") * control / (1.0 - control)
+        fever, basis = odds / (1.0 + odds), "fever_odds_ratio[msc] (Wang 2024) on fever_control_risk"
+    elif kind != "cells":
+        basis = "fever_control_risk (sham procedure)"
+    for i, day in enumerate(doses_d):
+        out.append(Risk("fever", ((1, fever * ones),), _uniform_in(day, day + window), basis, i))
+
+    out += _procedure_risks(scenario, params, doses_d, ones)
+    if kind != "cells":
+        return out
+
+    if load is not None and np.any(load.peak_per_g > 0):
+        sd = params.get("lung_obstruction_probit_sd", "", "")
+        serious = params.get("lung_obstruction_serious_fraction", "", "")
+        z = np.log(np.maximum(load.share, 1e-300)) / sd
+        death = scipy.stats.norm.cdf(z)
+        grade3 = scipy.stats.norm.cdf(z - np.log(serious) / sd)
+        peak = load.peak_day
+        out.append(
+            Risk(
+                "lung_obstruction",
+                ((5, death), (3, grade3)),
+                lambda u, peak=peak: peak + 0.0 * u,
+                "lung load against the lethal load of Kwon 2024a",
+            )
+        )
+    if admin.conditioning != "none":
+        trm = params.get("treatment_related_mortality", admin.conditioning, "")
+        covered = min(horizon_d, TRM_WINDOW_D) / TRM_WINDOW_D
+        out.append(
+            Risk(
+                "treatment_related_death",
+                ((5, trm * covered * ones),),
+                _uniform_in(0.0, min(horizon_d, TRM_WINDOW_D)),
+                f"treatment_related_mortality[{admin.conditioning}]",
+            )
+        )
+    if product.donor == "allogeneic":
+        delay = params.get("anti_donor_antibody_delay", "", "day")
+        p = params.get("anti_donor_antibody_risk", "", "")
+        for i, day in enumerate(doses_d):
+            if day + delay <= horizon_d:
+                out.append(
+                    Risk("anti_donor_antibodies", ((1, p * ones),), _at(day + delay), "Toyserkani 2017", i)
+                )
+    lifetime = params.get("ectopic_growth_risk", "", "")
+    if not product.regulated:
+        lifetime *= params.get("ectopic_growth_unregulated_factor", "", "")
+    mean_d = params.get("ectopic_growth_onset", "", "day")
+    by_horizon = lifetime * (1.0 - np.exp(-horizon_d / mean_d))
+    out.append(
+        Risk(
+            "ectopic_growth",
+            ((3, by_horizon * ones),),
+            _exponential_within(mean_d, horizon_d),
+            "Wang 2024 bound",
+        )
+    )
+    return out
+
+
+def _procedure_risks(
+    scenario: Scenario, params: ParameterSet, doses_d: list[float], ones: np.ndarray
+) -> list[Risk]:
+    """Harvest of an autologous product (once, before the first dose; a blinded sham arm is harvested
+    too) and the delivery procedure of each dose."""
+    product = scenario.product
+    out = []
+    source = product.tissue_source
+    if product.donor == "autologous":
+        death = (
+            params.get("harvest_death_risk", source, "") if params.has("harvest_death_risk", source) else 0.0
+        )
+        serious = (
+            params.get("harvest_serious_risk", source, "")
+            if params.has("harvest_serious_risk", source)
+            else 0.0
+        )
+        minor = (
+            params.get("harvest_minor_risk", source, "") if params.has("harvest_minor_risk", source) else 0.0
+        )
+        grades = tuple(
+            (g, p * ones) for g, p in ((5, death), (3, serious), (1, max(minor, serious))) if p > 0
+        )
+        if grades:
+            out.append(Risk("harvest_complication", grades, _at(0.0), f"harvest of {source}"))
+    key = _delivery_key(scenario)
+    if key is not None:
+        p = params.get("delivery_serious_risk", key, "")
+        for i, day in enumerate(doses_d):
+            out.append(
+                Risk("delivery_complication", ((3, p * ones),), _at(day), f"delivery_serious_risk[{key}]", i)
+            )
+    return out
+
+
+def _delivery_key(scenario: Scenario) -> str | None:
+    """Row scope of the delivery procedure's serious risk, or None where no rate was read."""
+    admin = scenario.administration
+    if admin.route == "intra_arterial" and scenario.site != LEFT_VENTRICLE:
+        return "intra_arterial"
+    if admin.route == "local" and scenario.site == "heart":
+        return "local/heart"
+    return None
+
+
+def _uniform_in(start: float, end: float):
+    return lambda u: start + u * (end - start)
+
+
+def _at(day: float):
+    return lambda u: day + 0.0 * u
+
+
+def _exponential_within(mean_d: float, horizon_d: float):
+    """Onset times of an exponential with mean ``mean_d`` conditioned on falling before the horizon."""
+    return lambda u: -mean_d * np.log1p(-u * (1.0 - np.exp(-horizon_d / mean_d)))
+
+
+def draw(chances: list[Risk], seed: int, index: np.ndarray) -> pd.DataFrame:
+    """The events that happen to patients ``index`` (``patient, event, time_d, grade, serious``)."""
+    index = np.asarray(index, dtype=np.int64)
+    frames = []
+    for chance in chances:
+        name = f"adverse:{chance.event}:{chance.dose}"
+        u = uniforms(seed, index, stream(name))
+        grade = np.zeros(len(index), dtype=np.int8)
+        for level, probability in sorted(chance.grades, key=lambda g: -g[0]):
+            hit = (grade == 0) & (u < np.asarray(probability))
+            grade[hit] = level
+        hit = grade > 0
+        if not hit.any():
+            continue
+        when = np.broadcast_to(chance.when(uniforms(seed, index, stream(f"{name}:time"))), index.shape)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "patient": index[hit],
+                    "event": chance.event,
+                    "time_d": when[hit].astype(float),
+                    "grade": grade[hit],
+                    "serious": grade[hit] >= SERIOUS_GRADE,
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame(
+            {
+                "patient": pd.Series(dtype="int64"),
+                "event": pd.Series(dtype="object"),
+                "time_d": pd.Series(dtype="float64"),
+                "grade": pd.Series(dtype="int8"),
+                "serious": pd.Series(dtype="bool"),
+            }
+        )
+    return pd.concat(frames, ignore_index=True).sort_values(["patient", "time_d", "event"], kind="stable")
+
+
+def load_for(scenario: Scenario, params: ParameterSet, model=None, body_weight_kg=None) -> LungLoad:
+    """The scenario's lung load with the lethal load for its product and premedication."""
+    found = lung_load(scenario, params, model, body_weight_kg)
+    product = scenario.product
+    factor = params.get("lung_obstruction_source_factor", f"{product.cell_type}/{product.tissue_source}", "")
+    if scenario.administration.heparin_iu > 0:
+        factor *= params.get("lung_obstruction_heparin_factor", "", "")
+    lethal = lethal_lung_load(params) * factor
+    notes = []
+    share = float(np.max(found.peak_per_g) / lethal)
+    if scenario.species == "human" and share > WARN_LOAD_SHARE:
+        notes.append(
+            f"peak lung load is {share:.0%} of the load that killed half the mice of a published bolus "
+            "(Kwon 2024a): slow the infusion, lower the dose or consider heparin"
+        )
+    return LungLoad(found.peak_per_g, lethal, found.peak_day, notes)
+
+
+def patient_summary(chances: list[Risk], load: LungLoad | None) -> dict:
+    """Per event: probability over the simulation for the scenario's patient, grades and basis."""
+    events = {}
+    for name in EVENTS:
+        own = [c for c in chances if c.event == name]
+        if not own:
+            continue
+        p_none = np.prod([1.0 - float(np.asarray(c.probability).reshape(-1)[0]) for c in own])
+        serious = [c for c in own if any(g >= SERIOUS_GRADE for g, _ in c.grades)]
+        p_serious = 1.0 - np.prod(
+            [
+                1.0 - float(np.max([np.asarray(p).reshape(-1)[0] for g, p in c.grades if g >= SERIOUS_GRADE]))
+                for c in serious
+            ]
+        )
+        events[name] = {
+            "probability": float(1.0 - p_none),
+            "probability_serious": float(p_serious) if serious else 0.0,
+            "chances": len(own),
+            "basis": own[0].basis,
+        }
+    out = {"events": events}
+    if load is not None:
+        out["lung_load"] = {
+            "peak_cells_per_g": float(np.max(load.peak_per_g)),
+            "lethal_cells_per_g": float(load.lethal_per_g),
+            "share_of_lethal": float(np.max(load.share)),
+        }
+        out["warnings"] = list(load.notes)
+    return out
+
+
+def simulate_events(
+    scenario: Scenario, model, params: ParameterSet | None = None
+) -> tuple[pd.DataFrame, dict]:
+    """Adverse events of the scenario's one patient: the drawn events (seeded) and the summary."""
+    params = params or for_scenario(scenario)
+    load = load_for(scenario, params, model)
+    chances = risks(scenario, params, "cells", 1, load)
+    events = draw(chances, scenario.simulation.seed, np.array([0]))
+    return events, patient_summary(chances, load)
+
+
+def chunk_events(
+    scenario: Scenario, replicate: int, start: int, stop: int, params: ParameterSet | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Adverse events of trial patients ``start`` to ``stop - 1`` of ``replicate``: the events (with
+    ``replicate`` and ``arm``) and counts (arms, events + 1, 2): patients with the event at any
+    grade and serious; the last event slot holds the arm's patients (both columns).
+
+    Allocation and streams are those of ``trial.simulate_chunk`` (pure functions of seed and patient),
+    so the events do not depend on chunking. The lung load is that of each arm's typical patient.
+    """
+    from infusim.population import replicate_seed
+    from infusim.trial import allocate
+
+    params = params or for_scenario(scenario)
+    trial = scenario.trial
+    seed = replicate_seed(scenario.simulation.seed, replicate)
+    index = np.arange(start, stop, dtype=np.int64)
+    arm = allocate(seed, index, tuple(a.ratio for a in trial.arms))
+    counts = np.zeros((len(trial.arms), len(EVENTS) + 1, 2), dtype=np.int64)
+    frames = []
+    for a, spec in enumerate(trial.arms):
+        members = index[arm == a]
+        counts[a, -1, :] = members.size
+        if members.size == 0:
+            continue
+        arm_scenario = scenario.for_arm(spec)
+        load = load_for(arm_scenario, params) if spec.kind == "cells" else None
+        events = draw(risks(arm_scenario, params, spec.kind, members.size, load), seed, members)
+        for e, name in enumerate(EVENTS):
+            own = events[events.event == name]
+            counts[a, e, 0] = own.patient.nunique()
+            counts[a, e, 1] = own[own.serious].patient.nunique()
+        frames.append(events.assign(replicate=replicate, arm=spec.name))
+    columns = ["replicate", "patient", "arm", "event", "time_d", "grade", "serious"]
+    table = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    return table, counts
+
+
+def trial_summary(counts: np.ndarray, arms: list[str], control: int) -> dict:
+    """Per event and arm: patients with the event (any grade, serious) with exact 95% CIs, and the
+    relative risk against the control arm with its 95% CI (None when the control has no event)."""
+    out: dict[str, dict] = {}
+    for e, name in enumerate(EVENTS):
+        entry: dict[str, dict] = {}
+        for a, arm in enumerate(arms):
+            n = int(counts[a, -1, 0])
+            row = {"patients": n}
+            for j, key in enumerate(("any", "serious")):
+                k = int(counts[a, e, j])
+                row[key] = _rate(k, n)
+                if a != control:
+                    row[f"relative_risk_{key}"] = _relative_risk(
+                        k, n, int(counts[control, e, j]), int(counts[control, -1, 0])
+                    )
+            entry[arm] = row
+        out[name] = entry
+    return out
+
+
+def _rate(k: int, n: int) -> dict:
+    if n == 0:
+        return {"events": k, "rate": None, "low": None, "high": None}
+    ci = scipy.stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return {"events": k, "rate": k / n, "low": float(ci.low), "high": float(ci.high)}
+
+
+def _relative_risk(k: int, n: int, k0: int, n0: int) -> dict | None:
+    if n == 0 or n0 == 0 or k0 == 0 or k == 0:
+        return None
+    found = scipy.stats.contingency.relative_risk(k, n, k0, n0)
+    ci = found.confidence_interval(confidence_level=0.95)
+    return {"estimate": float(found.relative_risk), "low": float(ci.low), "high": float(ci.high)}
