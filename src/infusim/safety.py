@@ -6,9 +6,10 @@ mechanism lives in the cell model, from the model itself:
 
 * ``fever`` (grade 1): within ``fever_window`` of a dose or sham procedure; the control risk
   ``fever_control_risk``, its odds multiplied by ``fever_odds_ratio`` for an MSC dose (Wang 2024);
-* ``lung_obstruction`` (grade 3, or 5 = death): the peak of live cells held in the lungs per gram of
-  lung, against the load that killed half the mice of a published adipose-MSC bolus (Kwon 2024a,
-  simulated with the same model), shifted by the product's tissue factor (source) and by heparin;
+* ``lung_obstruction`` (grade 3, or 5 = death; MSC, which are held by size): the peak of live cells
+  held in the lungs per gram of lung, against the load that killed half the mice of a published
+  adipose-MSC bolus (Kwon 2024a, simulated with the same model), shifted by the product's tissue
+  factor (source) and by heparin;
   probit in the log load. Dose rate, cell size and lung clearance act through the kinetics;
 * ``treatment_related_death`` (grade 5): the conditioning regimen's mortality, within 100 days;
 * ``anti_donor_antibodies`` (grade 1): after each allogeneic dose;
@@ -172,7 +173,9 @@ def risks(
     if kind != "cells":
         return out
 
-    if load is not None and np.any(load.peak_per_g > 0):
+    # leukocyte-sized cells marginate in the lungs and leave within minutes (Thakur 1977): they do not
+    # obstruct; only cells held by size (MSC) count towards the lung load
+    if load is not None and product.cell_type == "msc" and np.any(load.peak_per_g > 0):
         sd = params.get("lung_obstruction_probit_sd", "", "")
         serious = params.get("lung_obstruction_serious_fraction", "", "")
         z = np.log(np.maximum(load.share, 1e-300)) / sd

@@ -1,0 +1,122 @@
+"""A therapeutic window: benefit and harm of one scenario over a range of doses (and routes).
+
+For each dose (and route) the scenario is rebuilt and validated, simulated for its one patient, and
+reported with the effect on the condition's primary endpoint at the end of the simulation (posterior
+mean and 95% interval, ``simulation.effect_intervals``) and the probability of each serious adverse
+event (``safety``). Where benefit saturates and harm begins is read off the table, not off the
+schema's dose ceiling. Research use only: these are model predictions, not advice for any patient.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from infusim import conditions, safety
+from infusim.errors import ScenarioError
+from infusim.model.disease import extrapolation_warnings
+from infusim.model.kinetics import assemble
+from infusim.parameters import for_scenario
+from infusim.scenario import Scenario, from_dict
+from infusim.simulation import effect_intervals
+
+
+@dataclass(frozen=True)
+class Window:
+    """One row per route and dose (``rows``) and what the table measures (``endpoint``, ``time_d``)."""
+
+    rows: pd.DataFrame
+    endpoint: str | None
+    unit: str | None
+    time_d: float
+
+
+def parse_doses(text: str) -> list[float]:
+    """'1e5,1e6,1e7' -> [1e5, 1e6, 1e7]; an empty list or a dose that is not positive is an error."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ScenarioError(
+            "--doses", f"{text!r} is not a comma-separated list of numbers (e.g. 1e5,1e6,1e7)"
+        ) from None
+    if not values:
+        raise ScenarioError("--doses", "give at least one dose (e.g. 1e5,1e6,1e7)")
+    if any(not np.isfinite(v) or v <= 0 for v in values):
+        raise ScenarioError("--doses", f"{text!r}: every dose must be a positive number")
+    return sorted(set(values))
+
+
+def window(spec: dict, doses: list[float], per_kg: bool = True, routes: list[str] | None = None) -> Window:
+    """The scenario ``spec`` (a mapping, as read from YAML) at each dose (cells/kg, or cells per patient
+    with ``per_kg=False``) and each route (default: its own)."""
+    base = from_dict(spec)
+    routes = routes or [base.administration.route]
+    rows = []
+    endpoint = unit = None
+    for route in routes:
+        for dose in doses:
+            scenario = _variant(spec, base, dose, per_kg, route)
+            row, found = _evaluate(scenario)
+            if found is not None:
+                endpoint, unit = found
+            rows.append({"route": route, **row})
+    time_d = base.simulation.duration_h / 24.0
+    return Window(pd.DataFrame(rows), endpoint, unit, time_d)
+
+
+def _variant(spec: dict, base: Scenario, dose: float, per_kg: bool, route: str) -> Scenario:
+    """The scenario with this dose and route, validated like a file (so a bad combination is named)."""
+    spec = copy.deepcopy(spec)
+    admin = dict(spec.get("administration") or {})
+    admin["dose"] = f"{dose:g} cells/kg" if per_kg else f"{dose:g} cells"
+    if route != base.administration.route:
+        admin["route"] = route
+        if route == "intravenous":
+            admin.pop("into", None)
+        elif route == "local":
+            admin.pop("duration", None)
+        if route != "local" and "duration" not in admin:
+            admin["duration"] = "30 min"
+    spec["administration"] = admin
+    try:
+        return from_dict(spec)
+    except ScenarioError as exc:
+        raise ScenarioError(exc.field, f"{exc.message} (at dose {dose:g}, route {route})") from None
+
+
+def _evaluate(scenario: Scenario) -> tuple[dict, tuple[str, str] | None]:
+    params = for_scenario(scenario)
+    model = assemble(scenario, params=params)
+    _, found = safety.simulate_events(scenario, model, params)
+    row: dict = {
+        "dose_cells_per_kg": scenario.dose_cells_per_kg,
+        "dose_cells": scenario.dose_cells,
+    }
+    endpoint = None
+    condition = scenario.condition
+    if condition is not None and condition.name is not None:
+        info = conditions.get(condition.name)
+        primary = info.primary
+        end_d = scenario.simulation.duration_h / 24.0
+        intervals = effect_intervals(scenario, model, params)
+        effect = intervals.get((end_d, primary.name))
+        row.update(
+            {
+                "effect_mean": effect["mean"] if effect else np.nan,
+                "effect_low": effect["low"] if effect else np.nan,
+                "effect_high": effect["high"] if effect else np.nan,
+                "outside_evidence": bool(extrapolation_warnings(scenario, info)),
+            }
+        )
+        endpoint = (primary.name, primary.unit)
+    none = 1.0
+    for name in safety.EVENTS:
+        p = found["events"].get(name, {}).get("probability_serious", 0.0)
+        row[f"serious_{name}"] = p
+        none *= 1.0 - p
+    row["serious_any"] = 1.0 - none
+    row["lung_load_share"] = found["lung_load"]["share_of_lethal"]
+    return row, endpoint

@@ -1,0 +1,74 @@
+"""`infusim doses`: the therapeutic window from the command line, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.cli.test_cli import run
+from tests.helpers import EXAMPLES
+
+
+def test_doses_reports_effect_and_serious_harm_over_doses_and_routes(tmp_path):
+    out = tmp_path / "window"
+    result = run(
+        "doses",
+        str(EXAMPLES / "msc-iv-human.yaml"),
+        "--doses",
+        "1e6,1e8",
+        "--routes",
+        "intravenous,intra_arterial",
+        "-o",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    rows = pd.read_parquet(out / "doses.parquet")
+    assert len(rows) == 4 and set(rows.route) == {"intravenous", "intra_arterial"}
+    iv = rows[rows.route == "intravenous"].set_index("dose_cells_per_kg")
+    # 1e8 MSC/kg IV puts a lung load near the lethal one of the mouse bolus: serious harm rises
+    assert iv.loc[1e8, "serious_lung_obstruction"] > 10 * iv.loc[1e6, "serious_lung_obstruction"]
+    # an intracoronary dose skips the lung first pass (less lung harm) but adds catheterisation risk
+    ia = rows[rows.route == "intra_arterial"].set_index("dose_cells_per_kg")
+    assert ia.loc[1e8, "serious_lung_obstruction"] < iv.loc[1e8, "serious_lung_obstruction"]
+    assert ia.loc[1e6, "serious_delivery_complication"] > 0 == iv.loc[1e6, "serious_delivery_complication"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert "research tool" in summary["disclaimer"] and (out / "doses.html").is_file()
+    html = (out / "doses.html").read_text()
+    assert '<script src="http' not in html and "research tool" in html
+
+
+def test_the_window_of_a_condition_saturates_in_benefit():
+    import yaml
+
+    from infusim import doses
+
+    spec = yaml.safe_load((EXAMPLES / "condition-ischemic-heart-failure.yaml").read_text())
+    found = doses.window(spec, [1e5, 1e6, 1e7, 1e8])
+    effect = found.rows.effect_mean.to_numpy()
+    assert found.endpoint == "lvef" and (effect[1:] >= effect[:-1]).all()
+    gains = effect[1:] - effect[:-1]
+    assert gains[-1] < gains[0]  # diminishing returns at high doses
+    assert (found.rows.effect_low <= found.rows.effect_mean).all()
+    # marrow mononuclear cells marginate in the lungs and are never counted as obstructing
+    assert (found.rows.serious_lung_obstruction == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--doses", ""], "--doses: give at least one dose"),
+        (["--doses", "1e6,-3"], "--doses: '1e6,-3': every dose must be a positive number"),
+        (["--doses", "many"], "--doses: 'many' is not a comma-separated list"),
+        (["--doses", "1e6", "--routes", "oral"], "--routes: 'oral'; allowed: intravenous"),
+        (["--doses", "1e6", "--per", "gram"], "--per: 'gram'; allowed: kg, patient"),
+        (["--doses", "1e11"], "administration.dose"),
+    ],
+)
+def test_bad_doses_input_is_one_line_with_exit_2_and_no_output(tmp_path, args, words):
+    out = tmp_path / "never"
+    result = run("doses", str(EXAMPLES / "msc-iv-human.yaml"), *args, "-o", str(out))
+    assert result.returncode == 2
+    assert words in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert not out.exists()
