@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from infusim import __version__, conditions, outcomes, safety
+from infusim import __version__, conditions, outcomes, regulatory, safety
 from infusim.model import disease
 from infusim.model.declare import Model, patient_sum
 from infusim.model.disease import EndpointTrajectories
@@ -84,6 +84,7 @@ def simulate(scenario: Scenario, params: ParameterSet | None = None, uncertainty
     summary = _summary(scenario, model, observed, cells, params, endpoints, intervals)
     adverse, summary["adverse_events"] = safety.simulate_events(scenario, model, params)
     summary["warnings"] += summary["adverse_events"].pop("warnings", [])
+    summary["regulatory"] = regulatory.note(scenario)
     summary["uncertainty"] = None
     if uncertainty > 0:
         from infusim.ensemble import bands

@@ -104,3 +104,49 @@ def doses(
     console.print(
         f"Output folder: [bold]{escape(str(folder))}[/bold] (doses.parquet, summary.json, doses.html)"
     )
+
+
+@app.command()
+@_user_errors
+def regulatory(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    jurisdiction: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--jurisdiction", help="US, EU, UK, JP, KR, IN, CA, AU, CN or NZ (repeatable). Default: all."
+        ),
+    ] = None,
+) -> None:
+    """What is approved for the scenario's product, route and condition in each jurisdiction, under which
+    framework, and whether the scenario is an approved, conditional or investigational use, with sources.
+    """
+    from infusim import regulatory as rules
+    from infusim.scenario import load
+
+    chosen = [rules.check_jurisdiction(j) for j in jurisdiction] if jurisdiction else None
+    loaded = load(scenario)
+    found = rules.statuses(loaded, chosen)
+    product = loaded.product
+    what = f"{product.donor} {product.cell_type} from {product.tissue_source}, {loaded.administration.route}"
+    if loaded.condition and loaded.condition.name:
+        what += f", for {loaded.condition.name}"
+    table = Table(title=f"{escape(loaded.name)}: regulatory status ({escape(what)})", show_lines=True)
+    for column in ("where", "status", "why", "framework"):
+        table.add_column(column)
+    for s in found:
+        table.add_row(
+            f"{s.jurisdiction} ({rules.JURISDICTIONS[s.jurisdiction]})",
+            s.status,
+            escape(s.reason),
+            escape(s.framework.name) if s.framework else "-",
+        )
+    console.print(table)
+    sources = sorted({url for s in found for url in s.to_dict()["sources"]})
+    if sources:
+        console.print("Sources:", highlight=False)
+        for url in sources:
+            console.print(f"  {escape(url)}", highlight=False, soft_wrap=True)
+    console.print(
+        f"[dim]Tables checked {rules.CHECKED} (newest source {rules.NEWEST_SOURCE}); src/infusim/data/"
+        f"regulatory_*.csv. {rules.NOTE}[/dim]"
+    )

@@ -85,6 +85,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <table>{rows}</table>
 {_uncertainty_section(summary.get("uncertainty"))}
 {"".join(parts)}
+{_safety_section(summary.get("adverse_events"), summary.get("regulatory"))}
 <h2>Sources of the parameters this run used</h2><ul>{sources}</ul>
 <h2>Scenario</h2><pre>{scenario_json}</pre>
 </body></html>
@@ -199,3 +200,32 @@ def _uncertainty_section(found: dict | None) -> str:
         "effect and capture parameters from their posteriors).</p>"
         f"<table><tr><th>output</th>{head}</tr>{''.join(body)}</table>"
     )
+
+
+def _safety_section(found: dict | None, rules: dict | None) -> str:
+    """Adverse-event probabilities for this patient and the regulatory status of the use."""
+    out = ""
+    if found:
+        rows = "".join(
+            f"<tr><td>{html.escape(name)}</td><td>{row['probability']:.3g}</td>"
+            f"<td>{row['probability_serious']:.3g}</td><td>{html.escape(row['basis'])}</td></tr>"
+            for name, row in found["events"].items()
+        )
+        load = found.get("lung_load") or {}
+        share = f"<p>Peak lung load: {load.get('share_of_lethal', 0):.2%} of the lethal one (Kwon 2024a).</p>"
+        out += (
+            "<h2>Adverse events (probability over the simulation, this patient)</h2>"
+            "<table><tr><th>event</th><th>any grade</th><th>serious (grade 3-5)</th><th>basis</th></tr>"
+            f"{rows}</table>{share if load else ''}<p>Models and sources: docs/safety.md.</p>"
+        )
+    if rules:
+        rows = "".join(
+            f"<tr><td>{html.escape(code)}</td><td>{html.escape(v['status'])}</td><td>{html.escape(v['reason'])}</td></tr>"
+            for code, v in rules["by_jurisdiction"].items()
+        )
+        out += (
+            f"<h2>Regulatory status of this use (checked {html.escape(rules['checked'])})</h2>"
+            f"<table><tr><th>where</th><th>status</th><th>why</th></tr>{rows}</table>"
+            f"<p>{html.escape(rules['note'])} <code>infusim regulatory</code>: frameworks and sources.</p>"
+        )
+    return out
