@@ -251,3 +251,25 @@ def test_a_bad_region_is_one_line_naming_the_field(tmp_path, region, reason):
     results = validate([_region_case(tmp_path, region)], curves=False)
     assert reason in (results[0].error or ""), results[0].error
     assert "\n" not in results[0].error
+
+
+def test_adverse_event_cases_compare_a_simulated_trial_odds_ratio_with_a_meta_analysis():
+    from infusim.validate import summary
+
+    paths = [bundled_cases_dir() / n for n in ("wang2024_msc_safety_fever", "wang2021_msc_safety_fever")]
+    fitted, earlier = validate(paths, curves=False)
+    assert fitted.safety and fitted.calibration and fitted.passed  # the fever odds ratio is Wang 2024's
+    point = fitted.points()[0]
+    assert 1.22 < point["predicted"] < 2.11
+    # the earlier 62-trial analysis found 3.65 (2.05-6.49): outside, and reported as a miss
+    assert not earlier.calibration and not earlier.passed and earlier.aafe > 1
+    found = summary([fitted, earlier])
+    assert found["safety"]["predictions"]["cases"] == 1 and found["predictions"]["cases"] == 0
+
+
+def test_an_unknown_event_in_a_case_is_one_line(tmp_path):
+    case_dir = tmp_path / "bad_event"
+    shutil.copytree(bundled_cases_dir() / "wang2024_msc_safety_fever", case_dir)
+    _replace(case_dir / "observations.csv", "event:fever", "event:hiccups")
+    result = validate([case_dir], curves=False)[0]
+    assert "unknown event 'hiccups'; allowed: fever" in result.error and "\n" not in result.error

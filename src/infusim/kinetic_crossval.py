@@ -39,7 +39,7 @@ def cross_validate_cases(paths: list[Path], results: list[CaseResult]) -> dict:
     records = []
     held: list[tuple[str, CaseResult]] = []
     for path, result in zip(paths, results, strict=True):
-        if result.error is not None:
+        if result.error is not None or result.safety:
             continue
         record = {"case": result.name, "species": result.species}
         if not result.calibration:

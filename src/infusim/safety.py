@@ -455,3 +455,18 @@ def _relative_risk(k: int, n: int, k0: int, n0: int) -> dict | None:
     found = scipy.stats.contingency.relative_risk(k, n, k0, n0)
     ci = found.confidence_interval(confidence_level=0.95)
     return {"estimate": float(found.relative_risk), "low": float(ci.low), "high": float(ci.high)}
+
+
+def trial_odds_ratio(scenario: Scenario, event: str, params: ParameterSet | None = None) -> dict:
+    """Odds ratio of patients with ``event`` (any grade) in the first cells arm against the control arm
+    of replicate 0 of the scenario's trial, with its exact 95% CI (conditional maximum likelihood)."""
+    trial = scenario.trial
+    _, counts = chunk_events(scenario, 0, 0, trial.patients, params)
+    e = EVENTS.index(event)
+    control = next(i for i, a in enumerate(trial.arms) if a.name == trial.control.name)
+    treated = next(i for i, a in enumerate(trial.arms) if a.kind == "cells" and i != control)
+    k1, n1 = int(counts[treated, e, 0]), int(counts[treated, -1, 0])
+    k0, n0 = int(counts[control, e, 0]), int(counts[control, -1, 0])
+    found = scipy.stats.contingency.odds_ratio([[k1, n1 - k1], [k0, n0 - k0]])
+    ci = found.confidence_interval(confidence_level=0.95)
+    return {"odds_ratio": float(found.statistic), "low": float(ci.low), "high": float(ci.high)}

@@ -33,6 +33,7 @@ from infusim.model.physiology import physiology
 from infusim.observe import observe_only
 from infusim.parameters import ParameterSet, for_scenario, informed_studies, sampled
 from infusim.regions import Region
+from infusim.safety import trial_odds_ratio
 from infusim.scenario import Label, Scenario, load
 
 QUANTITIES = ("live_cells", "dna", "radiolabel")
@@ -102,6 +103,12 @@ class CaseResult:
     @property
     def passed(self) -> bool:
         return self.error is None and self.aafe <= self.tolerance_fold
+
+    @property
+    def safety(self) -> bool:
+        """Whether the case compares adverse events (``event:`` rows), not cell kinetics."""
+        quantities = self.comparisons.get("quantity", pd.Series(dtype=str)).astype(str)
+        return bool(len(quantities)) and bool(quantities.str.startswith("event:").all())
 
     def record(self) -> dict:
         """The JSON record of ``validation.json``."""
@@ -255,11 +262,14 @@ def _observations(
         if quantity.startswith(("endpoint:", "effect:")):
             rows.append(_endpoint_row(name, where, row, scenario))
             continue
+        if quantity.startswith("event:"):
+            rows.append(_event_row(name, where, row, scenario))
+            continue
         if quantity not in QUANTITIES:
             raise CaseError(
                 name,
                 f"{where}: unknown quantity {quantity!r}; allowed: {', '.join(QUANTITIES)}, "
-                "endpoint:<name>, effect:<name>",
+                "endpoint:<name>, effect:<name>, event:<name>",
             )
         if compartment not in compartments:
             raise CaseError(
@@ -350,6 +360,36 @@ def _endpoint_row(name: str, where: str, row, scenario: Scenario) -> dict:
     }
 
 
+def _event_row(name: str, where: str, row, scenario: Scenario) -> dict:
+    """An adverse-event row: ``event:<name>``, the odds ratio of a trial's cells arm against its control
+    with ``sd`` the standard error of its natural log ((ln high - ln low) / 3.92)."""
+    from infusim.safety import EVENTS
+
+    quantity = row.quantity.strip()
+    event = quantity.split(":", 1)[1]
+    if event not in EVENTS:
+        raise CaseError(name, f"{where}: unknown event {event!r}; allowed: {', '.join(EVENTS)}")
+    if row.unit.strip() != "odds_ratio" or row.compartment.strip():
+        raise CaseError(name, f"{where}: {quantity} rows have unit odds_ratio and an empty compartment")
+    trial = scenario.trial
+    if trial is None or not any(a.kind == "cells" and a.name != trial.control.name for a in trial.arms):
+        raise CaseError(name, f"{where}: {quantity} needs a trial with a cells arm and a control arm")
+    bound, value = _value(name, where, row.value)
+    sd = _float_or_nan(row.sd)
+    if bound or not sd > 0:
+        raise CaseError(name, f"{where}: event rows need a value and sd (log-scale standard error)")
+    return {
+        "time_h": scenario.simulation.duration_h,
+        "quantity": quantity,
+        "compartment": "",
+        "observed": value,
+        "bound": "",
+        "unit": "odds_ratio",
+        "sd": sd,
+        "source": row.source,
+    }
+
+
 def _value(name: str, where: str, text: str) -> tuple[str, float]:
     text = text.strip()
     bound = text[0] if text[:1] in ("<", ">") else ""
@@ -404,6 +444,8 @@ def prediction_intervals(
     values = {k: v for k, v in values.items() if k[0] not in uncertainty.POSTERIOR_PARAMETERS}
     frames = []
     for (q, c, u), drawn in _series(case, times, params, values, draws).items():
+        if q.startswith("event:"):
+            continue  # one simulated trial; its odds ratio has no parameter draws
         low, high = np.percentile(drawn, [2.5, 97.5], axis=0)
         frames.append(
             pd.DataFrame(
@@ -417,7 +459,8 @@ def prediction_intervals(
                 }
             )
         )
-    return pd.concat(frames, ignore_index=True)
+    columns = ["time_h", "quantity", "compartment", "unit", "predicted_low", "predicted_high"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def _series(
@@ -453,7 +496,11 @@ def _series(
     )
     out: dict[tuple[str, str, str], np.ndarray] = {}
     series = case.observations[["quantity", "compartment", "unit"]].drop_duplicates()
-    clinical = series[series.quantity.str.contains(":")]
+    events = series[series.quantity.str.startswith("event:")]
+    for quantity, _compartment, unit in events.itertuples(index=False):
+        found = trial_odds_ratio(scenario, quantity.split(":", 1)[1], params)
+        out[(quantity, "", unit)] = np.full((count, len(times)), found["odds_ratio"])
+    clinical = series[series.quantity.str.contains(":") & ~series.quantity.str.startswith("event:")]
     if len(clinical):
         out.update(_predict_clinical(case, model, times, clinical, params))
     series = series[~series.quantity.str.contains(":")]
@@ -539,11 +586,18 @@ def fold_errors(comparisons: pd.DataFrame) -> np.ndarray:
     """
     if "quantity" in comparisons:
         effect = comparisons.quantity.astype(str).str.startswith("effect:").to_numpy()
+        event = comparisons.quantity.astype(str).str.startswith("event:").to_numpy()
     else:
-        effect = np.zeros(len(comparisons), dtype=bool)
+        effect = event = np.zeros(len(comparisons), dtype=bool)
     folds = np.ones(len(comparisons))
-    if np.any(~effect):
-        folds[~effect] = _ratio_folds(comparisons[~effect])
+    ratio = ~effect & ~event
+    if np.any(ratio):
+        folds[ratio] = _ratio_folds(comparisons[ratio])
+    if np.any(event):  # odds ratios: 1 inside the published 95% CI, on the log scale
+        rows = comparisons[event]
+        half = 1.96 * rows.sd.to_numpy()
+        distance = np.abs(np.log(rows.predicted.to_numpy() / rows.observed.to_numpy()))
+        folds[event] = 1.0 + np.maximum(distance - half, 0.0) / half
     if np.any(effect):
         rows = comparisons[effect]
         half = 1.96 * rows.sd.to_numpy()
@@ -661,8 +715,10 @@ def summary(
             "inside_95_prediction": inside / points if points else None,
         }
 
-    predictions = [r for r in results if not r.calibration]
-    calibration = [r for r in results if r.calibration]
+    safety_cases = [r for r in results if r.safety]
+    kinetic = [r for r in results if not r.safety]
+    predictions = [r for r in kinetic if not r.calibration]
+    calibration = [r for r in kinetic if r.calibration]
     by_species_fitted = {
         species: totals([r for r in calibration if r.species == species])
         for species in sorted({r.species for r in calibration if r.species})
@@ -678,6 +734,12 @@ def summary(
         "predictions_by_species": by_species,
         "calibration": totals(calibration),
         "calibration_by_species": by_species_fitted,
+        "safety": {
+            "predictions": totals([r for r in safety_cases if not r.calibration]),
+            "calibration": totals([r for r in safety_cases if r.calibration]),
+            "note": "adverse-event cases (event:<name> rows): the odds ratio of a simulated trial against "
+            "a published one, scored 1 inside its 95% CI (docs/safety.md)",
+        },
         "prediction_interval_note": (
             f"95% prediction intervals of cell-kinetic cases: {INTERVAL_DRAWS} parameter sets drawn from "
             "the priors of every row a case reads (data/priors.csv); parameter uncertainty only (no "
