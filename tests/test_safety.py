@@ -173,3 +173,20 @@ def test_bad_safety_input_is_one_line_naming_the_field(section, value, field, wo
         scenario(**{section: value})
     message = str(caught.value)
     assert message.startswith(f"{field}: ") and words in message and "\n" not in message
+
+
+def test_animal_scenarios_get_only_the_lung_load_and_the_mouse_example_shows_the_deaths():
+    from infusim.scenario import load
+    from infusim.simulation import simulate
+
+    result = simulate(load(safety_example("safety-mouse-lethal-bolus")))
+    events = result.summary["adverse_events"]["events"]
+    assert set(events) == {"lung_obstruction"}  # patient rates (fever, procedures) are not for mice
+    assert events["lung_obstruction"]["probability_serious"] > 0.95
+    assert (result.adverse_events.grade == 5).all() and len(result.adverse_events) == 1
+
+
+def safety_example(name: str):
+    from tests.helpers import EXAMPLES
+
+    return EXAMPLES / f"{name}.yaml"

@@ -18,6 +18,7 @@ mechanism lives in the cell model, from the model itself:
 * ``harvest_complication`` (1 minor, 3 serious, 5 death): harvesting an autologous product, by tissue;
 * ``delivery_complication`` (grade 3): catheterisation or intramyocardial injection, per dose.
 
+Every rate but the lung load comes from patients, so animal scenarios get lung obstruction only.
 Events are drawn from each patient's own random streams (``population.uniforms``, one stream per
 event and dose), so a trial's events do not depend on how it is cut into chunks. Times are days
 after the first dose.
@@ -151,6 +152,8 @@ def risks(
     ``cells``, ``placebo`` for a sham procedure without cells, ``none`` for no procedure)."""
     if kind == "none":
         return []
+    if scenario.species != "human":  # the rates are from patients; only the lung load is per species
+        return _lung_risks(scenario, params, load) if kind == "cells" else []
     admin, product = scenario.administration, scenario.product
     horizon_d = scenario.simulation.duration_h / 24.0
     doses_d = [i * admin.repeat.interval_h / 24.0 for i in range(admin.repeat.count)]
@@ -173,23 +176,7 @@ def risks(
     if kind != "cells":
         return out
 
-    # leukocyte-sized cells marginate in the lungs and leave within minutes (Thakur 1977): they do not
-    # obstruct; only cells held by size (MSC) count towards the lung load
-    if load is not None and product.cell_type == "msc" and np.any(load.peak_per_g > 0):
-        sd = params.get("lung_obstruction_probit_sd", "", "")
-        serious = params.get("lung_obstruction_serious_fraction", "", "")
-        z = np.log(np.maximum(load.share, 1e-300)) / sd
-        death = scipy.stats.norm.cdf(z)
-        grade3 = scipy.stats.norm.cdf(z - np.log(serious) / sd)
-        peak = load.peak_day
-        out.append(
-            Risk(
-                "lung_obstruction",
-                ((5, death), (3, grade3)),
-                lambda u, peak=peak: peak + 0.0 * u,
-                "lung load against the lethal load of Kwon 2024a",
-            )
-        )
+    out += _lung_risks(scenario, params, load)
     if admin.conditioning != "none":
         trm = params.get("treatment_related_mortality", admin.conditioning, "")
         covered = min(horizon_d, TRM_WINDOW_D) / TRM_WINDOW_D
@@ -222,6 +209,30 @@ def risks(
             "Wang 2024 bound",
         )
     )
+    return out
+
+
+def _lung_risks(scenario: Scenario, params: ParameterSet, load: LungLoad | None) -> list[Risk]:
+    """Lung obstruction by cells held in the lungs (see the module docstring)."""
+    product = scenario.product
+    out: list[Risk] = []
+    # leukocyte-sized cells marginate in the lungs and leave within minutes (Thakur 1977): they do not
+    # obstruct; only cells held by size (MSC) count towards the lung load
+    if load is not None and product.cell_type == "msc" and np.any(load.peak_per_g > 0):
+        sd = params.get("lung_obstruction_probit_sd", "", "")
+        serious = params.get("lung_obstruction_serious_fraction", "", "")
+        z = np.log(np.maximum(load.share, 1e-300)) / sd
+        death = scipy.stats.norm.cdf(z)
+        grade3 = scipy.stats.norm.cdf(z - np.log(serious) / sd)
+        peak = load.peak_day
+        out.append(
+            Risk(
+                "lung_obstruction",
+                ((5, death), (3, grade3)),
+                lambda u, peak=peak: peak + 0.0 * u,
+                "lung load against the lethal load of Kwon 2024a",
+            )
+        )
     return out
 
 

@@ -174,3 +174,27 @@ def _print_trial(summary: dict) -> None:
             if summary.get("assurance"):
                 line += f", assurance {summary['assurance'][arm]['assurance']:.0%}"
         console.print(line)
+    _print_adverse_events(summary.get("adverse_events"))
+
+
+def _print_adverse_events(found: dict | None) -> None:
+    """Patients with each adverse event per arm; the relative risk against control where both have some."""
+    if not found:
+        return
+    lines = []
+    for event, arms in found["by_event"].items():
+        parts = []
+        for arm, row in arms.items():
+            if row["any"]["events"]:
+                text = f"{arm} {row['any']['events']}/{row['patients']}"
+                if row["serious"]["events"]:
+                    text += f" ({row['serious']['events']} serious)"
+                rr = row.get("relative_risk_any")
+                if rr:
+                    text += f", RR {rr['estimate']:.2f} ({rr['low']:.2f}-{rr['high']:.2f})"
+                parts.append(text)
+        if parts:
+            lines.append(f"  {event}: " + "; ".join(parts))
+    console.print("Adverse events (patients with the event, replicate 0):", highlight=False)
+    for line in lines or ["  none in any arm"]:
+        console.print(escape(line), highlight=False)

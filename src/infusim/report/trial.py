@@ -50,6 +50,7 @@ evidence, including the trial's own departure from the average (between-trial SD
 <p>Responders: change of at least {primary["responder_change"]:g} {html.escape(primary["unit"])}.
 Dashed lines: the same patients' untreated twins (natural history without procedure).</p>
 {"".join(parts)}
+{_adverse_section(summary.get("adverse_events"))}
 <h2>Notes</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in summary["notes"])}</ul>
 </body></html>
 """
@@ -107,3 +108,32 @@ def _power(power: dict) -> str:
     if power["replicates"] < 2:
         return "n/a (one replicate)"
     return f"{power['power']:.0%} of {power['replicates']} replicates"
+
+
+def _adverse_section(found: dict | None) -> str:
+    """Patients with each adverse event per arm (any grade; serious) and the relative risk vs control."""
+    if not found:
+        return ""
+    rows = []
+    for event, arms in found["by_event"].items():
+        for arm, row in arms.items():
+            if not row["any"]["events"] and not row["serious"]["events"]:
+                continue
+            rr = row.get("relative_risk_any")
+            rr_text = f"{rr['estimate']:.2f} ({rr['low']:.2f} to {rr['high']:.2f})" if rr else "-"
+            rows.append(
+                f"<tr><td>{html.escape(event)}</td><td>{html.escape(arm)}</td><td>{row['patients']}</td>"
+                f"<td>{_rate(row['any'])}</td><td>{_rate(row['serious'])}</td><td>{rr_text}</td></tr>"
+            )
+    table = "".join(rows) or "<tr><td colspan=6>no adverse event in any arm</td></tr>"
+    return (
+        "<h2>Adverse events (replicate 0)</h2><table><tr><th>event</th><th>arm</th><th>patients</th>"
+        "<th>any grade (95% CI)</th><th>serious (95% CI)</th><th>relative risk vs control</th></tr>"
+        f"{table}</table><p>{html.escape(found['note'])}</p>"
+    )
+
+
+def _rate(entry: dict) -> str:
+    if entry["rate"] is None:
+        return "-"
+    return f"{entry['events']} ({entry['rate']:.1%}; {entry['low']:.1%} to {entry['high']:.1%})"
