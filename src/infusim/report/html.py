@@ -6,6 +6,7 @@ import html
 import json
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from infusim.model.disease import EndpointTrajectories
@@ -30,14 +31,19 @@ def render(result: Result) -> str:
     )
     cells = cells_table(dense)
     observations = observation_table(dense)
-    given = result.model.administered(np.inf).sum()
-    figures = [_live_figure(cells, given), _fate_figure(cells, given)]
+    # cells given up to each time (the table's and summary.json's denominator, so a later dose does
+    # not make the earlier curves look smaller)
+    times_h = np.unique(cells.time_h)
+    given = pd.Series([result.model.administered(t).sum() for t in times_h], index=times_h)
+    given_total = result.model.administered(np.inf).sum()
+    site = scenario.condition.site if scenario.condition else None
+    figures = [_live_figure(cells, given, site), _fate_figure(cells, given)]
     if label is not None:
         figures.append(
             _marker_figure(observations, "radiolabel", f"Radiolabel ({label.isotope}) by organ", 1.0)
         )
     figures.append(
-        _marker_figure(observations, "dna", "Human-DNA signal (live + recently dead cells)", given)
+        _marker_figure(observations, "dna", "Human-DNA signal (live + recently dead cells)", given_total)
     )
     params = for_scenario(scenario)
     outcomes = disease_outcomes(scenario, result.model, params)
@@ -99,29 +105,41 @@ def _time_axis(figure: go.Figure, title: str, y_title: str) -> go.Figure:
     return figure
 
 
-def _live_figure(cells, given: float) -> go.Figure:
+def _live_figure(cells, given: pd.Series, site: str | None = None) -> go.Figure:
+    """Every compartment; the largest ones, the condition's organ and ``target`` shown, the others a
+    click away in the legend."""
     live = cells[(cells.patient == 0) & (cells.state == "live") & (cells.time_h > 0)]
-    table = live.pivot(index="time_h", columns="compartment", values="cells") / given * 100
-    order = table.max().sort_values(ascending=False).index
+    table = live.pivot(index="time_h", columns="compartment", values="cells")
+    table = table.div(given.reindex(table.index).to_numpy(), axis=0) * 100
+    order = list(table.max().sort_values(ascending=False).index)
+    shown = set(order[:MAX_LINES]) | ({site, "target"} if site else set())
     figure = go.Figure()
-    for compartment in order[:MAX_LINES]:
-        figure.add_trace(go.Scatter(x=table.index, y=table[compartment], name=compartment, mode="lines"))
-    if len(order) > MAX_LINES:
-        other = table[order[MAX_LINES:]].sum(axis=1)
-        figure.add_trace(go.Scatter(x=table.index, y=other, name="other organs", mode="lines"))
+    for compartment in order:
+        figure.add_trace(
+            go.Scatter(
+                x=table.index,
+                y=table[compartment],
+                name=compartment,
+                mode="lines",
+                visible=True if compartment in shown else "legendonly",
+            )
+        )
     figure.update_yaxes(type="log", range=[-4, 2.1])
-    return _time_axis(figure, "Live cells by compartment", "% of cells given")
+    return _time_axis(
+        figure, "Live cells by compartment (click a name to show or hide it)", "% of cells given so far"
+    )
 
 
-def _fate_figure(cells, given: float) -> go.Figure:
+def _fate_figure(cells, given: pd.Series) -> go.Figure:
     rows = cells[(cells.patient == 0) & (cells.time_h > 0)]
-    table = rows.groupby(["time_h", "state"]).cells.sum().unstack() / given * 100
+    table = rows.groupby(["time_h", "state"]).cells.sum().unstack()
+    table = table.div(given.reindex(table.index).to_numpy(), axis=0) * 100
     figure = go.Figure()
     for state in table.columns:
         figure.add_trace(
             go.Scatter(x=table.index, y=table[state], name=state, mode="lines", stackgroup="fate")
         )
-    return _time_axis(figure, "Fate of the cells given (live, or dead by cause)", "% of cells given")
+    return _time_axis(figure, "Fate of the cells given (live, or dead by cause)", "% of cells given so far")
 
 
 def _marker_figure(observations, quantity: str, title: str, scale: float) -> go.Figure:

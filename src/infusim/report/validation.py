@@ -32,6 +32,12 @@ def render(results: list[CaseResult], summary: dict | None = None) -> str:
             f"<td>{_inside_text(r)}</td><td>{verdict}</td></tr>"
         )
     sections, first = [], True
+    overview = suite_figure(results)
+    if overview is not None:
+        sections.append(
+            overview.to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False})
+        )
+        first = False
     for r in results:
         if r.error:
             continue
@@ -122,8 +128,70 @@ def _figure(result: CaseResult) -> go.Figure:
     figure.update_layout(
         height=380, margin={"l": 60, "r": 20, "t": 30, "b": 40}, legend={"font": {"size": 10}}
     )
-    figure.update_xaxes(type="log", title="time (h)")
-    figure.update_yaxes(type="log", title="value")
+    values = np.concatenate([comparisons.observed.to_numpy(float), curves.predicted.to_numpy(float)])
+    positive = bool(np.all(values[np.isfinite(values)] > 0))  # effects can be zero or negative
+    units = ", ".join(sorted(set(curves.unit.astype(str)) | set(comparisons.unit.astype(str))))
+    figure.update_xaxes(type="log", title="time after the first dose (h)")
+    figure.update_yaxes(type="log" if positive else "linear", title=units)
+    return figure
+
+
+def suite_figure(results: list[CaseResult]) -> go.Figure | None:
+    """Observed against predicted for every kinetic point of the suite (log-log), with the 95%
+    prediction interval, and the 1:1, 2-fold and 3-fold lines."""
+    figure = go.Figure()
+    low, high = np.inf, 0.0
+    for use, color in (("prediction", PALETTE[1]), ("fitted", PALETTE[0])):
+        picked = [
+            r for r in results if r.error is None and not r.safety and (r.calibration == (use == "fitted"))
+        ]
+        points = [
+            (r.name, p)
+            for r in picked
+            for p in r.points()
+            if p["predicted"] and p["observed"] > 0 and not p["quantity"].startswith(("effect:", "endpoint:"))
+        ]
+        if not points:
+            continue
+        observed = np.array([p["observed"] for _, p in points])
+        predicted = np.array([p["predicted"] for _, p in points])
+        upper = np.array([(p["predicted_high"] or p["predicted"]) - p["predicted"] for _, p in points])
+        lower = np.array([p["predicted"] - (p["predicted_low"] or p["predicted"]) for _, p in points])
+        low, high = min(low, observed.min(), predicted.min()), max(high, observed.max(), predicted.max())
+        figure.add_trace(
+            go.Scatter(
+                x=observed,
+                y=predicted,
+                mode="markers",
+                name=f"{use} cases",
+                marker={"color": color, "size": 8},
+                error_y={"type": "data", "symmetric": False, "array": upper, "arrayminus": lower},
+                text=[
+                    f"{name}: {p['quantity']} {p['compartment']} at {p['time_h']:g} h" for name, p in points
+                ],
+            )
+        )
+    if not figure.data:
+        return None
+    line = np.array([low / 3, high * 3])
+    for factor, dash, name in ((1, "solid", "1:1"), (2, "dash", "2-fold"), (3, "dot", "3-fold")):
+        for f in {factor, 1 / factor}:
+            figure.add_trace(
+                go.Scatter(
+                    x=line,
+                    y=line * f,
+                    mode="lines",
+                    name=name,
+                    showlegend=f >= 1,
+                    line={"color": "#888", "dash": dash, "width": 1},
+                )
+            )
+    figure.update_layout(
+        title="Observed against predicted, every kinetic observation (bars: 95% prediction interval)",
+        height=520,
+    )
+    figure.update_xaxes(type="log", title="observed (the case's unit)")
+    figure.update_yaxes(type="log", title="predicted (same unit)")
     return figure
 
 

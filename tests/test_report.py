@@ -1,0 +1,80 @@
+"""Reports show what the tables say: the same denominators, the condition's organs, readable axes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from infusim.report.html import _live_figure
+from infusim.scenario import load
+from infusim.simulation import simulate
+from tests.helpers import EXAMPLES
+
+
+def test_live_cell_plot_divides_by_cells_given_so_far_like_the_summary():
+    # two doses 28 days apart: before the second dose the plot must match the table (was half of it)
+    result = simulate(load(EXAMPLES / "msc-allogeneic-iv-human.yaml"))
+    cells = result.cells
+    times = np.unique(cells.time_h)
+    given = pd.Series([result.model.administered(t).sum() for t in times], index=times)
+    figure = _live_figure(cells, given, "heart")
+    lungs = next(t for t in figure.data if t.name == "lungs")
+    at = list(lungs.x).index(24.0)
+    assert lungs.y[at] == pytest.approx(
+        100 * result.summary["live_fraction_of_dose"]["24 h"]["lungs"], rel=1e-9
+    )
+
+
+def test_the_condition_organ_and_target_are_always_drawn_and_the_rest_a_click_away():
+    result = simulate(load(EXAMPLES / "msc-iv-human.yaml"))
+    times = np.unique(result.cells.time_h)
+    given = pd.Series([result.model.administered(t).sum() for t in times], index=times)
+    figure = _live_figure(result.cells, given, "heart")
+    visible = {t.name for t in figure.data if t.visible is True}
+    hidden = {t.name for t in figure.data if t.visible == "legendonly"}
+    assert {"heart", "target"} <= visible and hidden  # every compartment is in the plot
+    assert visible | hidden == set(result.cells[result.cells.state == "live"].compartment)
+
+
+def test_validation_plots_keep_values_that_cross_zero_and_name_their_units():
+    from infusim.report.validation import _figure, suite_figure
+    from infusim.validate import CaseResult, bundled_cases_dir, validate
+
+    effect = CaseResult(
+        name="effect-case",
+        comparisons=pd.DataFrame(
+            {
+                "time_h": [4380.0],
+                "quantity": ["effect:lvef"],
+                "compartment": [""],
+                "unit": ["%"],
+                "observed": [-1.5],
+                "predicted": [2.0],
+                "bound": [""],
+                "sd": [1.0],
+                "source": ["test"],
+            }
+        ),
+        curves=pd.DataFrame(
+            {
+                "time_h": [24.0, 4380.0],
+                "quantity": "effect:lvef",
+                "compartment": "",
+                "unit": "%",
+                "predicted": [0.5, 2.0],
+            }
+        ),
+    )
+    figure = _figure(effect)
+    assert figure.layout.yaxis.type == "linear" and figure.layout.yaxis.title.text == "%"
+    results = validate(
+        [
+            bundled_cases_dir() / "lee2009_mouse_iv_hmsc_dna",
+            bundled_cases_dir() / "dedobbeleer2009_human_ic_cd34_chronic_f18",
+        ],
+        curves=False,
+    )
+    overview = suite_figure(results)
+    names = {t.name for t in overview.data}
+    assert {"fitted cases", "prediction cases", "1:1", "2-fold", "3-fold"} <= names
