@@ -78,3 +78,25 @@ def test_validation_plots_keep_values_that_cross_zero_and_name_their_units():
     overview = suite_figure(results)
     names = {t.name for t in overview.data}
     assert {"fitted cases", "prediction cases", "1:1", "2-fold", "3-fold"} <= names
+
+
+def test_trial_report_has_flow_baseline_forest_and_responders_from_the_rows(tmp_path):
+    from infusim.runner import run_trial
+
+    summary = run_trial(load(EXAMPLES / "trial-knee-osteoarthritis.yaml"), tmp_path / "t", chunk_size=50)
+    rows = pd.read_parquet(tmp_path / "t" / "patients")
+    first = rows[(rows.replicate == 0) & (rows.visit_day == 0)]
+    for arm, group in first.groupby("arm", observed=True):
+        entry = summary["baseline"][arm]
+        assert entry["patients"] == len(group)
+        assert entry["age_years"]["mean"] == pytest.approx(group.age_years.mean(), rel=1e-5)
+        assert entry["female"]["mean"] == pytest.approx(group.female.mean())
+    page = (tmp_path / "t" / "report.html").read_text()
+    for heading in (
+        "Patient flow",
+        "Baseline by arm",
+        "Differences against",
+        "Responders:",
+        "Adverse events",
+    ):
+        assert heading in page, heading

@@ -153,7 +153,16 @@ def test_a_trial_records_events_per_arm_with_rates_and_relative_risks(tmp_path):
     import pandas as pd
 
     events = pd.read_parquet(tmp_path / "t" / "adverse_events")
-    assert set(events.columns) == {"replicate", "patient", "arm", "event", "time_d", "grade", "serious"}
+    assert set(events.columns) == {
+        "replicate",
+        "patient",
+        "arm",
+        "event",
+        "time_d",
+        "grade",
+        "serious",
+        "recovery_d",
+    }
     assert len(chunks(s, 150)) == 3
     # the events do not depend on the chunk size
     again = run_trial(s, tmp_path / "u", chunk_size=400)
@@ -190,3 +199,32 @@ def safety_example(name: str):
     from tests.helpers import EXAMPLES
 
     return EXAMPLES / f"{name}.yaml"
+
+
+def test_conditioning_infection_intracoronary_occlusion_and_harvest_recovery():
+    params = bundled()
+    hsc = scenario(
+        product={"cell_type": "hsc", "tissue_source": "peripheral_blood"},
+        administration={"dose": "5e6 cells/kg", "conditioning": "cy_atg"},
+        simulation={"duration": "200 day"},
+    )
+    chances = safety.risks(hsc, params, "cells", 50_000)
+    infection = next(c for c in chances if c.event == "serious_infection")
+    assert float(infection.probability[0]) == pytest.approx(1 / 507, rel=0.02)  # Burt 2022
+    events = safety.draw(chances, 5, np.arange(50_000))
+    harvest = events[events.event == "harvest_complication"]
+    assert (harvest.recovery_d == 7.0).all()  # a week after mobilisation and apheresis (Burns 2016)
+    ic = scenario(
+        condition={"site": "heart", "onset": "7 day"},
+        administration={
+            "route": "intra_arterial",
+            "into": "heart",
+            "repeat": {"count": 2, "interval": "3 day"},
+        },
+    )
+    occlusion = [c for c in safety.risks(ic, params) if c.event == "arterial_occlusion"]
+    assert len(occlusion) == 2 and float(occlusion[0].probability[0]) == pytest.approx(1 / 21, rel=0.01)
+    marrow_cells = scenario(
+        product={"cell_type": "bm_mnc"}, administration={"route": "intra_arterial", "into": "heart"}
+    )
+    assert not [c for c in safety.risks(marrow_cells, params) if c.event == "arterial_occlusion"]

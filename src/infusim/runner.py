@@ -27,7 +27,7 @@ from infusim import __version__, safety, stats
 from infusim.errors import OutputError
 from infusim.io import write_json
 from infusim.scenario import Scenario
-from infusim.trial import ChunkStats, design, simulate_chunk
+from infusim.trial import ChunkStats, baseline_sums, baseline_table, design, simulate_chunk
 
 MANIFEST = "trial.json"
 KIND = "infusim-trial"
@@ -201,6 +201,10 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
         },
         "by_arm": stats.arm_summary(first, plan),
         "adverse_events": _adverse_events(out, plan_chunks, trial),
+        "baseline": baseline_table(
+            sum(np.load(out / "stats" / f"{c.stem}-baseline.npy") for c in plan_chunks if c.replicate == 0),
+            [a.name for a in trial.arms],
+        ),
         "comparisons": stats.comparisons(first, plan),
         "power": stats.power(totals, plan),
         "assurance": _assurance(out, plan_chunks, trial.replicates, plan, totals.shape[1:]),
@@ -355,6 +359,12 @@ def run_chunk(scenario: Scenario, out: Path, chunk: Chunk) -> Chunk:
     with tmp.open("wb") as handle:
         np.save(handle, partial.sums)
     os.replace(tmp, stats_path)
+    if chunk.replicate == 0:  # the baseline table describes the trial (replicate 0)
+        path = out / "stats" / f"{chunk.stem}-baseline.npy"
+        tmp = path.with_name(f".{chunk.stem}.{os.getpid()}-baseline.npy")
+        with tmp.open("wb") as handle:
+            np.save(handle, baseline_sums(scenario, chunk.replicate, chunk.start, chunk.stop))
+        os.replace(tmp, path)
     events, counts = safety.chunk_events(scenario, chunk.replicate, chunk.start, chunk.stop)
     path = out / "stats" / f"{chunk.stem}-events.npy"
     tmp = path.with_name(f".{chunk.stem}.{os.getpid()}-events.npy")
@@ -379,6 +389,7 @@ def _done(out: Path, chunk: Chunk) -> bool:
         for path in (
             out / "stats" / f"{chunk.stem}.npy",
             out / "stats" / f"{chunk.stem}-events.npy",
+            *([out / "stats" / f"{chunk.stem}-baseline.npy"] if chunk.replicate == 0 else []),
             out / "adverse_events" / f"{chunk.stem}.parquet",
             out / "patients" / f"{chunk.stem}.parquet",
         )

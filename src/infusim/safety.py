@@ -12,10 +12,13 @@ mechanism lives in the cell model, from the model itself:
   factor (source) and by heparin;
   probit in the log load. Dose rate, cell size and lung clearance act through the kinetics;
 * ``treatment_related_death`` (grade 5): the conditioning regimen's mortality, within 100 days;
+* ``serious_infection`` (grade 3): after conditioning, within 100 days, where a rate was read;
+* ``arterial_occlusion`` (grade 4): intra-arterial MSC into an organ with a read rate (heart);
 * ``anti_donor_antibodies`` (grade 1): after each allogeneic dose;
 * ``ectopic_growth`` (grade 3): a lifetime risk with an exponential onset, higher for an unregulated
   product (``product.regulated: false``);
-* ``harvest_complication`` (1 minor, 3 serious, 5 death): harvesting an autologous product, by tissue;
+* ``harvest_complication`` (1 minor, 3 serious, 5 death): harvesting an autologous product, by tissue,
+  with the median days to full recovery (``recovery_d``) where a source gives it;
 * ``delivery_complication`` (grade 3): catheterisation or intramyocardial injection, per dose.
 
 Every rate but the lung load comes from patients, so animal scenarios get lung obstruction only.
@@ -45,6 +48,8 @@ EVENTS = (
     "fever",
     "lung_obstruction",
     "treatment_related_death",
+    "serious_infection",
+    "arterial_occlusion",
     "anti_donor_antibodies",
     "ectopic_growth",
     "harvest_complication",
@@ -77,6 +82,7 @@ class Risk:
     when: object
     basis: str
     dose: int = 0
+    recovery_d: float | None = None  # median days to full recovery where a source gives it
 
     @property
     def probability(self) -> np.ndarray:
@@ -188,6 +194,31 @@ def risks(
                 f"treatment_related_mortality[{admin.conditioning}]",
             )
         )
+    if admin.conditioning != "none" and params.has("serious_infection_risk", admin.conditioning):
+        infection = params.get("serious_infection_risk", admin.conditioning, "")
+        covered = min(horizon_d, TRM_WINDOW_D) / TRM_WINDOW_D
+        out.append(
+            Risk(
+                "serious_infection",
+                ((3, infection * covered * ones),),
+                _uniform_in(0.0, min(horizon_d, TRM_WINDOW_D)),
+                f"serious_infection_risk[{admin.conditioning}]",
+            )
+        )
+    if admin.route == "intra_arterial" and params.has(
+        "arterial_occlusion_risk", f"{product.cell_type}/{scenario.site}"
+    ):
+        occlusion = params.get("arterial_occlusion_risk", f"{product.cell_type}/{scenario.site}", "")
+        for i, day in enumerate(doses_d):
+            out.append(
+                Risk(
+                    "arterial_occlusion",
+                    ((4, occlusion * ones),),
+                    _at(day),
+                    f"arterial_occlusion_risk[{product.cell_type}/{scenario.site}] (Gao 2013)",
+                    i,
+                )
+            )
     if product.donor == "allogeneic":
         delay = params.get("anti_donor_antibody_delay", "", "day")
         p = params.get("anti_donor_antibody_risk", "", "")
@@ -260,7 +291,12 @@ def _procedure_risks(
             (g, p * ones) for g, p in ((5, death), (3, serious), (1, max(minor, serious))) if p > 0
         )
         if grades:
-            out.append(Risk("harvest_complication", grades, _at(0.0), f"harvest of {source}"))
+            recovery = (
+                params.get("harvest_recovery", source, "day")
+                if params.has("harvest_recovery", source)
+                else None
+            )
+            out.append(Risk("harvest_complication", grades, _at(0.0), f"harvest of {source}", 0, recovery))
     key = _delivery_key(scenario)
     if key is not None:
         p = params.get("delivery_serious_risk", key, "")
@@ -308,6 +344,7 @@ def draw(chances: list[Risk], seed: int, index: np.ndarray) -> pd.DataFrame:
         hit = grade > 0
         if not hit.any():
             continue
+        recovery = chance.recovery_d if chance.recovery_d is not None else np.nan
         when = np.broadcast_to(chance.when(uniforms(seed, index, stream(f"{name}:time"))), index.shape)
         frames.append(
             pd.DataFrame(
@@ -317,6 +354,7 @@ def draw(chances: list[Risk], seed: int, index: np.ndarray) -> pd.DataFrame:
                     "time_d": when[hit].astype(float),
                     "grade": grade[hit],
                     "serious": grade[hit] >= SERIOUS_GRADE,
+                    "recovery_d": recovery,
                 }
             )
         )
@@ -328,6 +366,7 @@ def draw(chances: list[Risk], seed: int, index: np.ndarray) -> pd.DataFrame:
                 "time_d": pd.Series(dtype="float64"),
                 "grade": pd.Series(dtype="int8"),
                 "serious": pd.Series(dtype="bool"),
+                "recovery_d": pd.Series(dtype="float64"),
             }
         )
     return pd.concat(frames, ignore_index=True).sort_values(["patient", "time_d", "event"], kind="stable")
@@ -427,7 +466,7 @@ def chunk_events(
             counts[a, e, 0] = own.patient.nunique()
             counts[a, e, 1] = own[own.serious].patient.nunique()
         frames.append(events.assign(replicate=replicate, arm=spec.name))
-    columns = ["replicate", "patient", "arm", "event", "time_d", "grade", "serious"]
+    columns = ["replicate", "patient", "arm", "event", "time_d", "grade", "serious", "recovery_d"]
     table = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     return table, counts
 

@@ -359,3 +359,41 @@ def _table(
     units = {e.name: ("responder (0/1)" if is_rate(e) else e.unit) for e in plan.endpoints}
     metadata = {f"unit:{k}".encode(): v.encode() for k, v in units.items()}
     return pa.table(columns).replace_schema_metadata(metadata)
+
+
+#: Baseline covariates summed per arm (``baseline_sums``): name, unit.
+BASELINE = (("age_years", "year"), ("body_weight_kg", "kg"), ("severity", "0-1"), ("female", "share"))
+
+
+def baseline_sums(scenario: Scenario, replicate: int, start: int, stop: int, params=None) -> np.ndarray:
+    """Per arm: patients, and the sum and sum of squares of each baseline covariate (``BASELINE``) of
+    patients ``start`` to ``stop - 1`` (the same cohort and allocation as ``simulate_chunk``)."""
+    params = params or for_scenario(scenario)
+    trial = scenario.trial
+    seed = replicate_seed(scenario.simulation.seed, replicate)
+    index = np.arange(start, stop, dtype=np.int64)
+    cohort = sample_cohort(scenario, seed, index, params)
+    arm = allocate(seed, index, tuple(a.ratio for a in trial.arms))
+    out = np.zeros((len(trial.arms), 1 + 2 * len(BASELINE)))
+    for a in range(len(trial.arms)):
+        members = arm == a
+        out[a, 0] = members.sum()
+        for j, (name, _unit) in enumerate(BASELINE):
+            values = np.asarray(getattr(cohort, name), dtype=float)[members]
+            out[a, 1 + 2 * j] = values.sum()
+            out[a, 2 + 2 * j] = (values**2).sum()
+    return out
+
+
+def baseline_table(sums: np.ndarray, arms: list[str]) -> dict:
+    """Mean and SD of each baseline covariate per arm (female: share of patients)."""
+    table = {}
+    for a, arm in enumerate(arms):
+        n = sums[a, 0]
+        row = {"patients": int(n)}
+        for j, (name, unit) in enumerate(BASELINE):
+            mean = sums[a, 1 + 2 * j] / n if n else float("nan")
+            var = (sums[a, 2 + 2 * j] - n * mean**2) / (n - 1) if n > 1 else float("nan")
+            row[name] = {"mean": float(mean), "sd": float(np.sqrt(max(var, 0.0))), "unit": unit}
+        table[arm] = row
+    return table

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import html
+from html import escape  # not `import html`: the submodule report.html would shadow it
 
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\n"
@@ -13,9 +13,9 @@ STYLE = (
 
 def page_start(title: str, disclaimer: str) -> str:
     """The head of a report page: title, shared style, heading and the research-use warning."""
-    title = html.escape(title)
+    title = escape(title)
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>\n'
         f"<style>{STYLE}</style></head><body>\n<h1>{title}</h1>\n"
-        f'<p class="warn">{html.escape(disclaimer)}</p>\n'
+        f'<p class="warn">{escape(disclaimer)}</p>\n'
     )

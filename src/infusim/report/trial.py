@@ -49,7 +49,10 @@ assurance: the same share when each replicate draws the effect from the posterio
 evidence, including the trial's own departure from the average (between-trial SD).</p>
 <p>Responders: change of at least {primary["responder_change"]:g} {html.escape(primary["unit"])}.
 Dashed lines: the same patients' untreated twins (natural history without procedure).</p>
+{_flow_and_baseline(summary)}
 {"".join(parts)}
+{_forest_html(summary)}
+{_responder_html(summary)}
 {_adverse_section(summary.get("adverse_events"))}
 <h2>Notes</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in summary["notes"])}</ul>
 </body></html>
@@ -137,3 +140,95 @@ def _rate(entry: dict) -> str:
     if entry["rate"] is None:
         return "-"
     return f"{entry['events']} ({entry['rate']:.1%}; {entry['low']:.1%} to {entry['high']:.1%})"
+
+
+def _flow_and_baseline(summary: dict) -> str:
+    """CONSORT-style counts (randomised, analysed at each visit) and the baseline table by arm."""
+    primary = summary["primary"]
+    endpoint = primary["endpoint"]
+    arms = [a["name"] for a in summary["arms"]]
+    visits = list(summary["by_arm"][arms[0]][endpoint]["visits"])
+    head = "".join(f"<th>{html.escape(a)}</th>" for a in arms)
+    flow = "".join(
+        f"<tr><td>{'randomised (day 0)' if v == '0' else f'analysed at day {v}'}</td>"
+        + "".join(f"<td>{summary['by_arm'][a][endpoint]['visits'][v]['n']}</td>" for a in arms)
+        + "</tr>"
+        for v in visits
+    )
+    out = f"<h2>Patient flow</h2><table><tr><th></th>{head}</tr>{flow}</table>"
+    out += "<p>Virtual patients are not lost to follow-up; drop-out is not modelled.</p>"
+    baseline = summary.get("baseline")
+    if baseline:
+        names = [k for k in baseline[arms[0]] if k != "patients"]
+        rows = "".join(
+            f"<tr><td>{html.escape(name)}</td>"
+            + "".join(_baseline_cell(baseline[a][name]) for a in arms)
+            + "</tr>"
+            for name in names
+        )
+        out += (
+            f"<h2>Baseline by arm</h2><table><tr><th>mean (SD)</th>{head}</tr>{rows}</table>"
+            "<p>female: share of patients. Drawn from the condition's trial populations (docs/trials.md).</p>"
+        )
+    return out
+
+
+def _baseline_cell(entry: dict) -> str:
+    if entry["unit"] == "share":
+        return f"<td>{entry['mean']:.0%}</td>"
+    return f"<td>{entry['mean']:.3g} ({entry['sd']:.2g}) {html.escape(entry['unit'])}</td>"
+
+
+def _forest_html(summary: dict) -> str:
+    """Every arm difference against control (each endpoint and visit) with its 95% CI."""
+    rows = [c for c in summary["comparisons"] if c["difference"] is not None]
+    if not rows:
+        return ""
+    labels = [f"{c['arm']}: {c['endpoint']} day {c['visit_day']}" for c in rows]
+    figure = go.Figure(
+        go.Scatter(
+            x=[c["difference"] for c in rows],
+            y=labels,
+            mode="markers",
+            marker={"size": 9},
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": [c["ci95"][1] - c["difference"] for c in rows],
+                "arrayminus": [c["difference"] - c["ci95"][0] for c in rows],
+            },
+            name="difference vs control",
+        )
+    )
+    figure.add_vline(x=0, line={"color": "#888", "dash": "dash"})
+    figure.update_layout(
+        title=f"Differences against {summary['primary']['control']} (95% CI)",
+        height=160 + 28 * len(rows),
+        yaxis={"autorange": "reversed"},
+        xaxis_title="difference (endpoint units; rate endpoints in percentage points)",
+    )
+    return figure.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+
+
+def _responder_html(summary: dict) -> str:
+    """Responders by arm at each visit of the primary endpoint."""
+    primary = summary["primary"]
+    endpoint = primary["endpoint"]
+    figure = go.Figure()
+    for arm in summary["arms"]:
+        visits = summary["by_arm"][arm["name"]][endpoint]["visits"]
+        days = [v for v in visits if v != "0"]
+        figure.add_trace(
+            go.Bar(
+                x=[f"day {d}" for d in days],
+                y=[visits[d].get("responders", 0) for d in days],
+                name=arm["name"],
+            )
+        )
+    figure.update_layout(
+        title=f"Responders: {endpoint} change of at least {primary['responder_change']:g} {primary['unit']}",
+        barmode="group",
+        height=340,
+        yaxis_title="% of patients",
+    )
+    return figure.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
