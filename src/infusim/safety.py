@@ -184,27 +184,18 @@ def risks(
 
     out += _lung_risks(scenario, params, load)
     if admin.conditioning != "none":
-        trm = params.get("treatment_related_mortality", admin.conditioning, "")
+        # within the first 100 days after conditioning: deaths, and serious infections where read
         covered = min(horizon_d, TRM_WINDOW_D) / TRM_WINDOW_D
-        out.append(
-            Risk(
-                "treatment_related_death",
-                ((5, trm * covered * ones),),
-                _uniform_in(0.0, min(horizon_d, TRM_WINDOW_D)),
-                f"treatment_related_mortality[{admin.conditioning}]",
-            )
-        )
-    if admin.conditioning != "none" and params.has("serious_infection_risk", admin.conditioning):
-        infection = params.get("serious_infection_risk", admin.conditioning, "")
-        covered = min(horizon_d, TRM_WINDOW_D) / TRM_WINDOW_D
-        out.append(
-            Risk(
-                "serious_infection",
-                ((3, infection * covered * ones),),
-                _uniform_in(0.0, min(horizon_d, TRM_WINDOW_D)),
-                f"serious_infection_risk[{admin.conditioning}]",
-            )
-        )
+        window = _uniform_in(0.0, min(horizon_d, TRM_WINDOW_D))
+        for event, row, grade in (
+            ("treatment_related_death", "treatment_related_mortality", 5),
+            ("serious_infection", "serious_infection_risk", 3),
+        ):
+            if params.has(row, admin.conditioning):
+                p = params.get(row, admin.conditioning, "")
+                out.append(
+                    Risk(event, ((grade, p * covered * ones),), window, f"{row}[{admin.conditioning}]")
+                )
     if admin.route == "intra_arterial" and params.has(
         "arterial_occlusion_risk", f"{product.cell_type}/{scenario.site}"
     ):
