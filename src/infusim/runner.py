@@ -27,7 +27,7 @@ from infusim import __version__, safety, stats
 from infusim.errors import OutputError
 from infusim.io import write_json
 from infusim.scenario import Scenario
-from infusim.trial import ChunkStats, baseline_sums, baseline_table, design, simulate_chunk
+from infusim.trial import ChunkStats, baseline_table, design, simulate_chunk
 
 MANIFEST = "trial.json"
 KIND = "infusim-trial"
@@ -343,34 +343,20 @@ _SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_
 
 
 def run_chunk(scenario: Scenario, out: Path, chunk: Chunk) -> Chunk:
-    """Simulate one chunk and write its rows and partial sums (each by temporary file and rename)."""
+    """Simulate one chunk and write its rows and partial sums (each by temporary file and rename;
+    the patients file last, so its presence marks the chunk complete)."""
     table, partial = simulate_chunk(scenario, chunk.replicate, chunk.start, chunk.stop)
+    stats_dir = out / "stats"
     if scenario.trial.replicates > 1:
         drawn = simulate_chunk(
             scenario, chunk.replicate, chunk.start, chunk.stop, table=False, uncertain=True
         )
-        path = out / "stats" / f"{chunk.stem}-assurance.npy"
-        tmp = path.with_name(f".{chunk.stem}.{os.getpid()}-assurance.npy")
-        with tmp.open("wb") as handle:
-            np.save(handle, drawn[1].sums)
-        os.replace(tmp, path)
-    stats_path = out / "stats" / f"{chunk.stem}.npy"
-    tmp = stats_path.with_name(f".{chunk.stem}.{os.getpid()}.npy")
-    with tmp.open("wb") as handle:
-        np.save(handle, partial.sums)
-    os.replace(tmp, stats_path)
+        _save_npy(stats_dir / f"{chunk.stem}-assurance.npy", drawn[1].sums)
+    _save_npy(stats_dir / f"{chunk.stem}.npy", partial.sums)
     if chunk.replicate == 0:  # the baseline table describes the trial (replicate 0)
-        path = out / "stats" / f"{chunk.stem}-baseline.npy"
-        tmp = path.with_name(f".{chunk.stem}.{os.getpid()}-baseline.npy")
-        with tmp.open("wb") as handle:
-            np.save(handle, baseline_sums(scenario, chunk.replicate, chunk.start, chunk.stop))
-        os.replace(tmp, path)
+        _save_npy(stats_dir / f"{chunk.stem}-baseline.npy", partial.baseline)
     events, counts = safety.chunk_events(scenario, chunk.replicate, chunk.start, chunk.stop)
-    path = out / "stats" / f"{chunk.stem}-events.npy"
-    tmp = path.with_name(f".{chunk.stem}.{os.getpid()}-events.npy")
-    with tmp.open("wb") as handle:
-        np.save(handle, counts)
-    os.replace(tmp, path)
+    _save_npy(stats_dir / f"{chunk.stem}-events.npy", counts)
     path = out / "adverse_events" / f"{chunk.stem}.parquet"
     tmp = path.with_name(f".{chunk.stem}.{os.getpid()}.parquet")
     events.to_parquet(tmp, index=False)
@@ -380,6 +366,14 @@ def run_chunk(scenario: Scenario, out: Path, chunk: Chunk) -> Chunk:
     pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
     os.replace(tmp, part)
     return chunk
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` through a temporary file and a rename (never half-written)."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
+    with tmp.open("wb") as handle:
+        np.save(handle, array)
+    os.replace(tmp, path)
 
 
 def _done(out: Path, chunk: Chunk) -> bool:

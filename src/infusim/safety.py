@@ -39,7 +39,7 @@ from infusim.compartments import LEFT_VENTRICLE
 from infusim.model.kinetics import assemble
 from infusim.model.physiology import physiology
 from infusim.parameters import ParameterSet, for_scenario
-from infusim.population import stream, uniforms
+from infusim.population import replicate_seed, stream, uniforms
 from infusim.scenario import Scenario, from_dict
 from infusim.solve import solve
 
@@ -267,26 +267,14 @@ def _procedure_risks(
     out = []
     source = product.tissue_source
     if product.donor == "autologous":
-        death = (
-            params.get("harvest_death_risk", source, "") if params.has("harvest_death_risk", source) else 0.0
-        )
-        serious = (
-            params.get("harvest_serious_risk", source, "")
-            if params.has("harvest_serious_risk", source)
-            else 0.0
-        )
-        minor = (
-            params.get("harvest_minor_risk", source, "") if params.has("harvest_minor_risk", source) else 0.0
-        )
+        death = _row_or(params, "harvest_death_risk", source, "", 0.0)
+        serious = _row_or(params, "harvest_serious_risk", source, "", 0.0)
+        minor = _row_or(params, "harvest_minor_risk", source, "", 0.0)
         grades = tuple(
             (g, p * ones) for g, p in ((5, death), (3, serious), (1, max(minor, serious))) if p > 0
         )
         if grades:
-            recovery = (
-                params.get("harvest_recovery", source, "day")
-                if params.has("harvest_recovery", source)
-                else None
-            )
+            recovery = _row_or(params, "harvest_recovery", source, "day", None)
             out.append(Risk("harvest_complication", grades, _at(0.0), f"harvest of {source}", 0, recovery))
     key = _delivery_key(scenario)
     if key is not None:
@@ -296,6 +284,11 @@ def _procedure_risks(
                 Risk("delivery_complication", ((3, p * ones),), _at(day), f"delivery_serious_risk[{key}]", i)
             )
     return out
+
+
+def _row_or(params: ParameterSet, name: str, scope: str, unit: str, default):
+    """The row ``name[scope]`` in ``unit``, or ``default`` where no row was read for that scope."""
+    return params.get(name, scope, unit) if params.has(name, scope) else default
 
 
 def _delivery_key(scenario: Scenario) -> str | None:
@@ -434,8 +427,7 @@ def chunk_events(
     Allocation and streams are those of ``trial.simulate_chunk`` (pure functions of seed and patient),
     so the events do not depend on chunking. The lung load is that of each arm's typical patient.
     """
-    from infusim.population import replicate_seed
-    from infusim.trial import allocate
+    from infusim.trial import allocate  # trial's own allocation, imported late: trial is heavier
 
     params = params or for_scenario(scenario)
     trial = scenario.trial
@@ -464,7 +456,7 @@ def chunk_events(
 
 def trial_summary(counts: np.ndarray, arms: list[str], control: int) -> dict:
     """Per event and arm: patients with the event (any grade, serious) with exact 95% CIs, and the
-    relative risk against the control arm with its 95% CI (None when the control has no event)."""
+    relative risk against the control arm with its 95% CI (None when either arm has no event)."""
     out: dict[str, dict] = {}
     for e, name in enumerate(EVENTS):
         entry: dict[str, dict] = {}

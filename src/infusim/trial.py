@@ -69,6 +69,7 @@ class ChunkStats:
     replicate: int
     start: int
     sums: np.ndarray
+    baseline: np.ndarray | None = None  # (arms, 1 + 2 covariates): see ``baseline_table``
 
 
 def is_rate(endpoint: Endpoint) -> bool:
@@ -171,7 +172,8 @@ def simulate_chunk(
             true[e.name][members] = np.clip(value, e.low, e.high) if shift else value
             untreated[e.name][members] = outcome.untreated[e.name]
     measured, twin = _measure(seed, index, plan, true, untreated, params)
-    stats = ChunkStats(replicate, start, _partial_sums(plan, arm, measured, true, untreated))
+    sums = _partial_sums(plan, arm, measured, true, untreated)
+    stats = ChunkStats(replicate, start, sums, _baseline_sums(cohort, arm, len(trial.arms)))
     if not table:
         return None, stats
     return _table(replicate, index, arm, cohort, plan, measured, twin), stats
@@ -361,21 +363,14 @@ def _table(
     return pa.table(columns).replace_schema_metadata(metadata)
 
 
-#: Baseline covariates summed per arm (``baseline_sums``): name, unit.
+#: Baseline covariates summed per arm (``_baseline_sums``): name, unit.
 BASELINE = (("age_years", "year"), ("body_weight_kg", "kg"), ("severity", "0-1"), ("female", "share"))
 
 
-def baseline_sums(scenario: Scenario, replicate: int, start: int, stop: int, params=None) -> np.ndarray:
-    """Per arm: patients, and the sum and sum of squares of each baseline covariate (``BASELINE``) of
-    patients ``start`` to ``stop - 1`` (the same cohort and allocation as ``simulate_chunk``)."""
-    params = params or for_scenario(scenario)
-    trial = scenario.trial
-    seed = replicate_seed(scenario.simulation.seed, replicate)
-    index = np.arange(start, stop, dtype=np.int64)
-    cohort = sample_cohort(scenario, seed, index, params)
-    arm = allocate(seed, index, tuple(a.ratio for a in trial.arms))
-    out = np.zeros((len(trial.arms), 1 + 2 * len(BASELINE)))
-    for a in range(len(trial.arms)):
+def _baseline_sums(cohort: Cohort, arm: np.ndarray, arms: int) -> np.ndarray:
+    """Per arm: patients, and the sum and sum of squares of each baseline covariate (``BASELINE``)."""
+    out = np.zeros((arms, 1 + 2 * len(BASELINE)))
+    for a in range(arms):
         members = arm == a
         out[a, 0] = members.sum()
         for j, (name, _unit) in enumerate(BASELINE):
