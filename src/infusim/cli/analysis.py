@@ -40,9 +40,11 @@ def sensitivity(
     workers: Annotated[int, typer.Option(help="Processes evaluating the design.")] = 1,
     top: Annotated[int, typer.Option(help="Rows printed per output.")] = 10,
 ) -> None:
-    """Global sensitivity of outputs to every parameter row the scenario reads, each over the central 95%
-    of its prior. Writes sensitivity.parquet (parameter, output, first-order and total indices or mu*,
-    their 95% CI half-widths, the prior range), summary.json and sensitivity.html (top ten per output).
+    """Global sensitivity of outputs to the parameter rows the scenario reads (SALib).
+
+    Every row the scenario reads varies over the central 95% of its prior. Writes
+    sensitivity.parquet (parameter, output, first-order and total indices or mu*, their 95% CI
+    half-widths, the prior range), summary.json and sensitivity.html (top ten per output).
     """
     from importlib.metadata import version
 

@@ -43,8 +43,10 @@ def simulate(
 
     cells.parquet: live cells per compartment and dead cells by cause at each output time.
     observations.parquet: what live-cell assays, human-DNA qPCR and the radiolabel (simulation.label)
-    would measure at the same times. summary.json: dose, mass balance, live fraction of dose per
-    compartment, version, scenario hash, seed and the sources of the parameters used.
+    would measure at the same times. adverse_events.parquet: the adverse events drawn for the patient
+    (docs/safety.md). summary.json: dose, mass balance, live fraction of dose per compartment, each
+    adverse event's probability, the regulatory status by jurisdiction, version, scenario hash, seed
+    and the sources of the parameters used.
     """
     _run(scenario, out, quiet, report, uncertainty)
 

@@ -26,7 +26,9 @@ def doses(
     ] = None,
     out: OutOption = Path("infusim-doses"),
 ) -> None:
-    """Run the scenario at each dose (and route) and report the effect on the condition's primary
+    """The therapeutic window: benefit and serious harm over doses (and routes).
+
+    Runs the scenario at each dose (and route) and reports the effect on the condition's primary
     endpoint with its 95% interval and the probability of each serious adverse event: where benefit
     saturates and harm begins. Writes doses.parquet, summary.json and doses.html.
     """
@@ -117,8 +119,10 @@ def regulatory(
         ),
     ] = None,
 ) -> None:
-    """What is approved for the scenario's product, route and condition in each jurisdiction, under which
-    framework, and whether the scenario is an approved, conditional or investigational use, with sources.
+    """Regulatory status of the scenario's use in each jurisdiction, with sources.
+
+    What is approved for the scenario's product, route and condition in each jurisdiction, under which
+    framework, and whether the scenario is an approved, conditional, withdrawn or investigational use.
     """
     from infusim import regulatory as rules
     from infusim.scenario import load

@@ -48,9 +48,10 @@ def trial(
     Writes OUT/patients/ (Parquet dataset: one row per patient and visit with covariates, arm,
     recorded endpoints and the untreated twin's), OUT/summary.json (per arm: n, mean change with
     95% CI and responder rate at each visit; each arm against control: difference, 95% CI and
-    p-value; power and assurance over replicates), OUT/report.html and OUT/trial.json. Chunks stream to disk,
-    so a run killed part-way continues with --resume. Results do not depend on --workers,
-    --scheduler or --chunk-size.
+    p-value; power and assurance over replicates; baseline by arm; adverse events per arm with
+    relative risks), OUT/adverse_events/ (one row per event), OUT/report.html and OUT/trial.json.
+    Chunks stream to disk, so a run killed part-way continues with --resume. Results do not depend
+    on --workers, --scheduler or --chunk-size.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
