@@ -36,3 +36,7 @@ def test_a_left_out_anchor_study_is_predicted_by_a_refit_and_others_stay_fitted(
     assert status[names[2]]["status"] == "prediction" and status[names[2]]["aafe"] == results[2].aafe
     assert found["overall"]["cases"] == 2
     assert set(found["by_species"]) == {"human", "rat"}
+    between = found["between_study"]
+    assert between["points"] == sum(len(r.comparisons) for r in (results[0], results[2]))
+    assert set(between["tau_log10_by_study"]) == {"Musialek2011", names[2]}  # by source, else case name
+    assert between["inside_95_with_between_study"] >= between["inside_95_parameter_only"]

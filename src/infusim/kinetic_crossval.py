@@ -14,7 +14,9 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from infusim import between_study
 from infusim.calibrate import ANCHOR_STUDIES, FITTED, fit_extraction
 from infusim.parameters import bundled, with_values
 from infusim.validate import CaseResult, load_case, run_case
@@ -38,15 +40,18 @@ def cross_validate_cases(paths: list[Path], results: list[CaseResult]) -> dict:
     refits: dict[str, dict] = {}
     records = []
     held: list[tuple[str, CaseResult]] = []
+    held_points: dict[str, list[pd.DataFrame]] = {}
     for path, result in zip(paths, results, strict=True):
         if result.error is not None or result.safety:
             continue
         record = {"case": result.name, "species": result.species}
+        case = load_case(path)
+        study = case.source or case.name
         if not result.calibration:
             record.update(status="prediction", aafe=result.aafe)
             held.append((result.species, result))
+            held_points.setdefault(study, []).append(_kinetic_points(result, result))
         else:
-            case = load_case(path)
             rows = rows_informed_by(case.source)
             outside = [r for r in rows if r not in FITTED]
             if case.source in ANCHOR_STUDIES and not outside:
@@ -56,6 +61,7 @@ def cross_validate_cases(paths: list[Path], results: list[CaseResult]) -> dict:
                 scored = run_case(case, params, curves=False)
                 record.update(status="held out (capture refit without the study)", aafe=scored.aafe)
                 held.append((result.species, scored))
+                held_points.setdefault(study, []).append(_kinetic_points(scored, result))
             else:
                 why = ", ".join(outside) or result.calibration_reason
                 record.update(status=f"fitted: the study informed {why}", aafe=result.aafe)
@@ -64,12 +70,33 @@ def cross_validate_cases(paths: list[Path], results: list[CaseResult]) -> dict:
     for species in sorted({s for s, _ in held}):
         mine = [r for s, r in held if s == species]
         by_species[species] = _totals(mine)
+    points = {s: pd.concat(p, ignore_index=True) for s, p in held_points.items()}
     return {
         "cases": records,
         "overall": _totals([r for _, r in held]),
         "by_species": by_species,
+        "between_study": between_study.leave_one_study_out({s: p for s, p in points.items() if len(p)}),
         "refits": {s: {f"{k[0]}": v for k, v in values.items()} for s, values in refits.items()},
     }
+
+
+def _kinetic_points(scored: CaseResult, own: CaseResult) -> pd.DataFrame:
+    """Ratio-scored rows of ``scored`` with the parameter interval of ``own`` (the case run on the
+    tables' values), moved by the ratio of the two predictions when ``scored`` is a refit."""
+    table = scored.comparisons
+    kinetic = ~table.quantity.astype(str).str.contains(":")
+    mine, theirs = table[kinetic], own.comparisons[kinetic]
+    shift = mine.predicted.to_numpy(float) / theirs.predicted.to_numpy(float)
+    columns = ["observed", "predicted", "bound"] if "bound" in mine else ["observed", "predicted"]
+    return (
+        mine[columns]
+        .assign(
+            predicted_low=theirs.predicted_low.to_numpy(float) * shift,
+            predicted_high=theirs.predicted_high.to_numpy(float) * shift,
+            species=scored.species or own.species,
+        )
+        .reset_index(drop=True)
+    )
 
 
 def _totals(results: list[CaseResult]) -> dict:

@@ -744,7 +744,8 @@ def summary(
             f"95% prediction intervals of cell-kinetic cases: {INTERVAL_DRAWS} parameter sets drawn from "
             "the priors of every row a case reads (data/priors.csv); parameter uncertainty only (no "
             "between-study or measurement error), so coverage below 95% means the priors are too "
-            "narrow or the model misses a mechanism"
+            "narrow or the model misses a mechanism; --cross-validate adds between-study variation "
+            "(kinetics_cross_validation.between_study)"
         ),
         "evidence": _evidence_records(evidence_points or {}),
         "cross_validation": cross_validation,

@@ -245,6 +245,16 @@ def _print_kinetic_cross_validation(found: dict) -> None:
                 species, str(totals["cases"]), f"{totals['within_2fold']:.0%}", f"{totals['median_aafe']:.2f}"
             )
     console.print(table)
+    between = found.get("between_study") or {}
+    if between.get("points"):
+        console.print(
+            f"95% prediction intervals of these cases: {between['inside_95_parameter_only']:.0%} of "
+            f"{between['points']} observations inside from parameter uncertainty alone, "
+            f"{between['inside_95_with_between_study']:.0%} with between-study variation "
+            f"(tau {between['tau_log10_all']:.2f} log10, left out per study; median width "
+            f"x{between['median_width_fold']:.0f}).",
+            highlight=False,
+        )
     fitted = sum(r["status"].startswith("fitted") for r in found["cases"])
     console.print(
         f"[dim]{fitted} cases stay fitted: their study informed a row that cannot be refitted without it "
