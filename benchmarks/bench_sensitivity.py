@@ -6,7 +6,7 @@ The scenario's varying parameter rows (every row it reads that has a non-fixed p
 central 95% of their priors; SALib's Sobol design (N (D + 2) parameter sets, no second-order terms)
 is evaluated by
 
-* infusim: ``infusim.sensitivity.analyse`` end to end (design, batched assembly and exact solution of
+* infusim: ``infusim.sensitivity_analysis.analyse`` end to end (design, batched assembly and exact solution of
   every set, indices with bootstrap CIs), in one process and in two;
 * libroadrunner (CVODE) looping over the first ``--peer-sets`` sets of the same design in one process:
   per set, the set's assembled rate constants and initial amounts are set on one loaded SBML model
@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from bench_trial import calibrate_tolerance, reference_sums, relative_error, roadrunner_loop
 
-from infusim import ensemble, sensitivity
+from infusim import ensemble
+from infusim import sensitivity_analysis as sensitivity
 from infusim.model.kinetics import assemble
 from infusim.parameters import for_scenario, sampled
 from infusim.scenario import load

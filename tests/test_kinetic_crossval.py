@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from infusim import kinetic_crossval
-from infusim import validate as validation
+from infusim import kinetic_crossval, validation
 from infusim.calibrate import FITTED, fit_extraction
 
 

@@ -11,7 +11,7 @@ from infusim import stats
 from infusim.population import replicate_seed
 from infusim.runner import chunks, power_curve
 from infusim.scenario import load
-from infusim.trial import FIELDS, allocate, design, simulate_chunk
+from infusim.virtual_trial import FIELDS, allocate, design, simulate_chunk
 from tests.helpers import EXAMPLES
 
 OA = EXAMPLES / "trial-knee-osteoarthritis.yaml"

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from infusim import ensemble, sensitivity, uncertainty
+from infusim import ensemble, uncertainty
+from infusim import sensitivity_analysis as sensitivity
 from infusim.errors import ScenarioError
 from infusim.model.kinetics import assemble
 from infusim.parameters import bundled, for_scenario, sampled

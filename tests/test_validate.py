@@ -12,7 +12,15 @@ import yaml
 
 from infusim.calibrate import fit_cases
 from infusim.parameters import bundled, with_values
-from infusim.validate import bundled_cases_dir, case_dirs, fold_errors, load_case, predict, run_case, validate
+from infusim.validation import (
+    bundled_cases_dir,
+    case_dirs,
+    fold_errors,
+    load_case,
+    predict,
+    run_case,
+    validate,
+)
 from tests.helpers import EXAMPLES
 
 #: Prediction cases that meet their tolerance today: a regression guard (docs/validation.md lists misses).
@@ -254,7 +262,7 @@ def test_a_bad_region_is_one_line_naming_the_field(tmp_path, region, reason):
 
 
 def test_adverse_event_cases_compare_a_simulated_trial_odds_ratio_with_a_meta_analysis():
-    from infusim.validate import summary
+    from infusim.validation import summary
 
     paths = [bundled_cases_dir() / n for n in ("wang2024_msc_safety_fever", "wang2021_msc_safety_fever")]
     fitted, earlier = validate(paths, curves=False)

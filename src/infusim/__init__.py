@@ -6,13 +6,20 @@ The public API in one screen::
     scenario = infusim.load("examples/msc-iv-human.yaml")   # validate a scenario file
     model = infusim.assemble(scenario)                       # declared whole-body transfer network
     result = infusim.simulate(scenario)                      # cells, observations and a summary
-    result.cells, result.observations, result.summary
+    result.to_pandas(), result.plot(), result.summary
+    cohort = infusim.trial("examples/trial-copd.yaml", patients=200)   # a virtual trial
+    infusim.power(scenario_or_path, [40, 80, 160]), infusim.validate()
+    infusim.sensitivity(path, ["live_cells:lungs@24 h"]), infusim.doses(path, [1e6, 1e7, 1e8])
+
+Each takes a ``Scenario``, a mapping as read from YAML or a path, and returns a result object with
+``summary``, ``to_pandas()``, ``plot()`` and ``write_report(path)`` (``infusim.results``).
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from infusim.api import doses, power, sensitivity, trial, validate
 from infusim.errors import InfusimError
 from infusim.model.kinetics import assemble
 from infusim.scenario import Scenario, from_dict, load
@@ -25,8 +32,13 @@ __all__ = [
     "Scenario",
     "__version__",
     "assemble",
+    "doses",
     "from_dict",
     "load",
+    "power",
+    "sensitivity",
     "simulate",
     "solve",
+    "trial",
+    "validate",
 ]

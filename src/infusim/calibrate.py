@@ -253,7 +253,7 @@ def fit_cases(
     Rates are fitted on the log scale, shares on the logit scale; a satisfied bound contributes
     nothing. The 95% intervals come from the Jacobian at the optimum, scaled by the residual SD.
     """
-    from infusim.validate import fold_errors, load_case, predict
+    from infusim.validation import fold_errors, load_case, predict
 
     params = params or bundled()
     cases = [load_case(p) for p in case_paths]

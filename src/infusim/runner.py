@@ -27,7 +27,7 @@ from infusim import __version__, safety, stats
 from infusim.errors import OutputError
 from infusim.io import write_json
 from infusim.scenario import Scenario
-from infusim.trial import ChunkStats, baseline_table, design, simulate_chunk
+from infusim.virtual_trial import ChunkStats, baseline_table, design, simulate_chunk
 
 MANIFEST = "trial.json"
 KIND = "infusim-trial"

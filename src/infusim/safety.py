@@ -427,7 +427,7 @@ def chunk_events(
     Allocation and streams are those of ``trial.simulate_chunk`` (pure functions of seed and patient),
     so the events do not depend on chunking. The lung load is that of each arm's typical patient.
     """
-    from infusim.trial import allocate  # trial's own allocation, imported late: trial is heavier
+    from infusim.virtual_trial import allocate  # trial's own allocation, imported late: trial is heavier
 
     params = params or for_scenario(scenario)
     trial = scenario.trial

@@ -68,6 +68,7 @@ def _parsed(unit: str, what: str):
         except ScenarioError as exc:
             raise ValueError(exc.message) from None
 
+    convert.unit = unit  # read by scenario_spec.to_spec to write the value back with its unit
     return pydantic.BeforeValidator(convert)
 
 
@@ -78,6 +79,7 @@ def _hours():
         except ScenarioError as exc:
             raise ValueError(exc.message) from None
 
+    convert.unit = "h"
     return pydantic.BeforeValidator(convert)
 
 

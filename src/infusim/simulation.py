@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,29 @@ class Result:
     summary: dict[str, Any]
     endpoints: pd.DataFrame
     adverse_events: pd.DataFrame
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Cells per compartment, state and output time (``cells.parquet``)."""
+        return self.cells
+
+    def plot(self):
+        """Live cells per compartment (% of cells given so far) at the output times, as a plotly figure;
+        the condition's organ and ``target`` always shown, the rest a legend click away."""
+        from infusim.report.html import _live_figure
+
+        times = np.unique(self.cells.time_h)
+        given = pd.Series([self.model.administered(t).sum() for t in times], index=times)
+        site = self.scenario.condition.site if self.scenario.condition else None
+        return _live_figure(self.cells, given, site)
+
+    def write_report(self, path) -> Path:
+        """The self-contained HTML report of ``infusim simulate``."""
+        from infusim.report.html import render
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(self), encoding="utf-8")
+        return path
 
 
 def disease_outcomes(

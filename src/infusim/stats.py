@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import scipy.stats
 
-from infusim.trial import FIELDS, ChunkStats, Design, is_rate
+from infusim.virtual_trial import FIELDS, ChunkStats, Design, is_rate
 
 ALPHA = 0.05
 _F = {name: i for i, name in enumerate(FIELDS)}

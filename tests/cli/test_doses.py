@@ -42,7 +42,7 @@ def test_doses_reports_effect_and_serious_harm_over_doses_and_routes(tmp_path):
 def test_the_window_of_a_condition_saturates_in_benefit():
     import yaml
 
-    from infusim import doses
+    from infusim import dose_window as doses
 
     spec = yaml.safe_load((EXAMPLES / "condition-ischemic-heart-failure.yaml").read_text())
     found = doses.window(spec, [1e5, 1e6, 1e7, 1e8])

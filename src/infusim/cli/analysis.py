@@ -46,55 +46,14 @@ def sensitivity(
     sensitivity.parquet (parameter, output, first-order and total indices or mu*, their 95% CI
     half-widths, the prior range), summary.json and sensitivity.html (top ten per output).
     """
-    from importlib.metadata import version
-
-    from infusim import __version__, io
-    from infusim import sensitivity as analysis
-    from infusim.ensemble import parse_output
-    from infusim.errors import ScenarioError
-    from infusim.scenario import load
+    from infusim import api, io
     from infusim.simulation import DISCLAIMER
 
-    if workers < 1:
-        raise ScenarioError("--workers", f"{workers}; give 1 or more")
-    loaded = load(scenario)
-    outputs = [parse_output(text, loaded) for text in output]
-    result = analysis.analyse(
-        loaded, outputs, method=method, n=n, patterns=tuple(parameters or ()), workers=workers
+    found = api.sensitivity(
+        scenario, output, method=method, n=n, parameters=tuple(parameters or ()), workers=workers
     )
-    summary = {
-        "infusim_version": __version__,
-        "salib_version": version("SALib"),
-        "scenario_name": loaded.name,
-        "disclaimer": DISCLAIMER,
-        "method": method,
-        "n": n,
-        "seed": result.seed,
-        "evaluations": result.evaluations,
-        "seconds": result.seconds,
-        "parameters": len(result.priors),
-        "prior_coverage": analysis.PRIOR_COVERAGE,
-        "outputs": [
-            {
-                "output": o.text,
-                "unit": o.unit,
-                "at_table_values": float(result.base[j]),
-                "low": float(result.spread[0, j]),
-                "high": float(result.spread[1, j]),
-            }
-            for j, o in enumerate(outputs)
-        ],
-        "priors": {
-            p.name: {
-                "distribution": p.distribution,
-                "spread": p.spread,
-                "interval95": p.interval(),
-                "basis": p.basis,
-            }
-            for p in result.priors.values()
-        },
-    }
-    rankings = {o.text: result.ranking(o.text, len(result.priors)).to_dict("records") for o in outputs}
+    result, summary, rankings = found.analysis, found.summary, found.rankings
+    outputs = result.outputs
 
     def write(folder: Path) -> None:
         from infusim.report.sensitivity import render

@@ -51,30 +51,21 @@ def validate(
     plots). A bad case folder is reported with its reason; the other cases still run. Case format:
     docs/validation.md.
     """
-    from infusim import crossval, evidence, io
-    from infusim import validate as validation
+    from infusim import api, io
     from infusim.report.validation import render
 
-    for path in cases or []:
-        if not Path(path).exists():
-            raise InfusimError("cases", f"{path} does not exist (give case folders)")
-    rows = []
-    if evidence_file is not None or not (cases or cases_root):
-        rows = evidence.load(evidence_file)
-    paths = validation.case_dirs(cases, cases_root)
-    results = validation.validate(paths)
-    points = crossval.in_sample(rows) if evidence_file is None and rows else {}
-    scores = kinetics = None
-    if cross_validate and results:
-        from infusim.kinetic_crossval import cross_validate_cases
-
-        kinetics = cross_validate_cases(paths, results)
-    if cross_validate and rows:
+    if cross_validate:
         console.print("Cross-validating: one refit per study (a few minutes)...", highlight=False)
-        scores = crossval.cross_validate(rows)
+    found = api.validate(
+        cases, cases_root=cases_root, evidence_file=evidence_file, cross_validate=cross_validate
+    )
+    results, summary = found.cases, found.summary
+    points: dict[str, list] = {}
+    for record in summary["evidence"]:
+        points.setdefault(record["condition"], []).extend(record["points"])
+    kinetics, scores = summary["kinetics_cross_validation"], summary["cross_validation"]
 
     def write(folder: Path) -> None:
-        summary = validation.summary(results, points, scores, kinetics)
         io.write_json(summary, folder / "validation.json")
         (folder / "validation.html").write_text(render(results, summary), encoding="utf-8")
 

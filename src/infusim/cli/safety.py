@@ -32,36 +32,14 @@ def doses(
     endpoint with its 95% interval and the probability of each serious adverse event: where benefit
     saturates and harm begins. Writes doses.parquet, summary.json and doses.html.
     """
-    import yaml
-
-    from infusim import __version__, io
-    from infusim import doses as analysis
-    from infusim.compartments import ROUTES
-    from infusim.errors import ScenarioError
-    from infusim.scenario import load
+    from infusim import api, io
+    from infusim.dose_window import parse_doses
     from infusim.simulation import DISCLAIMER
 
-    if per not in ("kg", "patient"):
-        raise ScenarioError("--per", f"{per!r}; allowed: kg, patient")
-    values = analysis.parse_doses(dose_list)
-    chosen = None
-    if routes is not None:
-        chosen = [r.strip() for r in routes.split(",") if r.strip()]
-        unknown = [r for r in chosen if r not in ROUTES]
-        if unknown or not chosen:
-            raise ScenarioError("--routes", f"{routes!r}; allowed: {', '.join(ROUTES)}")
-    loaded = load(scenario)
-    spec = yaml.safe_load(scenario.read_text(encoding="utf-8"))
-    found = analysis.window(spec, values, per_kg=per == "kg", routes=chosen)
-    summary = {
-        "infusim_version": __version__,
-        "scenario_name": loaded.name,
-        "disclaimer": DISCLAIMER,
-        "endpoint": found.endpoint,
-        "unit": found.unit,
-        "time_d": found.time_d,
-        "rows": found.rows.to_dict("records"),
-    }
+    chosen = None if routes is None else [r.strip() for r in routes.split(",") if r.strip()]
+    found = api.doses(scenario, parse_doses(dose_list), per=per, routes=chosen)
+    summary = found.summary
+    loaded = api.as_scenario(scenario)
 
     def write(folder: Path) -> None:
         from infusim.report.doses import render
@@ -72,8 +50,8 @@ def doses(
 
     folder = io.write_folder(out, write)
     title = f"{escape(loaded.name)}: therapeutic window"
-    if found.endpoint:
-        title += f" (effect on {found.endpoint} at day {found.time_d:g}, {found.unit})"
+    if summary["endpoint"]:
+        title += f" (effect on {summary['endpoint']} at day {summary['time_d']:g}, {summary['unit']})"
     table = Table(title=title)
     for column in ("route", "cells/kg", "effect (95% interval)", "P(any serious)", "largest serious risk"):
         table.add_column(column, justify="left" if column in ("route", "largest serious risk") else "right")
@@ -81,7 +59,7 @@ def doses(
         effect = (
             f"{row['effect_mean']:+.3g} ({row['effect_low']:+.3g} to {row['effect_high']:+.3g})"
             + (" *" if row.get("outside_evidence") else "")
-            if found.endpoint and row["effect_mean"] == row["effect_mean"]
+            if summary["endpoint"] and row["effect_mean"] == row["effect_mean"]
             else "-"
         )
         serious = {

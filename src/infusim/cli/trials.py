@@ -55,18 +55,16 @@ def trial(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from infusim.parameters import for_scenario
-    from infusim.runner import default_chunk_size, run_trial, with_size
-    from infusim.scenario import load
+    from infusim import api
+    from infusim.runner import default_chunk_size, with_size
 
-    loaded = with_size(load(scenario), patients, replicates)
-    for_scenario(loaded)  # a bad parameters override fails here, before any output exists
+    loaded = with_size(api.as_scenario(scenario), patients, replicates)
     total = loaded.trial.patients * loaded.trial.replicates
     columns = (TextColumn("patients"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"))
     shown = errors.is_terminal
     with Progress(*columns, TimeRemainingColumn(), console=errors, transient=True, disable=not shown) as bar:
         task = bar.add_task("trial", total=total)
-        summary = run_trial(
+        summary = api.trial(
             loaded,
             out,
             workers=workers,
@@ -74,7 +72,7 @@ def trial(
             resume=resume,
             chunk_size=chunk_size or default_chunk_size(loaded),
             progress=lambda n: bar.advance(task, n),
-        )
+        ).summary
     for warning in summary["warnings"]:
         errors.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if quiet:
@@ -99,19 +97,15 @@ def power(
     Power: the share of replicate trials in which a treated arm beats control on the primary
     endpoint at the primary visit (two-sided p < 0.05).
     """
-    from infusim.parameters import for_scenario
-    from infusim.runner import power_curve, with_size
-    from infusim.scenario import load
+    from infusim import api
 
     try:
         sizes = [int(part) for part in n.split(",") if part.strip()]
     except ValueError:
         raise InfusimError("--n", f"{n!r} is not a comma-separated list of integers") from None
-    if not sizes or any(size < 2 for size in sizes):
-        raise InfusimError("--n", "give sample sizes of at least 2, e.g. 20,40,80")
-    loaded = with_size(load(scenario), None, None)
-    for_scenario(loaded)
-    curve = power_curve(loaded, sizes, replicates)
+    found = api.power(scenario, sizes, replicates=replicates)
+    loaded = api.as_scenario(scenario)
+    curve = found.curve
     trial_spec = loaded.trial
     table = Table(
         title=f"{escape(loaded.name)}: power on {trial_spec.primary.endpoint} at "

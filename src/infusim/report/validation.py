@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from infusim.simulation import DISCLAIMER
-from infusim.validate import CaseResult
+from infusim.validation import CaseResult
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 

@@ -1,0 +1,220 @@
+"""Every command as a Python function: give a scenario (a ``Scenario``, a mapping as read from YAML,
+or a path to a YAML file) and get a result object (``infusim.results``) with ``summary``,
+``to_pandas()``, ``plot()`` and ``write_report(path)``. The command line calls these.
+
+Research use only: these are model predictions, not advice for any patient.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from infusim import __version__
+from infusim.errors import ScenarioError
+from infusim.results import DoseWindowResult, PowerResult, SensitivityResult, TrialResult, ValidationResult
+from infusim.scenario import Scenario, from_dict, load
+
+DISCLAIMER = (
+    "infusim is a research tool. Its results are model predictions for research and teaching, "
+    "not advice for any patient."
+)
+
+
+def as_scenario(scenario: Scenario | dict | str | Path) -> Scenario:
+    """A validated ``Scenario`` from an object, a mapping or a YAML path."""
+    if isinstance(scenario, Scenario):
+        return scenario
+    if isinstance(scenario, dict):
+        return from_dict(scenario)
+    if isinstance(scenario, (str, Path)):
+        return load(scenario)
+    raise ScenarioError(
+        "scenario", f"a Scenario, a mapping or a path to a YAML file, not {type(scenario).__name__}"
+    )
+
+
+def _as_spec(scenario: Scenario | dict | str | Path) -> dict:
+    """The scenario as a mapping (what a YAML file holds), for commands that vary a field."""
+    import yaml
+
+    if isinstance(scenario, dict):
+        return scenario
+    if isinstance(scenario, (str, Path)):
+        load(scenario)  # a bad file fails with the loader's message
+        return yaml.safe_load(Path(scenario).read_text(encoding="utf-8"))
+    from infusim.scenario_spec import to_spec
+
+    return to_spec(as_scenario(scenario))
+
+
+def trial(
+    scenario: Scenario | dict | str | Path,
+    out: str | Path | None = None,
+    *,
+    patients: int | None = None,
+    replicates: int | None = None,
+    workers: int = 1,
+    chunk_size: int | None = None,
+    resume: bool = False,
+    scheduler: str | None = None,
+    progress=None,
+) -> TrialResult:
+    """Run a virtual randomised trial into ``out`` (default: a new temporary folder, kept)."""
+    from infusim.parameters import for_scenario
+    from infusim.runner import default_chunk_size, run_trial, with_size
+
+    loaded = with_size(as_scenario(scenario), patients, replicates)
+    for_scenario(loaded)  # a bad parameters override fails here, before any output exists
+    folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="infusim-trial-"))
+    summary = run_trial(
+        loaded,
+        folder,
+        workers=workers,
+        scheduler=scheduler,
+        resume=resume,
+        chunk_size=chunk_size or default_chunk_size(loaded),
+        progress=progress,
+    )
+    return TrialResult(summary, folder)
+
+
+def power(
+    scenario: Scenario | dict | str | Path, sizes: Sequence[int], *, replicates: int = 200
+) -> PowerResult:
+    """Power and assurance of the primary comparison for each total sample size in ``sizes``."""
+    from infusim.parameters import for_scenario
+    from infusim.runner import power_curve, with_size
+
+    sizes = [int(n) for n in sizes]
+    if not sizes or any(n < 2 for n in sizes):
+        raise ScenarioError("--n", "give sample sizes of at least 2, e.g. 20,40,80")
+    if replicates < 2:
+        raise ScenarioError("--replicates", f"{replicates}; give 2 or more")
+    loaded = with_size(as_scenario(scenario), None, None)
+    for_scenario(loaded)
+    curve = power_curve(loaded, sizes, replicates)
+    primary = loaded.trial.primary
+    return PowerResult(loaded.name, primary.endpoint, primary.at_h / 24.0, replicates, curve)
+
+
+def validate(
+    cases: Sequence[str | Path] | None = None,
+    *,
+    cases_root: str | Path | None = None,
+    evidence_file: str | Path | None = None,
+    cross_validate: bool = False,
+) -> ValidationResult:
+    """Hold the model against published measurements (the bundled suite when no case is given)."""
+    from infusim import crossval, evidence
+    from infusim import validation as checks
+    from infusim.errors import InfusimError
+
+    for path in cases or []:
+        if not Path(path).exists():
+            raise InfusimError("cases", f"{path} does not exist (give case folders)")
+    rows = []
+    if evidence_file is not None or not (cases or cases_root):
+        rows = evidence.load(Path(evidence_file) if evidence_file is not None else None)
+    paths = checks.case_dirs([Path(p) for p in cases or []], Path(cases_root) if cases_root else None)
+    results = checks.validate(paths)
+    points = crossval.in_sample(rows) if evidence_file is None and rows else {}
+    scores = kinetics = None
+    if cross_validate and results:
+        from infusim.kinetic_crossval import cross_validate_cases
+
+        kinetics = cross_validate_cases(paths, results)
+    if cross_validate and rows:
+        scores = crossval.cross_validate(rows)
+    return ValidationResult(results, checks.summary(results, points, scores, kinetics))
+
+
+def sensitivity(
+    scenario: Scenario | dict | str | Path,
+    outputs: Sequence[str],
+    *,
+    method: str = "sobol",
+    n: int = 1024,
+    parameters: Sequence[str] = (),
+    workers: int = 1,
+) -> SensitivityResult:
+    """Global sensitivity (SALib) of ``outputs`` (``quantity:where@time``) to the rows the scenario reads."""
+    from importlib.metadata import version
+
+    from infusim import sensitivity_analysis as analysis
+    from infusim.ensemble import parse_output
+
+    if workers < 1:
+        raise ScenarioError("--workers", f"{workers}; give 1 or more")
+    loaded = as_scenario(scenario)
+    parsed = [parse_output(text, loaded) for text in outputs]
+    result = analysis.analyse(loaded, parsed, method=method, n=n, patterns=tuple(parameters), workers=workers)
+    summary: dict[str, Any] = {
+        "infusim_version": __version__,
+        "salib_version": version("SALib"),
+        "scenario_name": loaded.name,
+        "disclaimer": DISCLAIMER,
+        "method": method,
+        "n": n,
+        "seed": result.seed,
+        "evaluations": result.evaluations,
+        "seconds": result.seconds,
+        "parameters": len(result.priors),
+        "prior_coverage": analysis.PRIOR_COVERAGE,
+        "outputs": [
+            {
+                "output": o.text,
+                "unit": o.unit,
+                "at_table_values": float(result.base[j]),
+                "low": float(result.spread[0, j]),
+                "high": float(result.spread[1, j]),
+            }
+            for j, o in enumerate(parsed)
+        ],
+        "priors": {
+            p.name: {
+                "distribution": p.distribution,
+                "spread": p.spread,
+                "interval95": p.interval(),
+                "basis": p.basis,
+            }
+            for p in result.priors.values()
+        },
+    }
+    rankings = {o.text: result.ranking(o.text, len(result.priors)).to_dict("records") for o in parsed}
+    return SensitivityResult(result, summary, rankings)
+
+
+def doses(
+    scenario: Scenario | dict | str | Path,
+    doses: Sequence[float],
+    *,
+    per: str = "kg",
+    routes: Sequence[str] | None = None,
+) -> DoseWindowResult:
+    """The therapeutic window: the effect (95% interval) and serious-event risks at each dose and route."""
+    from infusim import dose_window
+    from infusim.compartments import ROUTES
+
+    if per not in ("kg", "patient"):
+        raise ScenarioError("--per", f"{per!r}; allowed: kg, patient")
+    values = sorted({float(d) for d in doses})
+    if not values or any(not (0 < d < float("inf")) for d in values):
+        raise ScenarioError("--doses", "give one or more positive doses, e.g. 1e5,1e6,1e7")
+    chosen = list(routes) if routes is not None else None
+    if chosen is not None and (not chosen or any(r not in ROUTES for r in chosen)):
+        raise ScenarioError("--routes", f"{','.join(chosen)!r}; allowed: {', '.join(ROUTES)}")
+    loaded = as_scenario(scenario)
+    found = dose_window.window(_as_spec(scenario), values, per_kg=per == "kg", routes=chosen)
+    summary = {
+        "infusim_version": __version__,
+        "scenario_name": loaded.name,
+        "disclaimer": DISCLAIMER,
+        "endpoint": found.endpoint,
+        "unit": found.unit,
+        "time_d": found.time_d,
+        "rows": found.rows.to_dict("records"),
+    }
+    return DoseWindowResult(summary, found.rows)

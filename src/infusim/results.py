@@ -1,0 +1,195 @@
+"""Result objects of the Python API: each has ``summary`` (what the command writes as summary.json),
+``to_pandas()`` (its main table), ``plot()`` (a plotly figure) and ``write_report(path)``.
+
+Research use only: these are model predictions, not advice for any patient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    import plotly.graph_objects as go
+
+    from infusim.sensitivity_analysis import Analysis
+    from infusim.validation import CaseResult
+
+
+def _write(html_text: str, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html_text, encoding="utf-8")
+    return path
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """A virtual trial: ``summary`` (per arm, comparisons, power, adverse events) and the output
+    ``folder`` holding its patient rows (``patients/``) and events (``adverse_events/``)."""
+
+    summary: dict[str, Any]
+    folder: Path
+
+    def to_pandas(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """One row per patient and visit (``patients/``), optionally only ``columns``."""
+        return pd.read_parquet(self.folder / "patients", columns=columns)
+
+    def adverse_events(self) -> pd.DataFrame:
+        """One row per adverse event (``patient, arm, event, time_d, grade, serious``)."""
+        folder = self.folder / "adverse_events"
+        columns = ["patient", "arm", "event", "time_d", "grade", "serious"]
+        if not folder.exists() or not any(folder.glob("*.parquet")):
+            return pd.DataFrame(columns=columns)
+        return pd.read_parquet(folder)
+
+    def plot(self, endpoint: str | None = None) -> go.Figure:
+        """Mean change from baseline per arm with 95% CIs (default: the primary endpoint)."""
+        from infusim.report.trial import _endpoint_figure
+
+        return _endpoint_figure(self.summary, endpoint or self.summary["primary"]["endpoint"])
+
+    def write_report(self, path: str | Path) -> Path:
+        from infusim.report.trial import render
+
+        return _write(render(self.summary), path)
+
+
+@dataclass(frozen=True)
+class PowerResult:
+    """Power and assurance of the primary comparison per total sample size and treated arm."""
+
+    scenario_name: str
+    endpoint: str
+    visit_day: float
+    replicates: int
+    curve: dict[int, dict[str, dict]]
+
+    @property
+    def summary(self) -> dict:
+        return {
+            "scenario_name": self.scenario_name,
+            "endpoint": self.endpoint,
+            "visit_day": self.visit_day,
+            "replicates": self.replicates,
+            "power": self.to_pandas().to_dict("records"),
+        }
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Columns ``patients, arm, power, assurance`` (shares of replicates, 0-1)."""
+        return pd.DataFrame(
+            [
+                {"patients": n, "arm": arm, "power": v["power"], "assurance": v["assurance"]}
+                for n, arms in self.curve.items()
+                for arm, v in arms.items()
+            ]
+        )
+
+    def plot(self) -> go.Figure:
+        import plotly.graph_objects as go
+
+        table = self.to_pandas()
+        figure = go.Figure()
+        for arm, rows in table.groupby("arm", sort=False):
+            figure.add_trace(
+                go.Scatter(x=rows.patients, y=rows.power, mode="lines+markers", name=f"{arm}: power")
+            )
+            figure.add_trace(
+                go.Scatter(
+                    x=rows.patients,
+                    y=rows.assurance,
+                    mode="lines+markers",
+                    name=f"{arm}: assurance",
+                    line={"dash": "dot"},
+                )
+            )
+        figure.update_layout(
+            title=f"{self.scenario_name}: {self.endpoint} at day {self.visit_day:g} "
+            f"({self.replicates} replicates)",
+            xaxis_title="patients (total)",
+            yaxis_title="share of replicate trials with p < 0.05",
+            yaxis_range=[0, 1.02],
+        )
+        return figure
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Every case's scores (``cases``) and ``validation.json`` (``summary``)."""
+
+    cases: list[CaseResult]
+    summary: dict[str, Any]
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per observation: case, fitted or not, and observed against predicted with its
+        95% prediction interval."""
+        rows = [
+            {"case": r.name, "calibration": r.calibration, "species": r.species, **p}
+            for r in self.cases
+            if r.error is None
+            for p in r.points()
+        ]
+        return pd.DataFrame(rows)
+
+    def plot(self) -> go.Figure | None:
+        """Observed against predicted for the whole suite (1:1, 2- and 3-fold lines)."""
+        from infusim.report.validation import suite_figure
+
+        return suite_figure(self.cases)
+
+    def write_report(self, path: str | Path) -> Path:
+        from infusim.report.validation import render
+
+        return _write(render(self.cases, self.summary), path)
+
+
+@dataclass(frozen=True)
+class SensitivityResult:
+    """A global sensitivity analysis: ``analysis`` (indices table, priors) and its ``summary``."""
+
+    analysis: Analysis
+    summary: dict[str, Any]
+    rankings: dict[str, list[dict]] = field(default_factory=dict)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per parameter and output with the indices and their 95% CI half-widths."""
+        return self.analysis.table
+
+    def plot(self, output: str | None = None, top: int = 10) -> go.Figure:
+        """The ``top`` parameters of one output (default: the first)."""
+        from infusim.report.sensitivity import _figure
+
+        output = output or self.analysis.outputs[0].text
+        rows = self.analysis.ranking(output, top).to_dict("records")
+        return _figure(output, rows, self.analysis.method == "sobol")
+
+    def write_report(self, path: str | Path) -> Path:
+        from infusim.report.sensitivity import render
+
+        return _write(render(self.summary, self.rankings), path)
+
+
+@dataclass(frozen=True)
+class DoseWindowResult:
+    """The therapeutic window: effect and serious-event risks per dose and route (``rows``)."""
+
+    summary: dict[str, Any]
+    rows: pd.DataFrame
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.rows
+
+    def plot(self, route: str | None = None) -> go.Figure:
+        """Effect with its 95% interval and serious-event probabilities against dose, for one route."""
+        from infusim.report.doses import _figure
+
+        route = route or str(self.rows.route.iloc[0])
+        return _figure(self.summary, route, self.rows[self.rows.route == route])
+
+    def write_report(self, path: str | Path) -> Path:
+        from infusim.report.doses import render
+
+        return _write(render(self.summary, self.rows), path)
