@@ -47,7 +47,7 @@ def test_trial_from_a_path_gives_patient_rows_and_the_cli_summary(tmp_path):
     spec = yaml.safe_load(TRIAL.read_text())
     visits = 1 + len(spec["trial"]["visits"])  # baseline and each visit
     rows = found.to_pandas()
-    assert len(rows) == 60 * visits and rows.patient.nunique() == 60 and rows.visit_day.min() == 0
+    assert len(rows) == 60 * visits and rows.patient.nunique() == 60 and rows.time_d.min() == 0
     assert json.loads((tmp_path / "t" / "summary.json").read_text())["by_arm"] == json.loads(
         json.dumps(found.summary["by_arm"])
     )

@@ -85,7 +85,7 @@ def test_trial_report_has_flow_baseline_forest_and_responders_from_the_rows(tmp_
 
     summary = run_trial(load(EXAMPLES / "trial-knee-osteoarthritis.yaml"), tmp_path / "t", chunk_size=50)
     rows = pd.read_parquet(tmp_path / "t" / "patients")
-    first = rows[(rows.replicate == 0) & (rows.visit_day == 0)]
+    first = rows[(rows.replicate == 0) & (rows.time_d == 0)]
     for arm, group in first.groupby("arm", observed=True):
         entry = summary["baseline"][arm]
         assert entry["patients"] == len(group)

@@ -54,12 +54,12 @@ def test_measurement_error_and_untreated_twin_in_a_null_control_arm():
     s = load(COPD)
     table, _ = simulate_chunk(s, 0, 0, 4_000)
     rows = table.to_pandas()
-    control = rows[(rows.arm == "placebo") & (rows.visit_day > 0)]
+    control = rows[(rows.arm == "placebo") & (rows.time_d > 0)]
     # COPD has no placebo effect on FEV1: recorded minus twin is pure measurement error (0.103 L)
     residual = control.fev1 - control.fev1_untreated
     assert abs(residual.mean()) < 0.005 and abs(residual.std() - 0.103) < 0.005
     # the twin declines at the tabulated rate (ECLIPSE -33 mL/year, SD 59 mL/year between patients)
-    twin = rows.pivot_table(index="patient", columns="visit_day", values="fev1_untreated")
+    twin = rows.pivot_table(index="patient", columns="time_d", values="fev1_untreated")
     slope = (twin[365.0] - twin[0.0]) / (365 / 365.25)
     assert abs(slope.mean() + 0.033) < 0.004 and abs(slope.std() - 0.059) < 0.005
 
@@ -70,7 +70,7 @@ def test_summary_statistics_match_an_independent_welch_test_on_the_rows():
     plan = design(s)
     totals = stats.combine([partial], 1, partial.sums.shape)[0]
     rows = table.to_pandas()
-    wide = rows.pivot_table(index=["patient", "arm"], columns="visit_day", values="womac_total").reset_index()
+    wide = rows.pivot_table(index=["patient", "arm"], columns="time_d", values="womac_total").reset_index()
     change = wide[180.0] - wide[0.0]
     treated, control = change[wide.arm == "msc_5e7"], change[wide.arm == "saline"]
     reference = scipy.stats.ttest_ind(treated, control, equal_var=False)

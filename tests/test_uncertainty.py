@@ -78,7 +78,7 @@ def test_a_sampled_set_gives_what_a_scenario_override_gives():
         alone = ensemble.evaluate(one, outputs, {}, 1)[0]
         np.testing.assert_allclose(batch[i], alone, rtol=1e-9)
     assert len(set(batch[:, 0])) == 3  # the three sets differ
-    given = simulate(base).summary["live_fraction_of_dose"]["72 h"]["liver"]
+    given = simulate(base).summary["live_fraction_of_dose"]["3 d"]["liver"]
     assert ensemble.evaluate(base, outputs, {}, 1)[0, 1] == pytest.approx(given, rel=1e-9)
 
 
@@ -121,7 +121,7 @@ def test_bands_hold_the_point_prediction_and_widen_with_assumptions():
     for compartment in ("liver", "target", "bone_marrow"):
         band = rows[("live_fraction", compartment, 24.0)]
         assert band["low"] < point[compartment] < band["high"]
-    effect = result.summary["endpoints"]["2880 h"]["lvef"]
+    effect = result.summary["endpoints"]["120 d"]["lvef"]
     band = rows[("effect", "lvef", 2880.0)]
     assert band["low"] < effect["effect"] < band["high"]
     assert band["high"] - band["low"] >= 0.9 * (effect["high"] - effect["low"])  # kinetics add spread

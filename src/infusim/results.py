@@ -64,7 +64,7 @@ class PowerResult:
 
     scenario_name: str
     endpoint: str
-    visit_day: float
+    time_d: float
     replicates: int
     curve: dict[int, dict[str, dict]]
 
@@ -73,7 +73,7 @@ class PowerResult:
         return {
             "scenario_name": self.scenario_name,
             "endpoint": self.endpoint,
-            "visit_day": self.visit_day,
+            "time_d": self.time_d,
             "replicates": self.replicates,
             "power": self.to_pandas().to_dict("records"),
         }
@@ -107,7 +107,7 @@ class PowerResult:
                 )
             )
         figure.update_layout(
-            title=f"{self.scenario_name}: {self.endpoint} at day {self.visit_day:g} "
+            title=f"{self.scenario_name}: {self.endpoint} at day {self.time_d:g} "
             f"({self.replicates} replicates)",
             xaxis_title="patients (total)",
             yaxis_title="share of replicate trials with p < 0.05",

@@ -186,11 +186,11 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
             {"name": a.name, "ratio": a.ratio, "kind": a.kind, "control": a.name == trial.control.name}
             for a in trial.arms
         ],
-        "visits_day": [float(f"{d:g}") for d in plan.visits_d],
+        "visit_times_d": [float(f"{d:g}") for d in plan.visits_d],
         "primary": {
             "endpoint": primary.name,
             "unit": primary.unit,
-            "visit_day": float(plan.visits_d[plan.primary_visit]),
+            "time_d": float(plan.visits_d[plan.primary_visit]),
             "responder_change": plan.responder_change,
             "control": trial.control.name,
             "comparisons": {

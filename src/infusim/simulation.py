@@ -18,6 +18,7 @@ from infusim.observe import Observed, cells_table, observation_table, observe
 from infusim.parameters import ParameterSet, citation_line, for_scenario
 from infusim.scenario import Scenario
 from infusim.solve import conservation_error
+from infusim.units import time_label
 
 DISCLAIMER = (
     "infusim is a research tool. Its results are model predictions for research and teaching, "
@@ -173,13 +174,13 @@ def _summary(
     fractions: dict[str, dict[str, float]] = {}
     for t, denominator in zip(times, given, strict=True):
         rows = live[live.time_h == t]
-        fractions[_time_key(t)] = {
+        fractions[time_label(t)] = {
             row.compartment: (float(row.cells / denominator) if denominator > 0 else 0.0)
             for row in rows.itertuples()
         }
     dead = cells[(cells.patient == 0) & (cells.state != "live")]
     dead_fractions = {
-        _time_key(t): {
+        time_label(t): {
             row.state: (float(row.cells / d) if d > 0 else 0.0) for row in dead[dead.time_h == t].itertuples()
         }
         for t, d in zip(times, given, strict=True)
@@ -193,7 +194,7 @@ def _summary(
         warnings += disease.extrapolation_warnings(scenario, conditions.get(name))
         for row in endpoints[endpoints.patient == 0].itertuples():
             band = (intervals or {}).get((float(row.time_d), row.endpoint))
-            effects.setdefault(_time_key(row.time_d * 24.0), {})[row.endpoint] = {
+            effects.setdefault(time_label(row.time_d * 24.0), {})[row.endpoint] = {
                 "treated": float(row.treated),
                 "untreated": float(row.untreated),
                 "effect": float(row.treated - row.untreated),
@@ -287,7 +288,3 @@ def _evidence_note(condition: str | None) -> dict | None:
         "command": record.get("command"),
         "citations": dict(sorted(cited.items())),
     }
-
-
-def _time_key(t: float) -> str:
-    return f"{t:g} h"

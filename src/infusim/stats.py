@@ -115,7 +115,7 @@ def comparisons(totals: np.ndarray, plan: Design) -> list[dict]:
                 if day == 0 and not is_rate(endpoint):
                     continue
                 rows.append(
-                    {"arm": arm, "endpoint": endpoint.name, "visit_day": _day(day)}
+                    {"arm": arm, "endpoint": endpoint.name, "time_d": _day(day)}
                     | compare(totals, plan, a, e, v)
                 )
     return rows

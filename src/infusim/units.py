@@ -55,3 +55,13 @@ def hours(text: str | float | int, field: str) -> float:
     if quantity.dimensionless:
         raise ScenarioError(field, f"{text!r} has no time unit (write e.g. '30 min', '24 h', '28 day')")
     return to_float(text, "hour", field, "a duration")
+
+
+def time_label(hours: float) -> str:
+    """'5 min', '24 h', '7 d': how summary.json keys and the console name an output time (minutes
+    below 1 h, hours below 3 days, days after; six significant digits, as ``f"{x:g}"``)."""
+    if hours < 1:
+        return f"{hours * 60:g} min"
+    if hours < 72:
+        return f"{hours:g} h"
+    return f"{hours / 24:g} d"

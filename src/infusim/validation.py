@@ -131,6 +131,7 @@ class CaseResult:
             "skipped_rows": self.skipped,
             "error": self.error,
             "citation": self.citation,
+            "description": self.description,
             "points": self.points(),
         }
 
@@ -155,6 +156,19 @@ class CaseResult:
             }
             for row in self.comparisons.itertuples()
         ]
+
+
+def result_tables(results: list[CaseResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(points, curves) of every case that ran, with a ``case`` column: what ``infusim validate``
+    writes as points.parquet and curves.parquet (and ``infusim report`` reads back)."""
+    ran = [r for r in results if r.error is None]
+    points = [r.comparisons.assign(case=r.name) for r in ran if len(r.comparisons)]
+    curves = [r.curves.assign(case=r.name) for r in ran if len(r.curves)]
+    empty = pd.DataFrame(columns=["case"])
+    return (
+        pd.concat(points, ignore_index=True) if points else empty,
+        pd.concat(curves, ignore_index=True) if curves else empty,
+    )
 
 
 def _number_or_none(value) -> float | None:

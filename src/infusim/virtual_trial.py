@@ -348,7 +348,7 @@ def _table(
         "arm": pa.DictionaryArray.from_arrays(
             pa.array(per_row(arm, np.int8)), pa.array(list(plan.arms), pa.string())
         ),
-        "visit_day": pa.array(np.tile(plan.visits_d.astype(np.float32), len(index))),
+        "time_d": pa.array(np.tile(plan.visits_d.astype(np.float32), len(index))),
         "age_years": pa.array(per_row(cohort.age_years, np.float32)),
         "female": pa.array(per_row(cohort.female, np.bool_)),
         "body_weight_kg": pa.array(per_row(cohort.body_weight_kg, np.float32)),

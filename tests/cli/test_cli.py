@@ -224,7 +224,7 @@ def test_a_named_condition_adds_endpoints_with_an_untreated_twin(tmp_path):
     assert list(endpoints.columns) == ["patient", "time_d", "endpoint", "treated", "untreated", "unit"]
     assert {"womac_total", "pain_vas"} <= set(endpoints.endpoint)
     summary = json.loads((out / "summary.json").read_text())
-    effect = summary["endpoints"]["8760 h"]["womac_total"]["effect"]
+    effect = summary["endpoints"]["365 d"]["womac_total"]["effect"]
     assert effect < 0 and "effect = treated minus untreated twin" in result.stdout
 
 
@@ -267,7 +267,7 @@ def test_trial_writes_the_dataset_and_summary_and_prints_the_primary_comparison(
     assert summary["power"]["msc"]["replicates"] == 3
     rows = pd.read_parquet(tmp_path / "t" / "patients")
     assert set(rows.replicate) == {0, 1, 2} and len(rows) == 3 * 40 * 3  # replicates x patients x visits
-    for column in ("patient", "arm", "visit_day", "age_years", "female", "body_weight_kg", "fev1_untreated"):
+    for column in ("patient", "arm", "time_d", "age_years", "female", "body_weight_kg", "fev1_untreated"):
         assert column in rows
     page = (tmp_path / "t" / "report.html").read_text()
     assert "fev1" in page and "not advice for any patient" in page and '<script src="http' not in page

@@ -66,6 +66,11 @@ def validate(
     kinetics, scores = summary["kinetics_cross_validation"], summary["cross_validation"]
 
     def write(folder: Path) -> None:
+        from infusim.validation import result_tables
+
+        points_table, curves = result_tables(results)
+        io.write_parquet(points_table, folder / "points.parquet")
+        io.write_parquet(curves, folder / "curves.parquet")
         io.write_json(summary, folder / "validation.json")
         (folder / "validation.html").write_text(render(results, summary), encoding="utf-8")
 

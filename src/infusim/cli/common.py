@@ -12,6 +12,7 @@ from rich.console import Console
 
 from infusim import __version__
 from infusim.errors import InfusimError
+from infusim.units import time_label as _time_label  # noqa: F401 (re-exported for the commands)
 
 app = typer.Typer(
     name="infusim",
@@ -75,15 +76,6 @@ def _p_text(p: float | None) -> str:
     if p is None:
         return "p n/a"
     return "p < 1e-16" if p < 1e-16 else f"p = {p:.2g}"
-
-
-def _time_label(hours: float) -> str:
-    """'5 min', '24 h', '7 d': the unit a reader expects for each time scale."""
-    if hours < 1:
-        return f"{hours * 60:.3g} min"
-    if hours < 72:
-        return f"{hours:.3g} h"
-    return f"{hours / 24:.4g} d"
 
 
 def _percent(value: float) -> str:

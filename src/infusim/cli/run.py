@@ -73,6 +73,12 @@ def _run(scenario_path: Path, out: Path, quiet: bool, report: bool, uncertainty:
     result = simulate(scenario, uncertainty=uncertainty)
 
     def write(folder: Path) -> None:
+        import yaml
+
+        from infusim.scenario_spec import to_spec
+
+        text = yaml.safe_dump(to_spec(scenario), sort_keys=False, allow_unicode=True)
+        (folder / "scenario.yaml").write_text(text, encoding="utf-8")
         io.write_parquet(result.cells, folder / "cells.parquet")
         io.write_parquet(result.observations, folder / "observations.parquet")
         io.write_parquet(result.adverse_events, folder / "adverse_events.parquet")
@@ -168,23 +174,26 @@ def _print_endpoints(result) -> None:
         title=f"{result.summary['condition']}: treated vs untreated twin (effect = treated - untreated)"
     )
     found = result.summary.get("uncertainty")
-    bands = {(r["where"], r["time_h"]): r for r in (found or {}).get("rows", []) if r["quantity"] == "effect"}
+    bands = {
+        (r["where"], _time_label(r["time_h"])): r
+        for r in (found or {}).get("rows", [])
+        if r["quantity"] == "effect"
+    }
     columns = ["endpoint", "time", "untreated", "treated", "effect", "95% interval"]
     columns += ["95% band, all parameters"] if bands else []
     for column in (*columns, "unit"):
         table.add_column(column, justify="left" if column in ("endpoint", "unit") else "right")
     for time_key, endpoints in effects.items():
-        hours = float(time_key.split()[0])
         for name, values in endpoints.items():
             band = "n/a" if values.get("low") is None else f"{values['low']:+.3g} to {values['high']:+.3g}"
             table.add_row(
                 name,
-                _time_label(hours),
+                time_key,
                 f"{values['untreated']:.3g}",
                 f"{values['treated']:.3g}",
                 f"{values['effect']:+.3g}",
                 band,
-                *([_band(bands.get((name, hours)))] if bands else []),
+                *([_band(bands.get((name, time_key)))] if bands else []),
                 values["unit"],
             )
     console.print(table)

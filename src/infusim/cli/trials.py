@@ -133,7 +133,7 @@ def power(
 def _print_trial(summary: dict) -> None:
     primary = summary["primary"]
     unit = primary["unit"]
-    visit = f"{primary['visit_day']:g}"
+    visit = f"{primary['time_d']:g}"
     table = Table(
         title=f"{escape(summary['scenario_name'])}: {primary['endpoint']} at day {visit} "
         f"({summary['patients']} patients, {summary['condition']})"

@@ -39,7 +39,7 @@ def render(summary: dict) -> str:
 {summary["replicates"]} replicate(s); arms: {arms}. Scenario hash
 {html.escape(summary["scenario_hash"][:16])}, seed {summary["seed"]}, infusim
 {html.escape(summary["infusim_version"])}.</p>
-<h2>Primary comparison: {html.escape(primary["endpoint"])} at day {primary["visit_day"]:g}
+<h2>Primary comparison: {html.escape(primary["endpoint"])} at day {primary["time_d"]:g}
 ({html.escape(primary["unit"])})</h2>
 <table><tr><th>comparison</th><th>difference</th><th>95% CI</th><th>p</th><th>power</th>
 <th>assurance</th></tr>
@@ -184,7 +184,7 @@ def _forest_html(summary: dict) -> str:
     rows = [c for c in summary["comparisons"] if c["difference"] is not None]
     if not rows:
         return ""
-    labels = [f"{c['arm']}: {c['endpoint']} day {c['visit_day']}" for c in rows]
+    labels = [f"{c['arm']}: {c['endpoint']} day {c['time_d']}" for c in rows]
     figure = go.Figure(
         go.Scatter(
             x=[c["difference"] for c in rows],
