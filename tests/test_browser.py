@@ -1,0 +1,93 @@
+"""Every kind of report in a real browser (Debian's chromium driven by Playwright): it loads with no
+console error and no network request, every plot draws its SVG, a user string holding <script> is
+shown as text, and a screenshot of each page is kept in test-artifacts/screenshots/.
+
+`.ci/run` installs chromium when missing and sets INFUSIM_REQUIRE_BROWSER=1, so in CI a missing
+browser fails; on a developer machine without it these tests are skipped with that reason."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import infusim
+from infusim.validation import bundled_cases_dir
+from tests.helpers import EXAMPLES
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("INFUSIM_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+HOSTILE = "<script>window.pwned = 1</script> & [bold]"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("INFUSIM_REQUIRE_BROWSER"):
+        raise RuntimeError(f"chromium not found at {CHROMIUM} (apt install chromium)")
+    pytest.skip("no chromium on this machine (.ci/run installs it)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        found = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield found
+        found.close()
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory) -> dict[str, Path]:
+    """One report of each kind; the simulation's scenario name holds a <script> tag."""
+    root = tmp_path_factory.mktemp("reports")
+    spec = yaml.safe_load((EXAMPLES / "condition-ischemic-heart-failure.yaml").read_text())
+    spec["name"] = HOSTILE
+    pages = {"simulation": infusim.simulate(infusim.from_dict(spec)).write_report(root / "simulation.html")}
+    trial = yaml.safe_load((EXAMPLES / "trial-copd.yaml").read_text())
+    trial["name"] = HOSTILE
+    pages["trial"] = infusim.trial(trial, root / "trial", patients=60).write_report(root / "trial.html")
+    scenario = infusim.load(EXAMPLES / "msc-iv-human.yaml")
+    pages["doses"] = infusim.doses(scenario, [1e6, 1e8]).write_report(root / "doses.html")
+    ranks = infusim.sensitivity(scenario, ["live_cells:lungs@1 h"], method="morris", n=8, parameters=["size*"])
+    pages["sensitivity"] = ranks.write_report(root / "sensitivity.html")
+    cases = [bundled_cases_dir() / n for n in ("toma2009_rat_ia_muscle_msc", "assis2010_rat_iv_msc_mi_tc99m")]
+    pages["validation"] = infusim.validate(cases).write_report(root / "validation.html")
+    return pages
+
+
+@pytest.mark.parametrize("kind", ["simulation", "trial", "doses", "sensitivity", "validation"])
+def test_report_loads_offline_and_draws_every_plot(browser, reports, kind):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    problems, requests = [], []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(reports[kind].as_uri(), wait_until="load")
+    page.wait_for_function(
+        "() => { const d = [...document.querySelectorAll('.plotly-graph-div')];"
+        " return d.length > 0 && d.every(x => x.querySelector('svg.main-svg')); }",
+        timeout=30_000,
+    )
+    plots = page.locator(".plotly-graph-div").count()
+    drawn = page.locator(".plotly-graph-div svg.main-svg >> nth=0").count()
+    assert plots >= 1 and drawn == 1
+    assert problems == []
+    assert [u for u in requests if not u.startswith(("file:", "data:", "about:", "blob:"))] == []
+    assert "research tool" in page.inner_text("body")
+    ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "screenshots" / f"{kind}.png"), full_page=True)
+    if kind in ("simulation", "trial"):
+        assert page.evaluate("() => window.pwned") is None  # the tag did not run
+        assert HOSTILE in page.inner_text("h1")  # it is shown as the text the user wrote
+    page.close()
