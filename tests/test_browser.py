@@ -59,7 +59,9 @@ def reports(tmp_path_factory) -> dict[str, Path]:
     pages["trial"] = infusim.trial(trial, root / "trial", patients=60).write_report(root / "trial.html")
     scenario = infusim.load(EXAMPLES / "msc-iv-human.yaml")
     pages["doses"] = infusim.doses(scenario, [1e6, 1e8]).write_report(root / "doses.html")
-    ranks = infusim.sensitivity(scenario, ["live_cells:lungs@1 h"], method="morris", n=8, parameters=["size*"])
+    ranks = infusim.sensitivity(
+        scenario, ["live_cells:lungs@1 h"], method="morris", n=8, parameters=["size*"]
+    )
     pages["sensitivity"] = ranks.write_report(root / "sensitivity.html")
     cases = [bundled_cases_dir() / n for n in ("toma2009_rat_ia_muscle_msc", "assis2010_rat_iv_msc_mi_tc99m")]
     pages["validation"] = infusim.validate(cases).write_report(root / "validation.html")
@@ -90,4 +92,80 @@ def test_report_loads_offline_and_draws_every_plot(browser, reports, kind):
     if kind in ("simulation", "trial"):
         assert page.evaluate("() => window.pwned") is None  # the tag did not run
         assert HOSTILE in page.inner_text("h1")  # it is shown as the text the user wrote
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def explorer_url():
+    """`infusim explore` on a free local port, stopped after the tests."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("dash", reason="the explorer is the optional extra infusim[app]")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "infusim", "explore", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError(server.stderr.read().decode()) from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        server.stderr.close()
+
+
+def test_explorer_updates_on_a_dose_change_and_names_a_bad_field(browser, explorer_url):
+    import infusim
+
+    page = browser.new_page(viewport={"width": 1300, "height": 1000}, accept_downloads=True)
+    requests, problems = [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(explorer_url)
+    page.wait_for_selector("#fate .main-svg", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#note').innerText.includes('lung load')")
+    before = page.inner_text("#note")
+    first_row = "() => document.querySelector('#risks tbody tr:nth-child(2)').innerText"
+    assert page.evaluate(first_row).startswith("ectopic_growth")  # rows by serious risk, largest first
+    page.fill("#dose", "200000000")
+    page.press("#dose", "Enter")
+    page.wait_for_function(f"() => document.querySelector('#note').innerText !== {before!r}", timeout=15_000)
+    assert page.inner_text("#note") != before  # the lung load moved with the dose (100x)
+    # 2e8 MSC/kg: the lung load nears the lethal one of a mouse bolus; lung obstruction leads the risks
+    page.wait_for_function(f"() => {first_row[6:]}.startsWith('lung_obstruction')", timeout=15_000)
+    ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "screenshots" / "explorer.png"), full_page=True)
+    page.click("#run-cohort")
+    page.wait_for_function(
+        "() => document.querySelector('#cohort .js-plotly-plot').data.length >= 2", timeout=30_000
+    )
+    with page.expect_download() as download:
+        page.click("#download-button")
+    text = Path(download.value.path()).read_text()
+    assert infusim.from_dict(yaml.safe_load(text)).administration.dose_cells_per_kg == 2e8
+    page.fill("#dose", "-5")
+    page.press("#dose", "Enter")
+    page.wait_for_function("() => document.querySelector('#dose-error').innerText.length > 0", timeout=15_000)
+    assert "administration.dose" in page.inner_text("#dose-error") and "positive" in page.inner_text(
+        "#dose-error"
+    )
+    page.screenshot(path=str(ARTIFACTS / "screenshots" / "explorer-bad-dose.png"), full_page=True)
+    assert [u for u in requests if not u.startswith(explorer_url)] == []
+    assert problems == []
     page.close()

@@ -32,3 +32,19 @@ def report(
     partial.write_text(page, encoding="utf-8")
     os.replace(partial, target)
     console.print(f"Report ({kind}): [bold]{escape(str(target))}[/bold]")
+
+
+@app.command()
+@_user_errors
+def explore(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (local only).", min=1, max=65535)] = 8050,
+) -> None:
+    """Start the local explorer: choose a scenario and see cell fate, effect and risks update (Dash).
+
+    Needs the optional extra: pip install 'infusim[app]'. Bound to 127.0.0.1 only; stop with Ctrl-C.
+    """
+    from infusim.explorer import build_app
+
+    app_ = build_app()
+    console.print(f"infusim explorer on [bold]http://127.0.0.1:{port}[/bold] (Ctrl-C stops it)")
+    app_.run(host="127.0.0.1", port=port, debug=False)
