@@ -65,10 +65,12 @@ def reports(tmp_path_factory) -> dict[str, Path]:
     pages["sensitivity"] = ranks.write_report(root / "sensitivity.html")
     cases = [bundled_cases_dir() / n for n in ("toma2009_rat_ia_muscle_msc", "assis2010_rat_iv_msc_mi_tc99m")]
     pages["validation"] = infusim.validate(cases).write_report(root / "validation.html")
+    curve = infusim.power(EXAMPLES / "trial-copd.yaml", [20, 40], replicates=4)
+    pages["power"] = curve.write_report(root / "power.html")
     return pages
 
 
-@pytest.mark.parametrize("kind", ["simulation", "trial", "doses", "sensitivity", "validation"])
+@pytest.mark.parametrize("kind", ["simulation", "trial", "doses", "sensitivity", "validation", "power"])
 def test_report_loads_offline_and_draws_every_plot(browser, reports, kind):
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     problems, requests = [], []

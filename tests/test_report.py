@@ -100,3 +100,26 @@ def test_trial_report_has_flow_baseline_forest_and_responders_from_the_rows(tmp_
         "Adverse events",
     ):
         assert heading in page, heading
+
+
+def test_report_lists_every_parameter_row_read_with_value_unit_source_and_provenance():
+    import yaml
+
+    from infusim.parameters import for_scenario
+    from infusim.report.html import render
+    from infusim.scenario import from_dict
+
+    spec = yaml.safe_load((EXAMPLES / "msc-iv-human.yaml").read_text())
+    spec["parameters"] = {"loss_rate[msc/lungs]": "0.25 1/h"}
+    result = simulate(from_dict(spec))
+    rows = {r["parameter"]: r for r in result.summary["parameters_used"]}
+    # independent of the summary: the rows a fresh parameter set records while the run is repeated
+    params = for_scenario(result.scenario)
+    simulate(result.scenario, params=params)
+    assert set(rows) == {f"{p}[{s}]" if s else p for p, s in params.read_keys}
+    assert (
+        rows["loss_rate[msc/lungs]"]["value"] == 0.25 and rows["loss_rate[msc/lungs]"]["source"] == "scenario"
+    )
+    page = render(result)
+    assert f"Every parameter this run used ({len(rows)} rows)" in page
+    assert "<code>loss_rate[msc/lungs]</code></td><td>0.25</td><td>1/h</td><td>scenario</td>" in page

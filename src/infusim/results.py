@@ -70,7 +70,10 @@ class PowerResult:
 
     @property
     def summary(self) -> dict:
+        from infusim import __version__
+
         return {
+            "infusim_version": __version__,
             "scenario_name": self.scenario_name,
             "endpoint": self.endpoint,
             "time_d": self.time_d,
@@ -87,6 +90,12 @@ class PowerResult:
                 for arm, v in arms.items()
             ]
         )
+
+    def write_report(self, path: str | Path) -> Path:
+        from infusim.api import DISCLAIMER
+        from infusim.report.power import render
+
+        return _write(render(self.summary | {"disclaimer": DISCLAIMER}, self.to_pandas()), path)
 
     def plot(self) -> go.Figure:
         import plotly.graph_objects as go

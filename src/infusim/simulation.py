@@ -115,6 +115,9 @@ def simulate(scenario: Scenario, params: ParameterSet | None = None, uncertainty
         from infusim.ensemble import bands
 
         summary["uncertainty"] = bands(scenario, uncertainty, scenario.simulation.seed, params)
+    # every row read, the adverse-event model's included (they were missing from the sources)
+    summary["sources"] = {key: citation_line(key) for key in params.sources_used()}
+    summary["parameters_used"] = parameters_used(params)
     return Result(scenario, model, observed, cells, observations, summary, endpoints, adverse)
 
 
@@ -244,9 +247,28 @@ def _summary(
         "evidence": _evidence_note(name),
         "warnings": warnings,
         "sources": {key: citation_line(key) for key in params.sources_used()},
+        "parameters_used": parameters_used(params),
         "overrides": overrides(scenario, params),
         "disclaimer": DISCLAIMER,
     }
+
+
+def parameters_used(params: ParameterSet) -> list[dict]:
+    """Every table row this run read: ``name[scope]``, value, unit, source key and provenance."""
+    rows = []
+    for key in sorted(params.read_keys):
+        entry = params.entries[key]
+        value = np.asarray(entry.value, dtype=float)
+        rows.append(
+            {
+                "parameter": f"{key[0]}[{key[1]}]" if key[1] else key[0],
+                "value": float(value) if value.ndim == 0 else value.tolist(),
+                "unit": entry.unit,
+                "source": entry.source,
+                "provenance": entry.provenance,
+            }
+        )
+    return rows
 
 
 def overrides(scenario: Scenario, params: ParameterSet) -> dict[str, dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import yaml
 
 from infusim.validation import bundled_cases_dir
@@ -60,6 +61,11 @@ def test_trial_doses_sensitivity_and_validation_folders_are_redrawn(tmp_path):
     args = ("--output", "live_cells:lungs@1 h", "--method", "morris", "--n", "10", "--parameters", "size*")
     assert run("sensitivity", str(EXAMPLES / "msc-iv-human.yaml"), *args, "-o", str(analysis)).returncode == 0
     assert "live_cells:lungs@1 h" in _redrawn(analysis)
+    power = tmp_path / "power"
+    result = run("power", str(EXAMPLES / "trial-copd.yaml"), "--n", "20,40", "-r", "4", "-o", str(power))
+    assert result.returncode == 0, result.stderr
+    assert len(pd.read_parquet(power / "power.parquet")) == 2
+    assert "assurance" in _redrawn(power)
     checks = tmp_path / "val"
     case = bundled_cases_dir() / "toma2009_rat_ia_muscle_msc"
     assert run("validate", str(case), "-o", str(checks)).returncode == 0

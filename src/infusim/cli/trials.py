@@ -91,6 +91,10 @@ def power(
     replicates: Annotated[
         int, typer.Option("--replicates", "-r", help="Replicate trials per sample size.", min=2)
     ] = 200,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Also write power.parquet, summary.json and report.html here."),
+    ] = None,
 ) -> None:
     """Print the power of the primary comparison against total sample size.
 
@@ -104,6 +108,18 @@ def power(
     except ValueError:
         raise InfusimError("--n", f"{n!r} is not a comma-separated list of integers") from None
     found = api.power(scenario, sizes, replicates=replicates)
+    if out is not None:
+        from infusim import io
+        from infusim.report.power import render
+
+        summary = found.summary | {"disclaimer": api.DISCLAIMER}
+
+        def write(folder: Path) -> None:
+            io.write_parquet(found.to_pandas(), folder / "power.parquet")
+            (folder / "report.html").write_text(render(summary, found.to_pandas()), encoding="utf-8")
+            io.write_json(summary, folder / "summary.json")
+
+        io.write_folder(out, write)
     loaded = api.as_scenario(scenario)
     curve = found.curve
     trial_spec = loaded.trial

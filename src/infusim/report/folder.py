@@ -1,7 +1,8 @@
 """`infusim report OUT`: redraw the self-contained report of any output folder infusim wrote.
 
 What the folder holds decides the kind: a trial (``trial.json``), a therapeutic window
-(``doses.parquet``), a sensitivity analysis (``sensitivity.parquet``), a validation
+(``doses.parquet``), a sensitivity analysis (``sensitivity.parquet``), a power curve
+(``power.parquet``), a validation
 (``validation.json`` with ``points.parquet``) or one simulation (``cells.parquet`` with
 ``scenario.yaml``). Trials, windows, analyses and validations are drawn from what they wrote; a
 simulation is run again from its ``scenario.yaml`` (deterministic: the scenario hash and every
@@ -18,7 +19,7 @@ import pandas as pd
 
 from infusim.errors import OutputError
 
-KINDS = ("trial", "doses", "sensitivity", "validation", "simulation")
+KINDS = ("trial", "doses", "sensitivity", "power", "validation", "simulation")
 
 
 def kind_of(folder: Path) -> str:
@@ -30,6 +31,7 @@ def kind_of(folder: Path) -> str:
         "trial": ("trial.json", "summary.json"),
         "doses": ("doses.parquet", "summary.json"),
         "sensitivity": ("sensitivity.parquet", "summary.json"),
+        "power": ("power.parquet", "summary.json"),
         "validation": ("validation.json", "points.parquet"),
         "simulation": ("cells.parquet", "summary.json", "scenario.yaml"),
     }
@@ -39,7 +41,7 @@ def kind_of(folder: Path) -> str:
     raise OutputError(
         "OUT",
         f"{folder} holds no infusim output infusim can redraw (expected the files of simulate, trial, doses, "
-        "sensitivity or validate; a simulation needs the scenario.yaml it writes)",
+        "sensitivity, power -o or validate; a simulation needs the scenario.yaml it writes)",
     )
 
 
@@ -60,6 +62,10 @@ def render_folder(folder: Path) -> tuple[str, str]:
         from infusim.report.sensitivity import render
 
         return kind, render(summary, _rankings(pd.read_parquet(folder / "sensitivity.parquet"), summary))
+    if kind == "power":
+        from infusim.report.power import render
+
+        return kind, render(summary, pd.read_parquet(folder / "power.parquet"))
     if kind == "validation":
         from infusim.report.validation import render
 

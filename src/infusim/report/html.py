@@ -74,6 +74,7 @@ def render(result: Result) -> str:
         "doses": summary["doses"],
         "mass balance max relative error": f"{summary['mass_balance_max_rel_error']:.1e}",
         "scenario hash": summary["scenario_hash"][:16],
+        "seed": summary.get("seed", ""),
         "infusim version": summary["infusim_version"],
     }
     rows = "".join(
@@ -93,6 +94,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 {"".join(parts)}
 {_safety_section(summary.get("adverse_events"), summary.get("regulatory"))}
 <h2>Sources of the parameters this run used</h2><ul>{sources}</ul>
+{_parameters_section(summary.get("parameters_used") or [])}
 <h2>Scenario</h2><pre>{scenario_json}</pre>
 </body></html>
 """
@@ -190,6 +192,29 @@ def _endpoint_figure(
     figure.update_xaxes(title="days after first dose")
     figure.update_yaxes(title=outcomes.units[name])
     return figure
+
+
+def _parameters_section(rows: list[dict]) -> str:
+    """Every parameter row the run read, with value, unit, source and provenance."""
+    if not rows:
+        return ""
+
+    def value(v) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else ", ".join(f"{x:.3g}" for x in v)
+
+    body = "".join(
+        f"<tr><td><code>{html.escape(r['parameter'])}</code></td><td>{value(r['value'])}</td>"
+        f"<td>{html.escape(r['unit'])}</td><td>{html.escape(r['source'])}</td>"
+        f"<td>{html.escape(r['provenance'])}</td></tr>"
+        for r in rows
+    )
+    return (
+        f"<h2>Every parameter this run used ({len(rows)} rows)</h2><p>Provenance: <em>read</em> from the "
+        "source, <em>derived</em> from it, <em>calibrated</em> to data, <em>assumption</em> (with a stated "
+        "uncertainty in data/priors.csv), or <em>memory</em> (recalled, not yet checked).</p>"
+        "<table><tr><th>parameter</th><th>value</th><th>unit</th><th>source</th><th>provenance</th></tr>"
+        f"{body}</table>"
+    )
 
 
 def _uncertainty_section(found: dict | None) -> str:

@@ -1,0 +1,36 @@
+"""The HTML report of `infusim power`: power and assurance against sample size."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+
+from infusim.report import page_start
+
+
+def render(summary: dict, table: pd.DataFrame) -> str:
+    """A standalone page: the curve (plotly embedded) and the table behind it."""
+    from infusim.results import PowerResult
+
+    curve: dict[int, dict[str, dict]] = {}
+    for row in table.itertuples():
+        curve.setdefault(int(row.patients), {})[row.arm] = {"power": row.power, "assurance": row.assurance}
+    found = PowerResult(
+        summary["scenario_name"], summary["endpoint"], summary["time_d"], summary["replicates"], curve
+    )
+    plot = found.plot().to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False})
+    rows = "".join(
+        f"<tr><td>{r.patients}</td><td>{html.escape(str(r.arm))}</td><td>{r.power:.0%}</td>"
+        f"<td>{r.assurance:.0%}</td></tr>"
+        for r in table.itertuples()
+    )
+    return f"""{page_start(f"infusim power: {summary['scenario_name']}", summary["disclaimer"])}
+<p>Primary endpoint {html.escape(summary["endpoint"])} at day {summary["time_d"]:g};
+{summary["replicates"]} replicate trials per sample size. Power: the share of replicates in which the
+treated arm beats control (two-sided p &lt; 0.05) at the posterior-median effect; assurance: the same
+share when each replicate draws its effect from the posterior of the controlled evidence, with the
+between-trial SD.</p>
+{plot}
+<table><tr><th>patients (total)</th><th>arm</th><th>power</th><th>assurance</th></tr>{rows}</table>
+</body></html>"""
