@@ -68,6 +68,10 @@ def test_validation_plots_keep_values_that_cross_zero_and_name_their_units():
     )
     figure = _figure(effect)
     assert figure.layout.yaxis.type == "linear" and figure.layout.yaxis.title.text == "%"
+    # a half-year outcome reads in days, its points at 182.5 d
+    assert figure.layout.xaxis.title.text == "time after the first dose (days)"
+    observed = next(t for t in figure.data if t.name.startswith("observed"))
+    assert list(observed.x) == [182.5]
     results = validate(
         [
             bundled_cases_dir() / "lee2009_mouse_iv_hmsc_dna",
@@ -98,6 +102,7 @@ def test_trial_report_has_flow_baseline_forest_and_responders_from_the_rows(tmp_
         "Differences against",
         "Responders:",
         "Adverse events",
+        "Regulatory status of this use",
     ):
         assert heading in page, heading
 

@@ -209,6 +209,7 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
         "power": stats.power(totals, plan),
         "assurance": _assurance(out, plan_chunks, trial.replicates, plan, totals.shape[1:]),
         "warnings": trial_warnings(scenario),
+        "regulatory": _regulatory(scenario),
         "sources": trial_sources(scenario),
         "output": {
             "patients_dataset": "patients/",
@@ -227,6 +228,18 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
             "placebo response included for arms with a procedure",
         ],
     }
+
+
+def _regulatory(scenario: Scenario) -> dict:
+    """The regulatory note of the scenario's own product, route and condition (the treated arms that
+    do not set their own product or administration)."""
+    from infusim import regulatory
+
+    found = regulatory.note(scenario)
+    found["applies_to"] = (
+        "the scenario's product and administration (arms that set their own are not checked)"
+    )
+    return found
 
 
 def _adverse_events(out: Path, plan_chunks: list[Chunk], trial) -> dict:

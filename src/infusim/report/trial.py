@@ -54,6 +54,7 @@ Dashed lines: the same patients' untreated twins (natural history without proced
 {_forest_html(summary)}
 {_responder_html(summary)}
 {_adverse_section(summary.get("adverse_events"))}
+{_regulatory_section(summary.get("regulatory"))}
 <h2>Notes</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in summary["notes"])}</ul>
 </body></html>
 """
@@ -111,6 +112,12 @@ def _power(power: dict) -> str:
     if power["replicates"] < 2:
         return "n/a (one replicate)"
     return f"{power['power']:.0%} of {power['replicates']} replicates"
+
+
+def _regulatory_section(rules: dict | None) -> str:
+    from infusim.report.html import _safety_section
+
+    return _safety_section(None, rules) if rules else ""
 
 
 def _adverse_section(found: dict | None) -> str:

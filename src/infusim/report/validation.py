@@ -131,7 +131,13 @@ def _figure(result: CaseResult) -> go.Figure:
     values = np.concatenate([comparisons.observed.to_numpy(float), curves.predicted.to_numpy(float)])
     positive = bool(np.all(values[np.isfinite(values)] > 0))  # effects can be zero or negative
     units = ", ".join(sorted(set(curves.unit.astype(str)) | set(comparisons.unit.astype(str))))
-    figure.update_xaxes(type="log", title="time after the first dose (h)")
+    long = float(comparisons.time_h.max()) > 24 * 30  # clinical follow-up: read it in days
+    if long:
+        for trace in figure.data:
+            trace.x = np.asarray(trace.x, dtype=float) / 24.0
+    figure.update_xaxes(
+        type="log", title="time after the first dose (days)" if long else "time after the first dose (h)"
+    )
     figure.update_yaxes(type="log" if positive else "linear", title=units)
     return figure
 
