@@ -101,3 +101,14 @@ def test_sensitivity_and_doses_take_a_scenario_object():
         infusim.doses(scenario, [])
     with pytest.raises(InfusimError, match="scenario"):
         infusim.doses(42, [1e6])
+
+
+def test_summary_time_keys_read_like_the_console_and_list_the_hours():
+    from infusim.cli.common import _time_label
+    from infusim.units import hours
+
+    summary = infusim.simulate(infusim.load(EXAMPLES / "msc-iv-human.yaml")).summary
+    keys = list(summary["live_fraction_of_dose"])
+    assert keys == [_time_label(t) for t in summary["output_times_h"]]
+    assert "5 min" in keys and "7 d" in keys and "168 h" not in keys
+    assert [hours(k, "time") for k in keys] == pytest.approx(summary["output_times_h"], rel=1e-12)
