@@ -128,7 +128,8 @@ def prior_rows() -> dict[tuple[str, str], PriorRow]:
 @cache
 def _posterior_columns() -> dict[tuple[str, str], tuple[str, np.ndarray]]:
     """Posterior draws of every fitted row: (parameter, scope) -> (fit name, draws). The conditions'
-    effect fits (``data/posteriors``) and the kinetic capture fit (``data/kinetic_posteriors``)."""
+    effect fits (``data/posteriors``), the kinetic capture fit and the case-based kinetic fits
+    (``data/kinetic_posteriors``: ``kinetic_posterior``, ``case_posterior``)."""
     from infusim import kinetic_posterior
 
     found: dict[tuple[str, str], tuple[str, np.ndarray]] = {}
@@ -140,9 +141,11 @@ def _posterior_columns() -> dict[tuple[str, str], tuple[str, np.ndarray]]:
             key = posterior.split(column)
             if key[0] in POSTERIOR_PARAMETERS:
                 found[key] = (name, values)
-    kinetic = posterior.load(kinetic_posterior.NAME, kinetic_posterior.folder())
-    for column, values in (kinetic.samples if kinetic else {}).items():
-        found[posterior.split(column)] = (kinetic_posterior.NAME, values)
+    kinetic_folder = kinetic_posterior.folder()
+    for name in posterior.records(kinetic_folder):  # the capture fit and the case-based fits
+        kinetic = posterior.load(name, kinetic_folder)
+        for column, values in (kinetic.samples if kinetic else {}).items():
+            found[posterior.split(column)] = (name, values)
     return found
 
 
