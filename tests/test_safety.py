@@ -175,6 +175,7 @@ def test_a_trial_records_events_per_arm_with_rates_and_relative_risks(tmp_path):
         ("administration", {"heparin": "-100 IU"}, "administration.heparin", "negative"),
         ("administration", {"heparin": "lots"}, "administration.heparin", "not an amount"),
         ("product", {"regulated": "yes"}, "product.regulated", "boolean"),
+        ("product", {"cryopreserved": "thawed"}, "product.cryopreserved", "boolean"),
     ],
 )
 def test_bad_safety_input_is_one_line_naming_the_field(section, value, field, words):
@@ -258,3 +259,24 @@ def test_anti_donor_antibodies_rise_with_mismatches_and_a_later_dose_is_cleared_
     first_week = live(one, 168.0)
     second_week = live(two, 35 * 24.0) - live(one, 35 * 24.0)
     assert second_week < 0.5 * first_week
+
+
+def test_thawed_hsc_grafts_cause_infusion_reactions_at_the_published_rate():
+    params = bundled()
+    product = {"cell_type": "hsc", "tissue_source": "peripheral_blood", "cryopreserved": True}
+    s = scenario(product=product, administration={"repeat": {"count": 2, "interval": "7 day"}})
+    found = safety.patient_summary(safety.risks(s, params, "cells", 1), None)["events"]["infusion_reaction"]
+    # Otrock 2017: 480 of 1269 thawed-graft infusions, each infusion independent
+    assert found["chances"] == 2 and found["probability"] == pytest.approx(
+        1 - (1 - 480 / 1269) ** 2, rel=1e-3
+    )
+    assert found["probability_serious"] == 0.0  # no grade 3+ counts in the source: none invented
+    n = 20_000
+    drawn = safety.draw(safety.risks(s, params, "cells", n), 3, np.arange(n))
+    grades = drawn[drawn.event == "infusion_reaction"].grade.value_counts()
+    assert scipy.stats.binomtest(int(grades.get(2, 0)), 2 * n, 0.378 * 0.29).pvalue > 0.001
+    fresh = scenario(product={**product, "cryopreserved": False})
+    assert not [c for c in safety.risks(fresh, params, "cells", 1) if c.event == "infusion_reaction"]
+    thawed_msc = scenario(product={"cell_type": "msc", "tissue_source": "bone_marrow", "cryopreserved": True})
+    assert not [c for c in safety.risks(thawed_msc, params, "cells", 1) if c.event == "infusion_reaction"]
+    assert any("no rate was found" in w for w in thawed_msc.warnings())

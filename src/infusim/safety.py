@@ -19,7 +19,9 @@ mechanism lives in the cell model, from the model itself:
   product (``product.regulated: false``);
 * ``harvest_complication`` (1 minor, 3 serious, 5 death): harvesting an autologous product, by tissue,
   with the median days to full recovery (``recovery_d``) where a source gives it;
-* ``delivery_complication`` (grade 3): catheterisation or intramyocardial injection, per dose.
+* ``delivery_complication`` (grade 3): catheterisation or intramyocardial injection, per dose;
+* ``infusion_reaction`` (grade 1, or 2 with hypoxia needing oxygen): each infusion of a thawed
+  (``product.cryopreserved``) HSC or marrow graft, from its DMSO (Otrock 2017).
 
 Every rate but the lung load comes from patients, so animal scenarios get lung obstruction only.
 Events are drawn from each patient's own random streams (``population.uniforms``, one stream per
@@ -54,6 +56,7 @@ EVENTS = (
     "ectopic_growth",
     "harvest_complication",
     "delivery_complication",
+    "infusion_reaction",
 )
 #: CTCAE grade from which an event counts as serious.
 SERIOUS_GRADE = 3
@@ -210,6 +213,12 @@ def risks(
                     i,
                 )
             )
+    if product.cryopreserved and params.has("infusion_reaction_risk", product.cell_type):
+        p = params.get("infusion_reaction_risk", product.cell_type, "")
+        hypoxia = p * params.get("infusion_reaction_grade2_share", "", "")
+        basis = f"infusion_reaction_risk[{product.cell_type}] (Otrock 2017: DMSO in thawed grafts)"
+        for i, day in enumerate(doses_d):
+            out.append(Risk("infusion_reaction", ((2, hypoxia * ones), (1, p * ones)), _at(day), basis, i))
     if product.donor == "allogeneic":
         delay = params.get("anti_donor_antibody_delay", "", "day")
         p = _antibody_risk(params, product.hla_mismatches)

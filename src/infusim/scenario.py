@@ -246,6 +246,12 @@ class Scenario(_Section):
                 f"product.tissue_source {self.product.tissue_source} is an unusual source of MSC; "
                 "the generic MSC size is used"
             )
+        if self.product.cryopreserved and self.product.cell_type == "msc" and self.species == "human":
+            notes.append(
+                "product.cryopreserved: thawed MSC products carry 2.5-30x less DMSO per kg than HSC "
+                "grafts and only isolated infusion reactions were reported (DMSO review 2025); no rate "
+                "was found, so none are drawn"
+            )
         return notes
 
     def hash(self) -> str:

@@ -184,6 +184,9 @@ class Product(_Section):
     #: Made and characterised under a regulator's oversight (false: an uncharacterised clinic product,
     #: with a higher risk of ectopic growth; safety.py).
     regulated: StrictBool = True
+    #: Frozen in DMSO and thawed at the bedside (false: fresh): thawed HSC and marrow grafts cause
+    #: infusion reactions (safety.py, Otrock 2017).
+    cryopreserved: StrictBool = False
 
     @field_validator("diameter_um")
     @classmethod

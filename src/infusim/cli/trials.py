@@ -56,7 +56,7 @@ def trial(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from infusim import api
-    from infusim.runner import default_chunk_size, with_size
+    from infusim.runner import with_size
 
     loaded = with_size(api.as_scenario(scenario), patients, replicates)
     total = loaded.trial.patients * loaded.trial.replicates
@@ -70,7 +70,7 @@ def trial(
             workers=workers,
             scheduler=scheduler,
             resume=resume,
-            chunk_size=chunk_size or default_chunk_size(loaded),
+            chunk_size=chunk_size,
             progress=lambda n: bar.advance(task, n),
         ).summary
     for warning in summary["warnings"]:
