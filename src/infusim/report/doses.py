@@ -37,7 +37,7 @@ def render(summary: dict, rows: pd.DataFrame) -> str:
 the scenario's patient (docs/safety.md). Doses outside the range the condition's trials used are
 marked <em>outside_evidence</em>: there the effect is an extrapolation.</p>
 {"".join(parts)}
-<table><tr>{head}</tr>{body}</table>
+<div style="overflow-x:auto"><table><tr>{head}</tr>{body}</table></div>
 </body></html>"""
 
 
