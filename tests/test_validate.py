@@ -281,3 +281,16 @@ def test_an_unknown_event_in_a_case_is_one_line(tmp_path):
     _replace(case_dir / "observations.csv", "event:fever", "event:hiccups")
     result = validate([case_dir], curves=False)[0]
     assert "unknown event 'hiccups'; allowed: fever" in result.error and "\n" not in result.error
+
+
+def test_a_risk_ratio_case_compares_the_simulated_trial_risk_ratio():
+    paths = [bundled_cases_dir() / n for n in ("thompson2020_msc_safety_fever", "lalu2012_msc_safety_fever")]
+    thompson, lalu = validate(paths, curves=False)
+    # expected from the rows: control 5%, odds x 1.61 -> 7.81%, a risk ratio of 1.56 (20,000 patients)
+    control = 0.05
+    treated = 1.61 * control / (1 - control) / (1 + 1.61 * control / (1 - control))
+    for result in (thompson, lalu):
+        assert result.safety and not result.calibration  # neither study informed a row
+        assert result.points()[0]["predicted"] == pytest.approx(treated / control, rel=0.15)
+    assert thompson.passed and 1.27 < thompson.points()[0]["predicted"] < 4.86
+    assert not lalu.passed and lalu.points()[0]["predicted"] < 2.02  # the small 2012 review: a miss

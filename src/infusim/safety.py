@@ -507,7 +507,8 @@ def _relative_risk(k: int, n: int, k0: int, n0: int) -> dict | None:
 
 def trial_odds_ratio(scenario: Scenario, event: str, params: ParameterSet | None = None) -> dict:
     """Odds ratio of patients with ``event`` (any grade) in the first cells arm against the control arm
-    of replicate 0 of the scenario's trial, with its exact 95% CI (conditional maximum likelihood)."""
+    of replicate 0 of the scenario's trial, with its exact 95% CI (conditional maximum likelihood),
+    and the risk ratio (NaN without control events)."""
     trial = scenario.trial
     _, counts = chunk_events(scenario, 0, 0, trial.patients, params)
     e = EVENTS.index(event)
@@ -517,7 +518,13 @@ def trial_odds_ratio(scenario: Scenario, event: str, params: ParameterSet | None
     k0, n0 = int(counts[control, e, 0]), int(counts[control, -1, 0])
     found = scipy.stats.contingency.odds_ratio([[k1, n1 - k1], [k0, n0 - k0]])
     ci = found.confidence_interval(confidence_level=0.95)
-    return {"odds_ratio": float(found.statistic), "low": float(ci.low), "high": float(ci.high)}
+    risk = scipy.stats.contingency.relative_risk(k1, n1, k0, n0) if k0 > 0 else None
+    return {
+        "odds_ratio": float(found.statistic),
+        "low": float(ci.low),
+        "high": float(ci.high),
+        "risk_ratio": float(risk.relative_risk) if risk is not None else float("nan"),
+    }
 
 
 def _antibody_risk(params: ParameterSet, mismatches: int) -> float:

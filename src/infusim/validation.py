@@ -374,17 +374,24 @@ def _endpoint_row(name: str, where: str, row, scenario: Scenario) -> dict:
     }
 
 
+#: What an ``event:<name>`` row compares: the simulated trial's odds ratio or risk ratio.
+EVENT_UNITS = ("odds_ratio", "risk_ratio")
+
+
 def _event_row(name: str, where: str, row, scenario: Scenario) -> dict:
-    """An adverse-event row: ``event:<name>``, the odds ratio of a trial's cells arm against its control
-    with ``sd`` the standard error of its natural log ((ln high - ln low) / 3.92)."""
+    """An adverse-event row: ``event:<name>``, the odds ratio or risk ratio (``unit``) of a trial's cells
+    arm against its control with ``sd`` the standard error of its natural log ((ln high - ln low) / 3.92)."""
     from infusim.safety import EVENTS
 
     quantity = row.quantity.strip()
     event = quantity.split(":", 1)[1]
     if event not in EVENTS:
         raise CaseError(name, f"{where}: unknown event {event!r}; allowed: {', '.join(EVENTS)}")
-    if row.unit.strip() != "odds_ratio" or row.compartment.strip():
-        raise CaseError(name, f"{where}: {quantity} rows have unit odds_ratio and an empty compartment")
+    unit = row.unit.strip()
+    if unit not in EVENT_UNITS or row.compartment.strip():
+        raise CaseError(
+            name, f"{where}: {quantity} rows have unit odds_ratio or risk_ratio and an empty compartment"
+        )
     trial = scenario.trial
     if trial is None or not any(a.kind == "cells" and a.name != trial.control.name for a in trial.arms):
         raise CaseError(name, f"{where}: {quantity} needs a trial with a cells arm and a control arm")
@@ -398,7 +405,7 @@ def _event_row(name: str, where: str, row, scenario: Scenario) -> dict:
         "compartment": "",
         "observed": value,
         "bound": "",
-        "unit": "odds_ratio",
+        "unit": unit,
         "sd": sd,
         "source": row.source,
     }
@@ -513,7 +520,7 @@ def _series(
     events = series[series.quantity.str.startswith("event:")]
     for quantity, _compartment, unit in events.itertuples(index=False):
         found = trial_odds_ratio(scenario, quantity.split(":", 1)[1], params)
-        out[(quantity, "", unit)] = np.full((count, len(times)), found["odds_ratio"])
+        out[(quantity, "", unit)] = np.full((count, len(times)), found[unit])
     clinical = series[series.quantity.str.contains(":") & ~series.quantity.str.startswith("event:")]
     if len(clinical):
         out.update(_predict_clinical(case, model, times, clinical, params))
