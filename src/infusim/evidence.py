@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -122,6 +123,12 @@ class EvidenceRow:
 def bundled_path() -> Path:
     """The evidence table shipped with infusim."""
     return Path(str(resources.files("infusim") / "data" / "evidence.csv"))
+
+
+@cache
+def studied_doses(condition: str) -> int:
+    """The most administrations any bundled trial of ``condition`` with an estimate gave (0: none)."""
+    return max((row.doses for row in load() if row.condition == condition), default=0)
 
 
 def load(path: Path | str | None = None) -> list[EvidenceRow]:

@@ -181,3 +181,22 @@ def test_model_package_does_not_import_the_solver():
         modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert not modules & {"infusim.solve", "infusim.observe", "infusim.simulation"}, path.name
+
+
+def test_more_administrations_than_any_trial_with_an_estimate_gave_is_an_extrapolation():
+    from infusim.evidence import load as evidence_rows
+
+    most = max(r.doses for r in evidence_rows() if r.condition == "copd")
+    assert most == 1  # the COPD trials with an estimate gave one infusion (Weiss 2013's four: no estimate)
+    base = condition_example("copd")
+    assert not [w for w in simulate(base).summary["warnings"] if w.startswith("extrapolation")]
+    repeated = base.model_copy(
+        update={
+            "administration": base.administration.model_copy(
+                update={
+                    "repeat": base.administration.repeat.model_copy(update={"count": 4, "interval_h": 720.0})
+                }
+            )
+        }
+    )
+    assert any("4 administrations" in w and "at most 1" in w for w in simulate(repeated).summary["warnings"])

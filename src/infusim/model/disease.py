@@ -264,7 +264,8 @@ def saturating_gain(improvement: np.ndarray, room: np.ndarray) -> np.ndarray:
 
 
 def extrapolation_warnings(scenario: Scenario, condition: ConditionInfo) -> list[str]:
-    """Warnings when the product, route, dose or conditioning lies outside the condition's evidence."""
+    """Warnings when the product, route, dose, conditioning or number of administrations lies outside
+    the condition's evidence (``data/evidence.csv``)."""
     product, admin = scenario.product, scenario.administration
     dose = scenario.dose_cells_per_kg
     matching = [
@@ -289,5 +290,14 @@ def extrapolation_warnings(scenario: Scenario, condition: ConditionInfo) -> list
         return [
             f"extrapolation: {dose:.2g} cells/kg lies outside the doses studied in {condition.name} "
             f"({studied})"
+        ]
+    from infusim.evidence import studied_doses
+
+    most = studied_doses(condition.name)
+    if most and admin.repeat.count > most:
+        return [
+            f"extrapolation: {admin.repeat.count} administrations, while the trials of {condition.name} "
+            f"with an estimate gave at most {most}: the added effect of repeated doses is the model's "
+            "accumulation, not measured"
         ]
     return []
