@@ -161,6 +161,15 @@ def test_explorer_updates_on_a_dose_change_and_names_a_bad_field(browser, explor
         page.click("#download-button")
     text = Path(download.value.path()).read_text()
     assert infusim.from_dict(yaml.safe_load(text)).administration.dose_cells_per_kg == 2e8
+    page.fill("#dose", "1000000")  # back inside the COPD trials' doses
+    page.press("#dose", "Enter")
+    page.fill("#count", "4")  # more infusions than the COPD trials gave: warned on the page
+    page.press("#count", "Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#warnings').innerText.includes('administrations')", timeout=15_000
+    )
+    page.fill("#count", "1")
+    page.press("#count", "Enter")
     page.fill("#dose", "-5")
     page.press("#dose", "Enter")
     page.wait_for_function("() => document.querySelector('#dose-error').innerText.length > 0", timeout=15_000)

@@ -24,14 +24,14 @@ DISCLAIMER = (
     "infusim is a research tool. Its results are model predictions for research and teaching, "
     "not advice for any patient."
 )
-#: Controls, their defaults (intravenous bone-marrow MSC in ischaemic heart failure) and choices.
+#: Controls, their defaults (one IV infusion of allogeneic marrow MSC in COPD, inside its trials) and choices.
 DEFAULTS: dict[str, Any] = {
     "species": "human",
-    "condition": "ischemic_heart_failure",
+    "condition": "copd",
     "cell_type": "msc",
     "tissue_source": "bone_marrow",
     "donor": "allogeneic",
-    "dose": 2e6,
+    "dose": 1e6,
     "route": "intravenous",
     "count": 1,
     "interval_d": 30,
@@ -87,6 +87,10 @@ def spec_from_controls(values: dict[str, Any]) -> dict:
             "seed": 1,
         },
     }
+    if (
+        v["donor"] == "allogeneic"
+    ):  # an unrelated donor: 5 of 6 HLA-A/B/DR loci differ (as safety.csv assumes)
+        spec["product"]["hla_mismatches"] = 5
     if condition:
         spec["condition"] = {"name": condition}
     return spec
@@ -111,6 +115,7 @@ class View:
     effect: go.Figure | None = None
     risks: list[dict] = field(default_factory=list)
     note: str = ""
+    warnings: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     scenario_yaml: str = ""
 
@@ -129,6 +134,7 @@ def evaluate(values: dict[str, Any]) -> View:
     view = View(
         fate=result.plot(),
         scenario_yaml=yaml.safe_dump(to_spec(result.scenario), sort_keys=False),
+        warnings=list(summary.get("warnings", [])),
     )
     view.fate.update_xaxes(title="time after first dose (h)")
     if summary.get("endpoints"):
@@ -293,6 +299,7 @@ def build_app():
                             dcc.Graph(id="effect"),
                             html.H3("Adverse-event risks for this patient"),
                             html.P(id="note"),
+                            html.Ul(id="warnings", style={"color": "#8a5a00"}),
                             dash_table.DataTable(
                                 id="risks",
                                 columns=[{"name": c, "id": c} for c in ("event", "any", "serious", "basis")],
@@ -324,6 +331,7 @@ def build_app():
             Output("effect", "figure"),
             Output("risks", "data"),
             Output("note", "children"),
+            Output("warnings", "children"),
             Output("scenario-yaml", "data"),
             *(Output(e, "children") for e in error_ids),
         ],
@@ -339,6 +347,7 @@ def build_app():
             effect if view.fate else empty,
             view.risks,
             view.note,
+            [html.Li(f"warning: {w}") for w in view.warnings],
             view.scenario_yaml,
             *messages,
         )
