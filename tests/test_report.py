@@ -128,3 +128,24 @@ def test_report_lists_every_parameter_row_read_with_value_unit_source_and_proven
     page = render(result)
     assert f"Every parameter this run used ({len(rows)} rows)" in page
     assert "<code>loss_rate[msc/lungs]</code></td><td>0.25</td><td>1/h</td><td>scenario</td>" in page
+
+
+def test_validation_report_states_out_of_sample_coverage_with_between_study_variation():
+    from infusim.report.validation import _coverage_text
+
+    summary = {
+        "predictions": {"points": 11, "inside_95_prediction": 6 / 11},
+        "kinetics_cross_validation": {
+            "between_study": {
+                "points": 15,
+                "inside_95_parameter_only": 0.6,
+                "inside_95_with_between_study": 10 / 15,
+                "tau_log10_all": 0.389,
+                "median_width_fold": 113.0,
+            }
+        },
+    }
+    text = _coverage_text(summary)
+    assert "prediction cases: 55% of 11" in text
+    assert "60% of 15 observations" in text and "67% inside them widened" in text and "x113" in text
+    assert "Out of sample" not in _coverage_text({"predictions": summary["predictions"]})

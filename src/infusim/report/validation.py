@@ -212,7 +212,17 @@ def _coverage_text(summary: dict) -> str:
         found = summary.get(key) or {}
         if found.get("points"):
             parts.append(f"{name}: {found['inside_95_prediction']:.0%} of {found['points']} observations")
-    return ("Coverage of the 95% prediction intervals: " + "; ".join(parts) + ".") if parts else ""
+    text = ("Coverage of the 95% prediction intervals: " + "; ".join(parts) + ".") if parts else ""
+    between = (summary.get("kinetics_cross_validation") or {}).get("between_study") or {}
+    if between.get("points"):
+        text += (
+            f" Out of sample (leave one study out), {between['inside_95_parameter_only']:.0%} of "
+            f"{between['points']} observations lie inside the parameter intervals and "
+            f"{between['inside_95_with_between_study']:.0%} inside them widened by between-study "
+            f"variation (tau {between['tau_log10_all']:.2f} log10; median width "
+            f"x{between['median_width_fold']:.0f})."
+        )
+    return text
 
 
 def _evidence_section(summary: dict, include_plotlyjs: bool = False) -> str:
