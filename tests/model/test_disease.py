@@ -200,3 +200,9 @@ def test_more_administrations_than_any_trial_with_an_estimate_gave_is_an_extrapo
         }
     )
     assert any("4 administrations" in w and "at most 1" in w for w in simulate(repeated).summary["warnings"])
+    # a dose outside the range and too many infusions: both reasons, one line each
+    both = repeated.model_copy(
+        update={"administration": repeated.administration.model_copy(update={"dose_cells_per_kg": 5e7})}
+    )
+    found = [w for w in simulate(both).summary["warnings"] if w.startswith("extrapolation")]
+    assert len(found) == 2 and "outside the doses studied" in found[0] and "4 administrations" in found[1]

@@ -286,18 +286,19 @@ def extrapolation_warnings(scenario: Scenario, condition: ConditionInfo) -> list
             f"{admin.route}{' with ' + admin.conditioning if admin.conditioning != 'none' else ''} "
             f"(studied: {studied})"
         ]
+    notes = []
     if not any(e.dose_low <= dose <= e.dose_high for e in matching):
-        return [
+        notes.append(
             f"extrapolation: {dose:.2g} cells/kg lies outside the doses studied in {condition.name} "
             f"({studied})"
-        ]
+        )
     from infusim.evidence import studied_doses
 
     most = studied_doses(condition.name)
     if most and admin.repeat.count > most:
-        return [
+        notes.append(
             f"extrapolation: {admin.repeat.count} administrations, while the trials of {condition.name} "
             f"with an estimate gave at most {most}: the added effect of repeated doses is the model's "
             "accumulation, not measured"
-        ]
-    return []
+        )
+    return notes
