@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "cell_type": "msc",
     "tissue_source": "bone_marrow",
     "donor": "allogeneic",
+    "hla_mismatches": 5,
     "dose": 1e6,
     "route": "intravenous",
     "count": 1,
@@ -50,6 +51,7 @@ ERROR_FIELDS = (
     ("administration.repeat", "count"),
     ("administration", "route"),
     ("product.tissue_source", "tissue_source"),
+    ("product.hla_mismatches", "hla_mismatches"),
     ("product.donor", "donor"),
     ("product", "cell_type"),
     ("condition", "condition"),
@@ -87,10 +89,8 @@ def spec_from_controls(values: dict[str, Any]) -> dict:
             "seed": 1,
         },
     }
-    if (
-        v["donor"] == "allogeneic"
-    ):  # an unrelated donor: 5 of 6 HLA-A/B/DR loci differ (as safety.csv assumes)
-        spec["product"]["hla_mismatches"] = 5
+    if v["donor"] == "allogeneic":  # default 5: an unrelated donor differs at most HLA-A/B/DR loci
+        spec["product"]["hla_mismatches"] = int(v["hla_mismatches"])
     if condition:
         spec["condition"] = {"name": condition}
     return spec
@@ -262,6 +262,11 @@ def build_app():
         control("tissue source", "tissue_source", dropdown("tissue_source", CHOICES["tissue_source"])),
         control("donor", "donor", dropdown("donor", CHOICES["donor"])),
         control(
+            "HLA mismatches (allogeneic)",
+            "hla_mismatches",
+            dcc.Input(id="hla_mismatches", type="number", value=DEFAULTS["hla_mismatches"], debounce=True),
+        ),
+        control(
             "dose (cells/kg)",
             "dose",
             dcc.Input(id="dose", type="number", value=DEFAULTS["dose"], debounce=True),
@@ -285,7 +290,7 @@ def build_app():
         dcc.Download(id="download"),
         html.Div(id="general-error", className="field-error", style={"color": "#b00020"}),
     ]
-    names = [n for n in DEFAULTS]
+    names = list(DEFAULTS)
     app.layout = html.Div(
         [
             html.H1("infusim explorer"),
