@@ -16,11 +16,7 @@ from infusim import __version__
 from infusim.errors import ScenarioError
 from infusim.results import DoseWindowResult, PowerResult, SensitivityResult, TrialResult, ValidationResult
 from infusim.scenario import Scenario, from_dict, load
-
-DISCLAIMER = (
-    "infusim is a research tool. Its results are model predictions for research and teaching, "
-    "not advice for any patient."
-)
+from infusim.simulation import DISCLAIMER
 
 
 def as_scenario(scenario: Scenario | dict | str | Path) -> Scenario:
@@ -38,16 +34,9 @@ def as_scenario(scenario: Scenario | dict | str | Path) -> Scenario:
 
 def _as_spec(scenario: Scenario | dict | str | Path) -> dict:
     """The scenario as a mapping (what a YAML file holds), for commands that vary a field."""
-    import yaml
-
-    if isinstance(scenario, dict):
-        return scenario
-    if isinstance(scenario, (str, Path)):
-        load(scenario)  # a bad file fails with the loader's message
-        return yaml.safe_load(Path(scenario).read_text(encoding="utf-8"))
     from infusim.scenario_spec import to_spec
 
-    return to_spec(as_scenario(scenario))
+    return scenario if isinstance(scenario, dict) else to_spec(as_scenario(scenario))
 
 
 def trial(

@@ -27,6 +27,7 @@ import emcee
 import numpy as np
 
 from infusim import posterior
+from infusim.calibrate import _is_share
 from infusim.kinetic_posterior import folder
 from infusim.parameters import ParameterSet, bundled
 
@@ -61,12 +62,6 @@ FITS = (
 )
 
 
-def _is_share(params: ParameterSet, key: tuple[str, str]) -> bool:
-    from infusim.calibrate import _is_share as share
-
-    return share(params, key)
-
-
 class Problem:
     """The log posterior of one fit, evaluated for a batch of walkers at once."""
 
@@ -78,8 +73,10 @@ class Problem:
         self.cases = [load_case(bundled_cases_dir() / name) for name in fit.cases]
         self.shares = np.array([_is_share(self.params, key) for key in fit.rows])
         self.table = np.array([float(self.params.entry(*key).value) for key in fit.rows])
-        self.start = self.to_x(np.clip(self.table, 1e-3, 1 - 1e-3) if self.shares.any() else self.table)
-        self.start = np.where(self.shares, self.start, self.to_x(self.table))
+        # a share fitted to 0 or 1 starts just inside (the logit of the boundary is infinite)
+        self.start = np.where(
+            self.shares, self.to_x(np.clip(self.table, 1e-3, 1 - 1e-3)), self.to_x(self.table)
+        )
         self.centre = np.where(self.shares, SHARE_PRIOR[0], self.to_x(self.table))
         self.prior_sd = np.where(self.shares, SHARE_PRIOR[1], RATE_PRIOR_SD)
 

@@ -19,11 +19,8 @@ import plotly.graph_objects as go
 import yaml
 
 from infusim.errors import InfusimError
+from infusim.simulation import DISCLAIMER
 
-DISCLAIMER = (
-    "infusim is a research tool. Its results are model predictions for research and teaching, "
-    "not advice for any patient."
-)
 #: Controls, their defaults (one IV infusion of allogeneic marrow MSC in COPD, inside its trials) and choices.
 DEFAULTS: dict[str, Any] = {
     "species": "human",

@@ -71,9 +71,11 @@ class PowerResult:
     @property
     def summary(self) -> dict:
         from infusim import __version__
+        from infusim.simulation import DISCLAIMER
 
         return {
             "infusim_version": __version__,
+            "disclaimer": DISCLAIMER,
             "scenario_name": self.scenario_name,
             "endpoint": self.endpoint,
             "time_d": self.time_d,
@@ -92,10 +94,9 @@ class PowerResult:
         )
 
     def write_report(self, path: str | Path) -> Path:
-        from infusim.api import DISCLAIMER
         from infusim.report.power import render
 
-        return _write(render(self.summary | {"disclaimer": DISCLAIMER}, self.to_pandas()), path)
+        return _write(render(self.summary, self.to_pandas()), path)
 
     def plot(self) -> go.Figure:
         import plotly.graph_objects as go

@@ -27,15 +27,12 @@ from infusim import __version__, safety, stats
 from infusim.errors import OutputError
 from infusim.io import write_json
 from infusim.scenario import Scenario
+from infusim.simulation import DISCLAIMER
 from infusim.virtual_trial import ChunkStats, baseline_table, design, simulate_chunk
 
 MANIFEST = "trial.json"
 KIND = "infusim-trial"
 DEFAULT_CHUNK = 10_000
-DISCLAIMER = (
-    "infusim is a research tool. Its results are model predictions for research and teaching, "
-    "not advice for any patient."
-)
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,7 @@ def simulate(scenario: Scenario, params: ParameterSet | None = None, uncertainty
         from infusim.ensemble import bands
 
         summary["uncertainty"] = bands(scenario, uncertainty, scenario.simulation.seed, params)
-    # every row read, the adverse-event model's included (they were missing from the sources)
+    # once every row has been read, the adverse-event model's included
     summary["sources"] = {key: citation_line(key) for key in params.sources_used()}
     summary["parameters_used"] = parameters_used(params)
     return Result(scenario, model, observed, cells, observations, summary, endpoints, adverse)
@@ -246,8 +246,6 @@ def _summary(
         ),
         "evidence": _evidence_note(name),
         "warnings": warnings,
-        "sources": {key: citation_line(key) for key in params.sources_used()},
-        "parameters_used": parameters_used(params),
         "overrides": overrides(scenario, params),
         "disclaimer": DISCLAIMER,
     }

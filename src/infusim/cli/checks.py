@@ -47,9 +47,10 @@ def validate(
 
     Writes validation.json (per case: n, AAFE, share within 2-fold and 3-fold, largest fold error,
     whether the case's study informed the fit, and its points; every controlled-trial estimate with a
-    95% prediction interval) and validation.html (observed points over predicted curves, forest
-    plots). A bad case folder is reported with its reason; the other cases still run. Case format:
-    docs/validation.md.
+    95% prediction interval), points.parquet and curves.parquet (every observation against its
+    prediction, and the predicted curves, for `infusim report`) and validation.html (observed points
+    over predicted curves, forest plots). A bad case folder is reported with its reason; the other
+    cases still run. Case format: docs/validation.md.
     """
     from infusim import api, io
     from infusim.report.validation import render

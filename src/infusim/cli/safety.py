@@ -39,7 +39,6 @@ def doses(
     chosen = None if routes is None else [r.strip() for r in routes.split(",") if r.strip()]
     found = api.doses(scenario, parse_doses(dose_list), per=per, routes=chosen)
     summary = found.summary
-    loaded = api.as_scenario(scenario)
 
     def write(folder: Path) -> None:
         from infusim.report.doses import render
@@ -49,7 +48,7 @@ def doses(
         io.write_json(summary, folder / "summary.json")
 
     folder = io.write_folder(out, write)
-    title = f"{escape(loaded.name)}: therapeutic window"
+    title = f"{escape(summary['scenario_name'])}: therapeutic window"
     if summary["endpoint"]:
         title += f" (effect on {summary['endpoint']} at day {summary['time_d']:g}, {summary['unit']})"
     table = Table(title=title)

@@ -112,7 +112,7 @@ def power(
         from infusim import io
         from infusim.report.power import render
 
-        summary = found.summary | {"disclaimer": api.DISCLAIMER}
+        summary = found.summary
 
         def write(folder: Path) -> None:
             io.write_parquet(found.to_pandas(), folder / "power.parquet")
@@ -140,10 +140,7 @@ def power(
         "[dim]power: at the posterior-median effect; assurance: averaged over the posterior of the "
         "controlled evidence, each replicate with its own trial effect (between-trial SD).[/dim]"
     )
-    console.print(
-        "[dim]infusim is a research tool. Its results are model predictions for research and teaching, "
-        "not advice for any patient.[/dim]"
-    )
+    console.print(f"[dim]{found.summary['disclaimer']}[/dim]")
 
 
 def _print_trial(summary: dict) -> None:

@@ -101,10 +101,6 @@ def _case_results(folder: Path, summary: dict) -> list:
     results = []
     for record in summary["cases"]:
         name = record["case"]
-
-        def number(value):
-            return math.nan if value is None else value
-
         results.append(
             CaseResult(
                 name=name,
@@ -126,6 +122,11 @@ def _case_results(folder: Path, summary: dict) -> list:
             )
         )
     return results
+
+
+def number(value) -> float:
+    """A score from validation.json (null where the case could not run) as a float."""
+    return math.nan if value is None else value
 
 
 def _simulation(folder: Path, summary: dict) -> str:
