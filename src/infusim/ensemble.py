@@ -28,7 +28,7 @@ from infusim import conditions, uncertainty, units
 from infusim.compartments import DEATH_CAUSES
 from infusim.errors import ScenarioError
 from infusim.model.declare import Model, patient_sum
-from infusim.model.kinetics import assemble
+from infusim.model.kinetics import SIZE_NODES, assemble
 from infusim.observe import dna_rates, label_rates, observe_only
 from infusim.outcomes import drawn_paths
 from infusim.parameters import ParameterSet, for_scenario, sampled
@@ -164,7 +164,7 @@ def evaluate(
     row's unit (rows not given keep their table value). Returns (count, outputs)."""
     params = params or for_scenario(scenario)
     kinetic = {k: v for k, v in values.items() if k[0] not in POSTERIOR_PARAMETERS}
-    rows_params = sampled(params, kinetic, repeat=3)
+    rows_params = sampled(params, kinetic, repeat=len(SIZE_NODES))
     model = assemble(scenario, patients=count, params=rows_params)
     result = np.zeros((count, len(outputs)))
     markers = [i for i, o in enumerate(outputs) if o.quantity in MARKERS]

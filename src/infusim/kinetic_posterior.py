@@ -96,7 +96,7 @@ def _abbott_ratio(midpoint, width, homing, params: ParameterSet) -> np.ndarray:
     """Live cells in heart (and infarct) at 48 h after IV mouse marrow cells, injured over healthy,
     one patient per parameter set."""
     from infusim.model.declare import patient_sum
-    from infusim.model.kinetics import assemble
+    from infusim.model.kinetics import SIZE_NODES, assemble
     from infusim.scenario import from_dict
     from infusim.solve import solve_projected
 
@@ -104,11 +104,15 @@ def _abbott_ratio(midpoint, width, homing, params: ParameterSet) -> np.ndarray:
     heart = []
     for condition in (None, ABBOTT2004_INFARCT):
         scenario = from_dict({**ABBOTT2004_SCENARIO, **({"condition": condition} if condition else {})})
-        model = assemble(scenario, patients=len(midpoint), params=sampled(params, values, repeat=3))
+        model = assemble(
+            scenario, patients=len(midpoint), params=sampled(params, values, repeat=len(SIZE_NODES))
+        )
         weights = np.array(
             [[s.kind == "live" and s.compartment in ("heart", "target") for s in model.states]], float
         )
-        heart.append(patient_sum(solve_projected(model, np.array([48.0]), weights), 3)[:, 0, 0])
+        heart.append(
+            patient_sum(solve_projected(model, np.array([48.0]), weights), model.rows_per_patient)[:, 0, 0]
+        )
     return heart[1] / heart[0]
 
 

@@ -13,7 +13,7 @@ from infusim import __version__, conditions, outcomes, regulatory, safety
 from infusim.model import disease
 from infusim.model.declare import Model, patient_sum
 from infusim.model.disease import EndpointTrajectories
-from infusim.model.kinetics import assemble
+from infusim.model.kinetics import SIZE_NODES, assemble
 from infusim.observe import Observed, cells_table, observation_table, observe
 from infusim.parameters import ParameterSet, citation_line, for_scenario
 from infusim.scenario import Scenario
@@ -232,7 +232,7 @@ def _summary(
         "solver": {
             "method": "exact: identical organs lumped, eigen-decomposition of the linear system "
             "(matrix exponential where that is ill-conditioned)",
-            "size_classes": 3,
+            "size_classes": len(SIZE_NODES),
         },
         "condition": name,
         "endpoints": effects,

@@ -28,7 +28,7 @@ from infusim import regions, uncertainty
 from infusim.compartments import COMPARTMENTS, LABELS
 from infusim.errors import InfusimError
 from infusim.model.declare import patient_sum
-from infusim.model.kinetics import assemble
+from infusim.model.kinetics import SIZE_NODES, assemble
 from infusim.model.physiology import physiology
 from infusim.observe import observe_only
 from infusim.parameters import ParameterSet, for_scenario, informed_studies, sampled
@@ -494,7 +494,7 @@ def _series(
     """Every (quantity, compartment, unit) series of ``case``: (count, times), one row per parameter
     set (``values``: arrays over sets, see ``parameters.sampled``; none: the table values)."""
     scenario = case.scenario
-    rows_params = sampled(params, values, repeat=3) if values else params
+    rows_params = sampled(params, values, repeat=len(SIZE_NODES)) if values else params
     patient_params = sampled(params, values, repeat=1) if values else params
     model = assemble(scenario, patients=count, params=rows_params)
     label = case.label
