@@ -13,7 +13,9 @@ mechanism lives in the cell model, from the model itself:
   probit in the log load. Dose rate, cell size and lung clearance act through the kinetics;
 * ``treatment_related_death`` (grade 5): the conditioning regimen's mortality, within 100 days;
 * ``serious_infection`` (grade 3): after conditioning, within 100 days, where a rate was read;
-* ``arterial_occlusion`` (grade 4): intra-arterial MSC into an organ with a read rate (heart);
+* ``arterial_occlusion``: intra-arterial MSC into an organ with a read rate (heart, grade 4), and
+  into the brain's arteries (grade 3) from the peak of live cells held per gram of brain against the
+  load that gave half the rats of Janowski 2013 a stroke (simulated with the same model; probit);
 * ``anti_donor_antibodies`` (grade 1): after each allogeneic dose;
 * ``ectopic_growth`` (grade 3): a lifetime risk with an exponential onset, higher for an unregulated
   product (``product.regulated: false``);
@@ -23,7 +25,8 @@ mechanism lives in the cell model, from the model itself:
 * ``infusion_reaction`` (grade 1, or 2 with hypoxia needing oxygen): each infusion of a thawed
   (``product.cryopreserved``) HSC or marrow graft, from its DMSO (Otrock 2017).
 
-Every rate but the lung load comes from patients, so animal scenarios get lung obstruction only.
+Every rate but the lung and brain loads comes from patients, so animal scenarios get lung
+obstruction and (intra-arterial into the brain) arterial occlusion only.
 Events are drawn from each patient's own random streams (``population.uniforms``, one stream per
 event and dose), so a trial's events do not depend on how it is cut into chunks. Times are days
 after the first dose.
@@ -71,7 +74,17 @@ KWON2024_SCENARIO = {
     "administration": {"route": "intravenous", "dose": "1e6 cells", "duration": "0 min"},
     "simulation": {"duration": "24 h", "outputs": ["24 h"]},
 }
-#: A human peak lung load above this share of the lethal load is flagged in the summary.
+#: Janowski 2013's experiment: MSC into the internal carotid artery of a rat (dose set per use;
+#: body weight and infusion time not in the abstract: assumptions, docs/safety.md).
+JANOWSKI2013_SCENARIO = {
+    "name": "janowski2013",
+    "species": "rat",
+    "patient": {"body_weight": "250 g"},
+    "product": {"cell_type": "msc", "tissue_source": "bone_marrow", "viability": 1.0},
+    "administration": {"route": "intra_arterial", "into": "brain", "dose": "2e6 cells", "duration": "5 min"},
+    "simulation": {"duration": "24 h", "outputs": ["24 h"]},
+}
+#: A human peak lung (or brain) load above this share of the lethal (stroke) load is flagged.
 WARN_LOAD_SHARE = 0.1
 
 
@@ -94,9 +107,9 @@ class Risk:
 
 
 @dataclass(frozen=True)
-class LungLoad:
-    """Peak live cells held in the lungs per gram of lung (per patient), the lethal load for this
-    product and premedication, and when the peak occurs (day)."""
+class HeldLoad:
+    """Peak live cells held in an organ per gram (per patient), the load at which half the animals of
+    the calibrating study had the event (lungs: died; brain: stroke), and when the peak occurs (day)."""
 
     peak_per_g: np.ndarray
     lethal_per_g: float
@@ -119,9 +132,45 @@ def lethal_lung_load(params: ParameterSet) -> float:
     return float(lung_load(scenario, params).peak_per_g[0])
 
 
-def lung_load(scenario: Scenario, params: ParameterSet, model=None, body_weight_kg=None) -> LungLoad:
+def stroke_brain_load(params: ParameterSet) -> float:
+    """Cells held per gram of brain at which half the rats of Janowski 2013 would have a stroke."""
+    dose = params.get("arterial_occlusion_stroke_dose", "rat/brain", "cells")
+    spec = {
+        **JANOWSKI2013_SCENARIO,
+        "administration": {**JANOWSKI2013_SCENARIO["administration"], "dose": f"{dose} cells"},
+    }
+    return float(held_load(from_dict(spec), params, "brain").peak_per_g[0])
+
+
+def brain_load_for(scenario: Scenario, params: ParameterSet, model=None) -> HeldLoad | None:
+    """The brain load of a dose into the brain's arteries against the rats' stroke load (None for
+    any other route: cells reach the brain there only after the lungs, in far smaller numbers)."""
+    if scenario.administration.route != "intra_arterial" or scenario.site != "brain":
+        return None
+    found = held_load(scenario, params, "brain", model)
+    stroke = stroke_brain_load(params)
+    share = float(np.max(found.peak_per_g) / stroke)
+    notes = []
+    if scenario.species == "human" and share > WARN_LOAD_SHARE:
+        notes.append(
+            f"peak brain load is {share:.0%} of the load that gave half the rats of a published "
+            "intracarotid MSC infusion a stroke (Janowski 2013; dogs tolerated more, Srinivasan 2021): "
+            "lower the dose or use smaller cells"
+        )
+    return HeldLoad(found.peak_per_g, stroke, found.peak_day, notes)
+
+
+def lung_load(scenario: Scenario, params: ParameterSet, model=None, body_weight_kg=None) -> HeldLoad:
     """Peak live cells in the lungs per gram of lung after each dose (first 24 h), per patient of
     ``model`` (default: the scenario's one patient)."""
+    return held_load(scenario, params, "lungs", model, body_weight_kg)
+
+
+def held_load(
+    scenario: Scenario, params: ParameterSet, organ: str, model=None, body_weight_kg=None
+) -> HeldLoad:
+    """Peak live cells held in ``organ`` (its injured part included) per gram of the organ after
+    each dose (first 24 h), per patient of ``model`` (default: the scenario's one patient)."""
     model = model if model is not None else assemble(scenario, params=params)
     admin = scenario.administration
     grid = np.unique(
@@ -135,19 +184,19 @@ def lung_load(scenario: Scenario, params: ParameterSet, model=None, body_weight_
     )
     states = solve(model, grid).patient_states()
     site = scenario.condition.site if scenario.condition else None
-    lungs = [
+    in_organ = [
         i
         for i, s in enumerate(model.states)
-        if s.kind == "live" and (s.compartment == "lungs" or (s.compartment == "target" and site == "lungs"))
+        if s.kind == "live" and (s.compartment == organ or (s.compartment == "target" and site == organ))
     ]
-    held = states[:, :, lungs].sum(axis=2)
+    held = states[:, :, in_organ].sum(axis=2)
     weight = np.broadcast_to(
         scenario.patient.body_weight_kg if body_weight_kg is None else body_weight_kg, (held.shape[0],)
     )
-    lung_g = physiology(scenario.species, weight, params).organ_volume_l["lungs"] * 1000.0
-    per_g = held / np.reshape(lung_g, (-1, 1))
+    organ_g = physiology(scenario.species, weight, params).organ_volume_l[organ] * 1000.0
+    per_g = held / np.reshape(organ_g, (-1, 1))
     peak = per_g.argmax(axis=1)
-    return LungLoad(per_g.max(axis=1), np.nan, grid[peak] / 24.0)
+    return HeldLoad(per_g.max(axis=1), np.nan, grid[peak] / 24.0)
 
 
 def risks(
@@ -155,14 +204,16 @@ def risks(
     params: ParameterSet,
     kind: str = "cells",
     patients: int = 1,
-    load: LungLoad | None = None,
+    load: HeldLoad | None = None,
+    brain: HeldLoad | None = None,
 ) -> list[Risk]:
     """Every chance of an adverse event of ``patients`` patients given ``scenario`` (``kind``:
-    ``cells``, ``placebo`` for a sham procedure without cells, ``none`` for no procedure)."""
+    ``cells``, ``placebo`` for a sham procedure without cells, ``none`` for no procedure; ``load``
+    and ``brain``: the lung and brain loads of ``load_for`` and ``brain_load_for``)."""
     if kind == "none":
         return []
-    if scenario.species != "human":  # the rates are from patients; only the lung load is per species
-        return _lung_risks(scenario, params, load) if kind == "cells" else []
+    if scenario.species != "human":  # the rates are from patients; only the held loads are per species
+        return _lung_risks(scenario, params, load) + _brain_risks(params, brain) if kind == "cells" else []
     admin, product = scenario.administration, scenario.product
     horizon_d = scenario.simulation.duration_h / 24.0
     doses_d = [i * admin.repeat.interval_h / 24.0 for i in range(admin.repeat.count)]
@@ -186,6 +237,7 @@ def risks(
         return out
 
     out += _lung_risks(scenario, params, load)
+    out += _brain_risks(params, brain)
     if admin.conditioning != "none":
         # within the first 100 days after conditioning: deaths, and serious infections where read
         covered = min(horizon_d, TRM_WINDOW_D) / TRM_WINDOW_D
@@ -249,7 +301,7 @@ def risks(
     return out
 
 
-def _lung_risks(scenario: Scenario, params: ParameterSet, load: LungLoad | None) -> list[Risk]:
+def _lung_risks(scenario: Scenario, params: ParameterSet, load: HeldLoad | None) -> list[Risk]:
     """Lung obstruction by cells held in the lungs (see the module docstring)."""
     product = scenario.product
     out: list[Risk] = []
@@ -271,6 +323,24 @@ def _lung_risks(scenario: Scenario, params: ParameterSet, load: LungLoad | None)
             )
         )
     return out
+
+
+def _brain_risks(params: ParameterSet, brain: HeldLoad | None) -> list[Risk]:
+    """Stroke from cells held in the brain after an intra-arterial dose: probit in the log of the
+    peak load against the rats' stroke load (Janowski 2013), grade 3 (a lesion on MRI in the rats)."""
+    if brain is None or not np.any(brain.peak_per_g > 0):
+        return []
+    sd = params.get("arterial_occlusion_probit_sd", "brain", "")
+    p = scipy.stats.norm.cdf(np.log(np.maximum(brain.share, 1e-300)) / sd)
+    peak = brain.peak_day
+    return [
+        Risk(
+            "arterial_occlusion",
+            ((3, p),),
+            lambda u, peak=peak: peak + 0.0 * u,
+            "brain load against the stroke load of Janowski 2013 (rats)",
+        )
+    ]
 
 
 def _procedure_risks(
@@ -371,7 +441,7 @@ def draw(chances: list[Risk], seed: int, index: np.ndarray) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).sort_values(["patient", "time_d", "event"], kind="stable")
 
 
-def load_for(scenario: Scenario, params: ParameterSet, model=None, body_weight_kg=None) -> LungLoad:
+def load_for(scenario: Scenario, params: ParameterSet, model=None, body_weight_kg=None) -> HeldLoad:
     """The scenario's lung load with the lethal load for its product and premedication."""
     found = lung_load(scenario, params, model, body_weight_kg)
     product = scenario.product
@@ -386,10 +456,10 @@ def load_for(scenario: Scenario, params: ParameterSet, model=None, body_weight_k
             f"peak lung load is {share:.0%} of the load that killed half the mice of a published bolus "
             "(Kwon 2024a): slow the infusion, lower the dose or consider heparin"
         )
-    return LungLoad(found.peak_per_g, lethal, found.peak_day, notes)
+    return HeldLoad(found.peak_per_g, lethal, found.peak_day, notes)
 
 
-def patient_summary(chances: list[Risk], load: LungLoad | None) -> dict:
+def patient_summary(chances: list[Risk], load: HeldLoad | None, brain: HeldLoad | None = None) -> dict:
     """Per event: probability over the simulation for the scenario's patient, grades and basis."""
     events = {}
     for name in EVENTS:
@@ -418,6 +488,13 @@ def patient_summary(chances: list[Risk], load: LungLoad | None) -> dict:
             "share_of_lethal": float(np.max(load.share)),
         }
         out["warnings"] = list(load.notes)
+    if brain is not None:
+        out["brain_load"] = {
+            "peak_cells_per_g": float(np.max(brain.peak_per_g)),
+            "stroke_cells_per_g": float(brain.lethal_per_g),
+            "share_of_stroke_load": float(np.max(brain.share)),
+        }
+        out["warnings"] = out.get("warnings", []) + list(brain.notes)
     return out
 
 
@@ -427,9 +504,10 @@ def simulate_events(
     """Adverse events of the scenario's one patient: the drawn events (seeded) and the summary."""
     params = params or for_scenario(scenario)
     load = load_for(scenario, params, model)
-    chances = risks(scenario, params, "cells", 1, load)
+    brain = brain_load_for(scenario, params, model)
+    chances = risks(scenario, params, "cells", 1, load, brain)
     events = draw(chances, scenario.simulation.seed, np.array([0]))
-    return events, patient_summary(chances, load)
+    return events, patient_summary(chances, load, brain)
 
 
 def chunk_events(
@@ -457,8 +535,10 @@ def chunk_events(
         if members.size == 0:
             continue
         arm_scenario = scenario.for_arm(spec)
-        load = load_for(arm_scenario, params) if spec.kind == "cells" else None
-        events = draw(risks(arm_scenario, params, spec.kind, members.size, load), seed, members)
+        cells = spec.kind == "cells"
+        load = load_for(arm_scenario, params) if cells else None
+        brain = brain_load_for(arm_scenario, params) if cells else None
+        events = draw(risks(arm_scenario, params, spec.kind, members.size, load, brain), seed, members)
         for e, name in enumerate(EVENTS):
             own = events[events.event == name]
             counts[a, e, 0] = own.patient.nunique()

@@ -37,7 +37,14 @@ from infusim.safety import trial_odds_ratio
 from infusim.scenario import Label, Scenario, load
 
 QUANTITIES = ("live_cells", "dna", "radiolabel")
-UNITS = ("fraction_of_dose", "percent_of_dose", "percent_of_dose_per_g", "cells", "cells_per_g")
+UNITS = (
+    "fraction_of_dose",
+    "percent_of_dose",
+    "percent_of_dose_per_g",
+    "percent_of_body_activity",
+    "cells",
+    "cells_per_g",
+)
 COLUMNS = ("time_h", "quantity", "compartment", "value", "unit", "sd", "source")
 CASE_KEYS = (
     "description",
@@ -295,6 +302,8 @@ def _observations(
             raise CaseError(
                 name, f"{where}: unit {unit!r} does not fit {quantity}; allowed: {', '.join(UNITS)}"
             )
+        if quantity != "radiolabel" and unit == "percent_of_body_activity":
+            raise CaseError(name, f"{where}: percent_of_body_activity is a unit of radiolabel rows only")
         if quantity == "radiolabel" and unit in ("cells", "cells_per_g"):
             raise CaseError(
                 name, f"{where}: radiolabel is measured as a share of the injected activity, not {unit}"
@@ -547,6 +556,13 @@ def _series(
                     patient_params,
                 )
             fraction = amount / injected * decay
+            if unit == "percent_of_body_activity":  # an image's share of the activity left in the body
+                in_body = [
+                    i
+                    for i, s in enumerate(observed.trajectory.model.states)
+                    if s.kind == "label" and s.compartment not in ("excreted", "degraded", "body")
+                ]
+                fraction = amount / states[:, :, in_body].sum(axis=2)
         else:
             fraction = np.divide(amount, given, out=np.zeros_like(amount), where=given > 0)
         mass_g = np.reshape(_mass_g(compartment, body, site, share, scenario), (-1, 1))
@@ -554,6 +570,7 @@ def _series(
             "fraction_of_dose": fraction,
             "percent_of_dose": 100 * fraction,
             "percent_of_dose_per_g": 100 * fraction / mass_g,
+            "percent_of_body_activity": 100 * fraction,
             "cells": amount,
             "cells_per_g": amount / mass_g,
         }[unit]

@@ -229,3 +229,10 @@ def _print_adverse_events(found: dict) -> None:
             f"{load['share_of_lethal']:.2%} of the lethal load (Kwon 2024a bolus in mice). "
             "Events drawn for this patient: adverse_events.parquet.[/dim]"
         )
+    brain = found.get("brain_load")
+    if brain:
+        console.print(
+            f"[dim]Peak brain load {brain['peak_cells_per_g']:.3g} cells/g = "
+            f"{brain['share_of_stroke_load']:.2%} of the load that gave half the rats a stroke "
+            "(Janowski 2013, intracarotid MSC).[/dim]"
+        )

@@ -256,6 +256,12 @@ def _safety_section(found: dict | None, rules: dict | None) -> str:
         )
         load = found.get("lung_load") or {}
         share = f"<p>Peak lung load: {load.get('share_of_lethal', 0):.2%} of the lethal one (Kwon 2024a).</p>"
+        brain = found.get("brain_load")
+        if brain:
+            share += (
+                f"<p>Peak brain load: {brain['share_of_stroke_load']:.2%} of the load that gave half the "
+                "rats a stroke (Janowski 2013).</p>"
+            )
         out += (
             "<h2>Adverse events (probability over the simulation, this patient)</h2>"
             "<table><tr><th>event</th><th>any grade</th><th>serious (grade 3-5)</th><th>basis</th></tr>"
