@@ -25,8 +25,10 @@ from tests.helpers import EXAMPLES
 
 #: Prediction cases that meet their tolerance today: a regression guard (docs/validation.md lists misses).
 PASSING_PREDICTIONS = {
+    "barbosadafonseca2011_human_ic_bmmnc_chagas_tc99m",
     "dedobbeleer2009_human_ic_cd34_chronic_f18",
     "nakamuta2009_rat_im_bmc_tc99m",
+    "vemulapalli2007_mouse_iv_bmc_in111",
 }
 
 
@@ -223,6 +225,29 @@ def _region_case(tmp_path: Path, region: dict | None) -> Path:
 def _predicted(case_dir: Path) -> dict[str, float]:
     frame = predict(load_case(case_dir), np.array([1.0]))
     return dict(zip(frame.compartment, frame.predicted, strict=True))
+
+
+def test_a_share_of_body_activity_is_the_organ_over_the_label_still_in_the_body(tmp_path):
+    # In-111 in mice over a week: some label is excreted, so an image's share of its own total is
+    # larger than the share of the injected activity (decay correction cancels in the ratio)
+    case_dir = tmp_path / "shares"
+    shutil.copytree(bundled_cases_dir() / "vemulapalli2007_mouse_iv_bmc_in111", case_dir)
+    with (case_dir / "observations.csv").open("a") as f:
+        for compartment in ("liver", "whole_body"):
+            f.write(f"168,radiolabel,{compartment},1,percent_of_dose,,test row\n")
+    frame = predict(load_case(case_dir), np.array([168.0])).set_index(["compartment", "unit"]).predicted
+    in_body = frame[("whole_body", "percent_of_dose")]
+    assert 50 < in_body < 99.9  # some excreted: a test that can fail
+    assert frame[("liver", "percent_of_body_activity")] == pytest.approx(
+        100 * frame[("liver", "percent_of_dose")] / in_body, rel=1e-9
+    )
+    bad = copy_case(tmp_path)
+    _replace(
+        bad / "observations.csv",
+        ",radiolabel,heart,17.8,percent_of_dose",
+        ",dna,heart,17.8,percent_of_body_activity",
+    )
+    assert "radiolabel rows only" in (validate([bad], curves=False)[0].error or "")
 
 
 def test_an_image_region_counts_the_blood_inside_it_and_declared_overlaps(tmp_path):
