@@ -120,6 +120,8 @@ BAD_INPUTS = [
         "after the end",
     ),
     ({"product": {"diameter": "2 mm"}}, "product.diameter", "not a cell diameter"),
+    ({"administration": {"dose": "2e6 cellz/kg"}}, "administration.dose", "unknown unit cellz"),
+    ({"administration": {"dose": "2e6 ++ cells"}}, "administration.dose", "as a quantity with a unit"),
     ({"condition": {"site": "heart", "onset": 5}}, "condition.onset", "or chronic"),
     ({"condition": {"site": "heart", "onset": "-2 day"}}, "condition.onset", "negative"),
     ({"condition": {"site": "heart", "onset": "5 kg"}}, "condition.onset", "or chronic"),
@@ -144,6 +146,8 @@ def test_bad_input_names_the_field_and_what_is_allowed(overrides, field, words):
 def test_missing_file_and_malformed_yaml(tmp_path):
     with pytest.raises(ScenarioError, match=r"^scenario: file not found"):
         load(tmp_path / "nope.yaml")
+    with pytest.raises(ScenarioError, match=r"^scenario: .* is a folder; give a scenario YAML file$"):
+        load(tmp_path)
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: x\nspecies: [human\n")
     with pytest.raises(ScenarioError, match=r"^scenario: malformed YAML at line \d+"):

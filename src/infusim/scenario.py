@@ -277,6 +277,8 @@ def from_dict(data: Any) -> Scenario:
 def load(path: str | Path) -> Scenario:
     """Read and validate a scenario YAML file."""
     path = Path(path)
+    if path.is_dir():
+        raise ScenarioError("scenario", f"{path} is a folder; give a scenario YAML file")
     if not path.is_file():
         raise ScenarioError("scenario", f"file not found: {path}")
     try:

@@ -33,8 +33,15 @@ def parse(text: str | float | int, field: str) -> pint.Quantity:
         return ureg.Quantity(float(text))
     try:
         quantity = ureg.parse_expression(str(text))
-    except (pint.errors.PintError, SyntaxError, TypeError, ValueError, AttributeError) as exc:
-        raise ScenarioError(field, f"cannot read {text!r} as a quantity ({type(exc).__name__})") from None
+    except pint.errors.UndefinedUnitError as exc:
+        unknown = ", ".join(map(str, exc.unit_names))
+        raise ScenarioError(
+            field, f"cannot read {text!r} as a quantity: unknown unit {unknown} (e.g. '2e6 cells/kg')"
+        ) from None
+    except (pint.errors.PintError, SyntaxError, TypeError, ValueError, AttributeError):
+        raise ScenarioError(
+            field, f"cannot read {text!r} as a quantity with a unit (e.g. '2e6 cells/kg', '30 min')"
+        ) from None
     if not isinstance(quantity, pint.Quantity):
         quantity = ureg.Quantity(float(quantity))
     return quantity
