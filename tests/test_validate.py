@@ -319,3 +319,49 @@ def test_a_risk_ratio_case_compares_the_simulated_trial_risk_ratio():
         assert result.points()[0]["predicted"] == pytest.approx(treated / control, rel=0.15)
     assert thompson.passed and 1.27 < thompson.points()[0]["predicted"] < 4.86
     assert not lalu.passed and lalu.points()[0]["predicted"] < 2.02  # the small 2012 review: a miss
+
+
+def test_events_not_raised_by_msc_are_compared_on_top_of_a_background_risk():
+    # Thompson 2020: infection, malignancy, thrombosis and infusional toxicity not raised (inside), and
+    # fewer deaths with MSC (0.65-0.94), a benefit infusim does not model: reported as a miss
+    result = validate([bundled_cases_dir() / "thompson2020_msc_safety_not_raised"], curves=False)[0]
+    points = {p["quantity"]: p for p in result.points()}
+    for event in ("serious_infection", "ectopic_growth", "thromboembolism", "infusion_reaction"):
+        assert points[f"event:{event}"]["predicted"] == pytest.approx(1.0, abs=0.05), event
+    assert points["event:death"]["predicted"] > 0.94 and not result.passed
+
+
+def test_a_background_risk_adds_to_both_arms_and_pooled_outcomes_count_each_patient_once():
+    from infusim.safety import chunk_events, trial_odds_ratio
+
+    s = load_case(bundled_cases_dir() / "thompson2020_msc_safety_fever").scenario
+    table, counts = chunk_events(s, 0, 0, s.trial.patients)
+    fever = table[table.event == "fever"]
+    p1, p0 = (
+        fever[fever.arm == arm].patient.nunique() / counts[i, -1, 0]
+        for i, arm in ((1, "msc"), (0, "control"))
+    )
+    assert 0.02 < p0 < p1 < 0.2  # MSC raise fever in the simulated trial: a ratio that can move
+    b = 0.3
+    expected = (b + (1 - b) * p1) / (b + (1 - b) * p0)
+    assert trial_odds_ratio(s, "fever", background=b)["risk_ratio"] == pytest.approx(expected, rel=1e-12)
+    assert trial_odds_ratio(s, "fever")["risk_ratio"] == pytest.approx(p1 / p0, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("background", "reason"),
+    [
+        ({"fever": 1.5}, "background_risk.fever: 1.5 is not a risk in [0, 1)"),
+        ({"death": 0.1}, "background_risk.death: not an event of this case; allowed: fever"),
+        ([0.1], "background_risk must map event names"),
+    ],
+)
+def test_a_bad_background_risk_is_one_line(tmp_path, background, reason):
+    case_dir = tmp_path / "bad_background"
+    shutil.copytree(bundled_cases_dir() / "thompson2020_msc_safety_fever", case_dir)
+    meta = yaml.safe_load((case_dir / "case.yaml").read_text())
+    meta["background_risk"] = background
+    (case_dir / "case.yaml").write_text(yaml.safe_dump(meta))
+    result = validate([case_dir], curves=False)[0]
+    assert reason in (result.error or ""), result.error
+    assert "\n" not in result.error

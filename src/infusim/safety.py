@@ -61,6 +61,14 @@ EVENTS = (
     "delivery_complication",
     "infusion_reaction",
 )
+#: Outcomes that safety meta-analyses pool over several of infusim's events: any of the named
+#: events, or (``death``) any event at grade 5.
+OUTCOME_GROUPS = {
+    "thromboembolism": ("lung_obstruction", "arterial_occlusion"),
+    "death": (),
+}
+#: What a validation case may compare: one event or a pooled outcome.
+COMPARABLE = (*EVENTS, *OUTCOME_GROUPS)
 #: CTCAE grade from which an event counts as serious.
 SERIOUS_GRADE = 3
 #: Days after conditioning within which treatment-related deaths are counted.
@@ -585,19 +593,35 @@ def _relative_risk(k: int, n: int, k0: int, n0: int) -> dict | None:
     return {"estimate": float(found.relative_risk), "low": float(ci.low), "high": float(ci.high)}
 
 
-def trial_odds_ratio(scenario: Scenario, event: str, params: ParameterSet | None = None) -> dict:
-    """Odds ratio of patients with ``event`` (any grade) in the first cells arm against the control arm
-    of replicate 0 of the scenario's trial, with its exact 95% CI (conditional maximum likelihood),
-    and the risk ratio (NaN without control events)."""
+def trial_odds_ratio(
+    scenario: Scenario, event: str, params: ParameterSet | None = None, background: float = 0.0
+) -> dict:
+    """Odds ratio of patients with ``event`` (any grade; an event or a pooled outcome of
+    ``OUTCOME_GROUPS``) in the first cells arm against the control arm of replicate 0 of the
+    scenario's trial, with its exact 95% CI (conditional maximum likelihood), and the risk ratio (NaN
+    without control events). ``background``: the risk of the outcome from causes infusim does not
+    model, the same in both arms (p -> 1 - (1 - background)(1 - p)); with it the ratios are those of
+    the expected risks and the CI is that of the counts without it."""
     trial = scenario.trial
-    _, counts = chunk_events(scenario, 0, 0, trial.patients, params)
-    e = EVENTS.index(event)
+    table, counts = chunk_events(scenario, 0, 0, trial.patients, params)
+    if event == "death":
+        hit = table[table.grade == 5]
+    else:
+        hit = table[table.event.isin(OUTCOME_GROUPS.get(event, (event,)))]
     control = next(i for i, a in enumerate(trial.arms) if a.name == trial.control.name)
     treated = next(i for i, a in enumerate(trial.arms) if a.kind == "cells" and i != control)
-    k1, n1 = int(counts[treated, e, 0]), int(counts[treated, -1, 0])
-    k0, n0 = int(counts[control, e, 0]), int(counts[control, -1, 0])
+    k1, n1 = hit[hit.arm == trial.arms[treated].name].patient.nunique(), int(counts[treated, -1, 0])
+    k0, n0 = hit[hit.arm == trial.arms[control].name].patient.nunique(), int(counts[control, -1, 0])
     found = scipy.stats.contingency.odds_ratio([[k1, n1 - k1], [k0, n0 - k0]])
     ci = found.confidence_interval(confidence_level=0.95)
+    if background > 0:
+        p1, p0 = (1.0 - (1.0 - background) * (1.0 - k / n) for k, n in ((k1, n1), (k0, n0)))
+        return {
+            "odds_ratio": p1 / (1 - p1) / (p0 / (1 - p0)),
+            "low": float(ci.low),
+            "high": float(ci.high),
+            "risk_ratio": p1 / p0,
+        }
     risk = scipy.stats.contingency.relative_risk(k1, n1, k0, n0) if k0 > 0 else None
     return {
         "odds_ratio": float(found.statistic),

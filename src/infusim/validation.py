@@ -57,6 +57,7 @@ CASE_KEYS = (
     "fits",
     "null_result",
     "region",
+    "background_risk",
 )
 #: Marker kind of each observed quantity in the solved model.
 KIND = {"live_cells": "live", "dna": "dna", "radiolabel": "label"}
@@ -84,6 +85,7 @@ class Case:
     fits: str = ""
     null_result: bool = False
     regions: dict[str, Region] = field(default_factory=dict)
+    background_risk: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -233,6 +235,7 @@ def load_case(path: Path) -> Case:
         case_regions = regions.parse(meta.get("region"))
     except ValueError as exc:
         raise CaseError(name, f"case.yaml: {exc}") from None
+    background = _background_risk(name, meta.get("background_risk"), observations)
     tolerance = meta.get("tolerance_fold", 2.0)
     if not isinstance(tolerance, int | float) or tolerance < 1:
         raise CaseError(name, "case.yaml: tolerance_fold must be a number >= 1")
@@ -251,7 +254,29 @@ def load_case(path: Path) -> Case:
         fits=str(meta.get("fits", "")),
         null_result=bool(meta.get("null_result", False)),
         regions=case_regions,
+        background_risk=background,
     )
+
+
+def _background_risk(name: str, spec, observations: pd.DataFrame) -> dict[str, float]:
+    """``background_risk`` of case.yaml: per compared event, its risk from causes infusim does not
+    model (the same in both arms of the trial)."""
+    if spec is None:
+        return {}
+    compared = {q.split(":", 1)[1] for q in observations.quantity if q.startswith("event:")}
+    if not isinstance(spec, dict):
+        raise CaseError(name, "case.yaml: background_risk must map event names to risks (0-1)")
+    out = {}
+    for event, risk in spec.items():
+        if event not in compared:
+            allowed = ", ".join(sorted(compared)) or "none (no event rows)"
+            raise CaseError(
+                name, f"case.yaml: background_risk.{event}: not an event of this case; allowed: {allowed}"
+            )
+        if isinstance(risk, bool) or not isinstance(risk, int | float) or not 0 <= risk < 1:
+            raise CaseError(name, f"case.yaml: background_risk.{event}: {risk!r} is not a risk in [0, 1)")
+        out[event] = float(risk)
+    return out
 
 
 def _label(name: str, spec, scenario: Scenario) -> Label | None:
@@ -390,12 +415,12 @@ EVENT_UNITS = ("odds_ratio", "risk_ratio")
 def _event_row(name: str, where: str, row, scenario: Scenario) -> dict:
     """An adverse-event row: ``event:<name>``, the odds ratio or risk ratio (``unit``) of a trial's cells
     arm against its control with ``sd`` the standard error of its natural log ((ln high - ln low) / 3.92)."""
-    from infusim.safety import EVENTS
+    from infusim.safety import COMPARABLE
 
     quantity = row.quantity.strip()
     event = quantity.split(":", 1)[1]
-    if event not in EVENTS:
-        raise CaseError(name, f"{where}: unknown event {event!r}; allowed: {', '.join(EVENTS)}")
+    if event not in COMPARABLE:
+        raise CaseError(name, f"{where}: unknown event {event!r}; allowed: {', '.join(COMPARABLE)}")
     unit = row.unit.strip()
     if unit not in EVENT_UNITS or row.compartment.strip():
         raise CaseError(
@@ -528,7 +553,8 @@ def _series(
     series = case.observations[["quantity", "compartment", "unit"]].drop_duplicates()
     events = series[series.quantity.str.startswith("event:")]
     for quantity, _compartment, unit in events.itertuples(index=False):
-        found = trial_odds_ratio(scenario, quantity.split(":", 1)[1], params)
+        event = quantity.split(":", 1)[1]
+        found = trial_odds_ratio(scenario, event, params, case.background_risk.get(event, 0.0))
         out[(quantity, "", unit)] = np.full((count, len(times)), found[unit])
     clinical = series[series.quantity.str.contains(":") & ~series.quantity.str.startswith("event:")]
     if len(clinical):
