@@ -72,7 +72,7 @@ def test_power_table_and_its_errors():
 
 
 def test_validate_one_case_points_table():
-    from infusim.validation import bundled_cases_dir
+    from infusim.case_format import bundled_cases_dir
 
     case = bundled_cases_dir() / "toma2009_rat_ia_muscle_msc"
     found = infusim.validate([case])

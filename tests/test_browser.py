@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import infusim
-from infusim.validation import bundled_cases_dir
+from infusim.case_format import bundled_cases_dir
 from tests.helpers import EXAMPLES
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from infusim import case_posterior, posterior, uncertainty
+from infusim.case_format import bundled_cases_dir, load_case
 from infusim.kinetic_posterior import folder
 from infusim.parameters import bundled, with_values
-from infusim.validation import bundled_cases_dir, load_case, run_case
+from infusim.validation import run_case
 
 
 @pytest.mark.parametrize("fit", case_posterior.FITS, ids=lambda f: f.name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infusim import kinetic_crossval, validation
+from infusim import case_format, kinetic_crossval, validation
 from infusim.calibrate import FITTED, fit_extraction
 
 
@@ -13,7 +13,7 @@ def test_rows_informed_by_a_study_include_sources_and_notes():
 
 
 def test_a_left_out_anchor_study_is_predicted_by_a_refit_and_others_stay_fitted():
-    root = validation.bundled_cases_dir()
+    root = case_format.bundled_cases_dir()
     names = [
         "musialek2011_human_ic_cd34_tc99m",
         "toma2009_rat_ia_muscle_msc",

@@ -38,8 +38,9 @@ def test_the_condition_organ_and_target_are_always_drawn_and_the_rest_a_click_aw
 
 
 def test_validation_plots_keep_values_that_cross_zero_and_name_their_units():
+    from infusim.case_format import bundled_cases_dir
     from infusim.report.validation import _figure, suite_figure
-    from infusim.validation import CaseResult, bundled_cases_dir, validate
+    from infusim.validation import CaseResult, validate
 
     effect = CaseResult(
         name="effect-case",

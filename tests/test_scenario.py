@@ -171,8 +171,8 @@ def test_every_bundled_scenario_round_trips_through_its_yaml_spec():
     """to_spec writes every quantity with its unit; reading it back gives the same scenario."""
     import yaml
 
+    from infusim.case_format import bundled_cases_dir
     from infusim.scenario_spec import to_spec
-    from infusim.validation import bundled_cases_dir
 
     files = sorted(EXAMPLES.glob("*.yaml")) + sorted(bundled_cases_dir().glob("*/scenario.yaml"))
     assert len(files) > 40

@@ -78,8 +78,13 @@ def test_batched_solution_matches_tight_radau_on_every_example(path):
     dose = model.administered(np.inf).sum()
     for row in range(model.n_rows):
         reference = reference_solve(model, times, row=row)
-        error = np.abs(ours[row] - reference) / np.maximum(np.abs(reference), 1e-9 * dose)
-        assert error.max() < 1e-6, (row, error.max())
+        # 1e-6 relative, with a floor of 1e-9 of the dose, plus round-off: an eigen-decomposition is
+        # exact to (condition number x machine epsilon) of the dose, about 1e-14 here (a state of 7e-10
+        # of the dose beside 97% of it held in the brain, safety-rat-intracarotid-msc, differs by 6e-15
+        # of the dose from Radau at any tolerance); a routing error is many orders larger
+        allowed = 1e-6 * np.maximum(np.abs(reference), 1e-9 * dose) + 1e-13 * dose
+        excess = (np.abs(ours[row] - reference) / allowed).max()
+        assert excess < 1.0, (row, excess)
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)

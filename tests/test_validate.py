@@ -11,16 +11,9 @@ import pytest
 import yaml
 
 from infusim.calibrate import fit_cases
+from infusim.case_format import bundled_cases_dir, case_dirs, load_case
 from infusim.parameters import bundled, with_values
-from infusim.validation import (
-    bundled_cases_dir,
-    case_dirs,
-    fold_errors,
-    load_case,
-    predict,
-    run_case,
-    validate,
-)
+from infusim.validation import fold_errors, predict, run_case, validate
 from tests.helpers import EXAMPLES
 
 #: Prediction cases that meet their tolerance today: a regression guard (docs/validation.md lists misses).

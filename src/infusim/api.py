@@ -97,7 +97,7 @@ def validate(
     cross_validate: bool = False,
 ) -> ValidationResult:
     """Hold the model against published measurements (the bundled suite when no case is given)."""
-    from infusim import crossval, evidence
+    from infusim import case_format, crossval, evidence
     from infusim import validation as checks
     from infusim.errors import InfusimError
 
@@ -107,7 +107,7 @@ def validate(
     rows = []
     if evidence_file is not None or not (cases or cases_root):
         rows = evidence.load(Path(evidence_file) if evidence_file is not None else None)
-    paths = checks.case_dirs([Path(p) for p in cases or []], Path(cases_root) if cases_root else None)
+    paths = case_format.case_dirs([Path(p) for p in cases or []], Path(cases_root) if cases_root else None)
     results = checks.validate(paths)
     points = crossval.in_sample(rows) if evidence_file is None and rows else {}
     scores = kinetics = None

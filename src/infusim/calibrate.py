@@ -253,7 +253,8 @@ def fit_cases(
     Rates are fitted on the log scale, shares on the logit scale; a satisfied bound contributes
     nothing. The 95% intervals come from the Jacobian at the optimum, scaled by the residual SD.
     """
-    from infusim.validation import fold_errors, load_case, predict
+    from infusim.case_format import load_case
+    from infusim.validation import fold_errors, predict
 
     params = params or bundled()
     cases = [load_case(p) for p in case_paths]

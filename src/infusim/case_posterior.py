@@ -66,7 +66,7 @@ class Problem:
     """The log posterior of one fit, evaluated for a batch of walkers at once."""
 
     def __init__(self, fit: CaseFit, params: ParameterSet | None = None):
-        from infusim.validation import bundled_cases_dir, load_case
+        from infusim.case_format import bundled_cases_dir, load_case
 
         self.fit = fit
         self.params = params or bundled()

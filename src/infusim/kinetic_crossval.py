@@ -18,8 +18,9 @@ import pandas as pd
 
 from infusim import between_study
 from infusim.calibrate import ANCHOR_STUDIES, FITTED, fit_extraction
+from infusim.case_format import load_case
 from infusim.parameters import bundled, with_values
-from infusim.validation import CaseResult, load_case, run_case
+from infusim.validation import CaseResult, run_case
 
 
 def rows_informed_by(study: str) -> list[str]:

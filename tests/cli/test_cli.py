@@ -160,7 +160,7 @@ def test_validate_writes_json_and_html_and_prints_a_table(tmp_path):
 
 
 def test_validate_reports_a_bad_case_and_still_runs_the_others(tmp_path):
-    from infusim.validation import bundled_cases_dir
+    from infusim.case_format import bundled_cases_dir
 
     bad = tmp_path / "cases" / "broken_case"
     bad.mkdir(parents=True)
@@ -179,7 +179,7 @@ def test_validate_reports_a_bad_case_and_still_runs_the_others(tmp_path):
 
 
 def test_calibrate_writes_fitted_values_with_intervals(tmp_path):
-    from infusim.validation import bundled_cases_dir
+    from infusim.case_format import bundled_cases_dir
 
     case = bundled_cases_dir() / "couto2011_human_hepatic_artery_bmmc_tc99m"
     out = tmp_path / "params.yaml"
@@ -202,8 +202,8 @@ def test_calibrate_writes_fitted_values_with_intervals(tmp_path):
 def test_calibrate_never_writes_an_installed_package(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
+    from infusim.case_format import bundled_cases_dir
     from infusim.cli import app, checks
-    from infusim.validation import bundled_cases_dir
 
     monkeypatch.setattr(checks, "_source_checkout", lambda: False)
     case = bundled_cases_dir() / "couto2011_human_hepatic_artery_bmmc_tc99m"

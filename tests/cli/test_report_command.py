@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import yaml
 
-from infusim.validation import bundled_cases_dir
+from infusim.case_format import bundled_cases_dir
 from tests.cli.test_cli import run
 from tests.helpers import EXAMPLES
 
