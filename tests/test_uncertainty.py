@@ -98,6 +98,7 @@ def test_an_unsampled_parameter_set_reproduces_the_assembled_model():
     ("text", "field"),
     [
         ("live_cells:lung@24 h", "compartment must be one of"),
+        ("live_cells:lungs+aorta@24 h", "joined by \\+"),
         ("cells:lungs@24 h", "quantity must be one of"),
         ("live_cells:lungs@yesterday", "is not a time"),
         ("live_cells:lungs@30 day", "within the simulation"),
@@ -174,3 +175,20 @@ def test_marker_outputs_equal_what_simulate_reports():
     assert ("efflux_rate", "in111") in keys and ("dna_debris_degradation_rate", "") in keys
     with pytest.raises(ScenarioError, match=r"needs simulation\.label"):
         ensemble.parse_output("radiolabel:lungs@1 h", scenario())
+
+
+def test_a_joined_output_is_the_sum_of_its_parts_and_matches_the_whole_organ_of_a_validation_case():
+    # with a condition, "heart" is the healthy part and "target" the injured part (simulate's table);
+    # a validation case's "heart" is the whole organ: heart+target gives the same number
+    from infusim.case_format import bundled_cases_dir, load_case
+    from infusim.validation import predict
+
+    case = load_case(bundled_cases_dir() / "nakamuta2009_rat_iv_bmc_tc99m")
+    s = case.scenario.model_copy(
+        update={"simulation": case.scenario.simulation.model_copy(update={"label": case.label})}
+    )
+    texts = ["radiolabel:heart@24 h", "radiolabel:target@24 h", "radiolabel:heart+target@24 h"]
+    heart, target, whole = ensemble.evaluate(s, [ensemble.parse_output(t, s) for t in texts], {}, 1)[0]
+    assert heart > 0 and target > 0
+    assert whole == pytest.approx(heart + target, rel=1e-12)
+    assert 100 * whole == pytest.approx(float(predict(case, np.array([24.0])).predicted.iloc[0]), rel=1e-9)

@@ -2,7 +2,9 @@
 
 An output is written ``quantity:where@time``:
 
-* ``live_cells:<compartment>@24 h`` live cells in a compartment (``whole_body`` for all), cells;
+* ``live_cells:<compartment>@24 h`` live cells in a compartment (``whole_body`` for all; several
+  joined by ``+``, e.g. ``heart+target``: with a condition, the site's name is its healthy part and
+  ``target`` the injured part, as in ``simulate``'s table), cells;
 * ``live_fraction:<compartment>@24 h`` the same as a fraction of the cells given;
 * ``dead_cells:<cause>@7 day`` dead cells by cause (``nonviable``, ``death``, ``phagocytosis``,
   ``rejection``, or ``all``), cells;
@@ -39,7 +41,7 @@ from infusim.uncertainty import POSTERIOR_PARAMETERS
 QUANTITIES = ("live_cells", "live_fraction", "dead_cells", "radiolabel", "dna", "effect")
 #: Marker outputs and the state kind each reads.
 MARKERS = {"radiolabel": "label", "dna": "dna"}
-_SPEC = re.compile(r"^\s*(?P<quantity>\w+)\s*:\s*(?P<where>[\w]+)\s*@\s*(?P<time>.+?)\s*$")
+_SPEC = re.compile(r"^\s*(?P<quantity>\w+)\s*:\s*(?P<where>[\w+]+)\s*@\s*(?P<time>.+?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class Output:
     where: str
     time_h: float
     unit: str
+
+    def counts(self, compartment: str) -> bool:
+        """Whether a state in ``compartment`` counts towards this output (``heart+target``: either)."""
+        return self.where == "whole_body" or compartment in self.where.split("+")
 
 
 def parse_output(text: str, scenario: Scenario, field: str = "--output") -> Output:
@@ -84,9 +90,12 @@ def parse_output(text: str, scenario: Scenario, field: str = "--output") -> Outp
         raise ScenarioError(field, f"{text!r}: needs simulation.label (an isotope) in the scenario")
     if quantity not in ("effect", "dead_cells"):
         compartments = sorted({s.compartment for s in assemble(scenario).states if s.kind == "live"})
-        if where not in (*compartments, "whole_body"):
+        parts = where.split("+")
+        if where != "whole_body" and not all(p in compartments for p in parts):
             raise ScenarioError(
-                field, f"{text!r}: compartment must be one of {', '.join(compartments)}, whole_body"
+                field,
+                f"{text!r}: compartment must be one of {', '.join(compartments)}, whole_body "
+                "(or several joined by +, e.g. heart+target)",
             )
     unit = {
         "live_fraction": "fraction of cells given",
@@ -116,7 +125,7 @@ def _state_weights(model: Model, output: Output) -> np.ndarray:
     weights = np.zeros(len(model.states))
     for i, state in enumerate(model.states):
         if output.quantity in ("live_cells", "live_fraction"):
-            weights[i] = state.kind == "live" and output.where in (state.compartment, "whole_body")
+            weights[i] = state.kind == "live" and output.counts(state.compartment)
         else:
             weights[i] = state.kind == "dead" and output.where in (state.name.split(":")[-1], "all")
     return weights
@@ -139,7 +148,7 @@ def _marker_outputs(
             i
             for i, s in enumerate(full.states)
             if s.kind == MARKERS[o.quantity]
-            and o.where in (s.compartment, "whole_body")
+            and o.counts(s.compartment)
             and s.compartment not in ("excreted", "degraded", "body")
         ]
         at = np.searchsorted(times, o.time_h)

@@ -21,7 +21,9 @@ def sensitivity(
         typer.Option(
             "--output",
             help="quantity:where@time, repeatable: live_cells:lungs@24 h, live_fraction:target@7 day, "
-            "dead_cells:all@24 h, radiolabel:lungs@2 h, dna:liver@24 h, effect:lvef@180 day.",
+            "dead_cells:all@24 h, radiolabel:lungs@2 h, dna:liver@24 h, effect:lvef@180 day. With a "
+            "condition the site's name is its healthy part and target the injured part; heart+target "
+            "is the whole heart.",
         ),
     ],
     out: OutOption = Path("infusim-sensitivity"),
