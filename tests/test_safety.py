@@ -212,6 +212,15 @@ def test_conditioning_infection_intracoronary_occlusion_and_harvest_recovery():
     chances = safety.risks(hsc, params, "cells", 50_000)
     infection = next(c for c in chances if c.event == "serious_infection")
     assert float(infection.probability[0]) == pytest.approx(1 / 507, rel=0.02)  # Burt 2022
+    # febrile neutropenia, a separate event (Silfverberg 2024: 96/141 after Cy/ATG, 29/33 after BEAM/ATG)
+    fn = next(c for c in chances if c.event == "febrile_neutropenia")
+    assert float(fn.probability[0]) == pytest.approx(96 / 141, abs=0.005)
+    beam = hsc.model_copy(
+        update={"administration": hsc.administration.model_copy(update={"conditioning": "beam_atg"})}
+    )
+    by_event = {c.event: float(c.probability[0]) for c in safety.risks(beam, params)}
+    assert by_event["febrile_neutropenia"] == pytest.approx(29 / 33, abs=0.005)
+    assert by_event["treatment_related_death"] == pytest.approx(2 / 74, abs=0.001)  # Mancardi 2012
     events = safety.draw(chances, 5, np.arange(50_000))
     harvest = events[events.event == "harvest_complication"]
     assert (harvest.recovery_d == 7.0).all()  # a week after mobilisation and apheresis (Burns 2016)

@@ -13,6 +13,8 @@ mechanism lives in the cell model, from the model itself:
   probit in the log load. Dose rate, cell size and lung clearance act through the kinetics;
 * ``treatment_related_death`` (grade 5): the conditioning regimen's mortality, within 100 days;
 * ``serious_infection`` (grade 3): after conditioning, within 100 days, where a rate was read;
+* ``febrile_neutropenia`` (grade 3): fever during neutropenia after conditioning, within 100 days
+  (BEAM-ATG 88%, Cy-ATG 68%: Silfverberg 2024); mostly without a documented infection;
 * ``arterial_occlusion``: intra-arterial MSC into an organ with a read rate (heart, grade 4), and
   into the brain's arteries (grade 3) from the peak of live cells held per gram of brain against the
   load that gave half the rats of Janowski 2013 a stroke (simulated with the same model; probit);
@@ -54,6 +56,7 @@ EVENTS = (
     "lung_obstruction",
     "treatment_related_death",
     "serious_infection",
+    "febrile_neutropenia",
     "arterial_occlusion",
     "anti_donor_antibodies",
     "ectopic_growth",
@@ -253,6 +256,7 @@ def risks(
         for event, row, grade in (
             ("treatment_related_death", "treatment_related_mortality", 5),
             ("serious_infection", "serious_infection_risk", 3),
+            ("febrile_neutropenia", "febrile_neutropenia_risk", 3),
         ):
             if params.has(row, admin.conditioning):
                 p = params.get(row, admin.conditioning, "")
