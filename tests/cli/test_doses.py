@@ -55,6 +55,22 @@ def test_the_window_of_a_condition_saturates_in_benefit():
     assert (found.rows.serious_lung_obstruction == 0).all()
 
 
+def test_the_intracarotid_window_shows_the_brain_load_and_stroke_rising_with_dose():
+    import yaml
+
+    from infusim import dose_window as doses
+
+    spec = yaml.safe_load((EXAMPLES / "safety-rat-intracarotid-msc.yaml").read_text())
+    found = doses.window(spec, [1e5, 1e6, 2e6, 4e6], per_kg=False)
+    share = found.rows.brain_load_share.to_numpy()
+    # cells held in the brain scale with the dose (a linear model), and the stroke risk follows
+    assert share[1:] / share[:-1] == pytest.approx([10, 2, 2], rel=1e-6)
+    stroke = found.rows.serious_arterial_occlusion.to_numpy()
+    assert (
+        stroke[0] < 1e-6 and stroke[2] == pytest.approx(0.69, abs=0.05) and (stroke[1:] > stroke[:-1]).all()
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
