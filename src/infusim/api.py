@@ -204,6 +204,6 @@ def doses(
         "endpoint": found.endpoint,
         "unit": found.unit,
         "time_d": found.time_d,
-        "rows": found.rows.to_dict("records"),
+        "rows": found.rows.astype(object).where(found.rows.notna(), None).to_dict("records"),  # NaN -> null
     }
     return DoseWindowResult(summary, found.rows)

@@ -119,6 +119,6 @@ def _evaluate(scenario: Scenario) -> tuple[dict, tuple[str, str] | None]:
         none *= 1.0 - p
     row["serious_any"] = 1.0 - none
     row["lung_load_share"] = found["lung_load"]["share_of_lethal"]
-    brain = found.get("brain_load")  # intra-arterial into the brain only
+    brain = found.get("brain_load")  # intra-arterial into the brain only (null in summary.json otherwise)
     row["brain_load_share"] = brain["share_of_stroke_load"] if brain else np.nan
     return row, endpoint

@@ -58,7 +58,9 @@ def doses(
         effect = (
             f"{row['effect_mean']:+.3g} ({row['effect_low']:+.3g} to {row['effect_high']:+.3g})"
             + (" *" if row.get("outside_evidence") else "")
-            if summary["endpoint"] and row["effect_mean"] == row["effect_mean"]
+            if summary["endpoint"]
+            and row.get("effect_mean") is not None
+            and row["effect_mean"] == row["effect_mean"]
             else "-"
         )
         serious = {
