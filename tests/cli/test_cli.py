@@ -486,3 +486,10 @@ def test_command_line_mistakes_are_one_line_errors(tmp_path, args, start):
     result = run(*args, "-o", str(tmp_path / "out")) if args[0] != "no-such-command" else run(*args)
     assert result.returncode == 2 and result.stderr.startswith(start), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_console_percentages_below_a_cell_read_as_a_bound_not_as_1e_minus_134():
+    from infusim.cli.common import _percent
+
+    assert _percent(0.0) == "0" and _percent(0.4567) == "45.67" and _percent(3e-9) == "3.0e-07"
+    assert _percent(4e-136) == "<1e-10"  # 1e-134 % of 7e7 cells is 1e-128 cells

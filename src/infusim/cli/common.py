@@ -82,6 +82,8 @@ def _percent(value: float) -> str:
     percent = 100 * value
     if percent == 0:
         return "0"
+    if percent < 1e-10:  # under 1e-12 of the dose: below one cell of even a 1e10-cell dose
+        return "<1e-10"
     if percent < 0.01:
         return f"{percent:.1e}"
     return f"{percent:.2f}"
