@@ -135,22 +135,19 @@ class HeldLoad:
 def lethal_lung_load(params: ParameterSet) -> float:
     """Cells held per gram of lung at which half the mice of Kwon 2024a would die (adipose MSC)."""
     dose = params.get("lung_obstruction_lethal_dose", "mouse", "cells")
-    spec = {
-        **KWON2024_SCENARIO,
-        "administration": {**KWON2024_SCENARIO["administration"], "dose": f"{dose} cells"},
-    }
-    scenario = from_dict(spec)
-    return float(lung_load(scenario, params).peak_per_g[0])
+    return _study_load(KWON2024_SCENARIO, dose, "lungs", params)
 
 
 def stroke_brain_load(params: ParameterSet) -> float:
     """Cells held per gram of brain at which half the rats of Janowski 2013 would have a stroke."""
     dose = params.get("arterial_occlusion_stroke_dose", "rat/brain", "cells")
-    spec = {
-        **JANOWSKI2013_SCENARIO,
-        "administration": {**JANOWSKI2013_SCENARIO["administration"], "dose": f"{dose} cells"},
-    }
-    return float(held_load(from_dict(spec), params, "brain").peak_per_g[0])
+    return _study_load(JANOWSKI2013_SCENARIO, dose, "brain", params)
+
+
+def _study_load(spec: dict, dose: float, organ: str, params: ParameterSet) -> float:
+    """Peak cells held per gram of ``organ`` in a calibrating study's experiment given ``dose`` cells."""
+    spec = {**spec, "administration": {**spec["administration"], "dose": f"{dose} cells"}}
+    return float(held_load(from_dict(spec), params, organ).peak_per_g[0])
 
 
 def brain_load_for(scenario: Scenario, params: ParameterSet, model=None) -> HeldLoad | None:
