@@ -221,6 +221,8 @@ def test_conditioning_infection_intracoronary_occlusion_and_harvest_recovery():
     by_event = {c.event: float(c.probability[0]) for c in safety.risks(beam, params)}
     assert by_event["febrile_neutropenia"] == pytest.approx(29 / 33, abs=0.005)
     assert by_event["treatment_related_death"] == pytest.approx(2 / 74, abs=0.001)  # Mancardi 2012
+    # BEAM/ATG infection: the BEAM-alone bacteraemia proxy (Seropian 1999, 14/100), far above Cy/ATG's
+    assert by_event["serious_infection"] == pytest.approx(14 / 100, abs=0.001)
     events = safety.draw(chances, 5, np.arange(50_000))
     harvest = events[events.event == "harvest_complication"]
     assert (harvest.recovery_d == 7.0).all()  # a week after mobilisation and apheresis (Burns 2016)
