@@ -36,6 +36,18 @@ def test_a_withdrawn_approval_is_not_reported_as_approved():
     assert found["JP"].status == "approved"
 
 
+def test_intrathecal_msc_for_ms_in_korea_is_investigational_but_names_the_approved_als_product():
+    s = scenario(
+        condition={"name": "multiple_sclerosis"}, administration={"route": "intrathecal", "duration": None}
+    )
+    korea = regulatory.status(s, "KR")
+    # NeuroNata-R: autologous marrow MSC given intrathecally, approved for ALS (MFDS, July 2014)
+    assert korea.status == "investigational"
+    assert "NeuroNata-R" in korea.reason and "amyotrophic lateral sclerosis" in korea.reason
+    intravenous = regulatory.status(scenario(condition={"name": "multiple_sclerosis"}), "KR")
+    assert "NeuroNata-R" not in intravenous.reason
+
+
 def test_another_product_for_the_condition_is_listed_but_does_not_make_the_use_approved():
     marrow_cells = scenario(
         condition={"name": "acute_myocardial_infarction"},

@@ -102,6 +102,17 @@ BAD_INPUTS = [
         "not local injection",
     ),
     (
+        {"administration": {"route": "intrathecal", "into": "brain", "duration": None}},
+        "administration.into",
+        "enters the cerebrospinal fluid",
+    ),
+    (
+        {"administration": {"route": "intrathecal"}},
+        "administration.duration",
+        "not intrathecal injection",
+    ),
+    ({"administration": {"route": "intraventricular"}}, "administration.route", "'intrathecal'"),
+    (
         {"administration": {"route": "intra_arterial", "into": "lungs"}},
         "administration.into",
         "allowed: heart",

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from infusim import conditions, safety
+from infusim.compartments import DEPOT_ROUTES
 from infusim.errors import ScenarioError
 from infusim.model.disease import extrapolation_warnings
 from infusim.model.kinetics import assemble
@@ -74,11 +75,11 @@ def _variant(spec: dict, base: Scenario, dose: float, per_kg: bool, route: str) 
     admin["dose"] = f"{dose:g} cells/kg" if per_kg else f"{dose:g} cells"
     if route != base.administration.route:
         admin["route"] = route
-        if route == "intravenous":
+        if route in ("intravenous", "intrathecal"):
             admin.pop("into", None)
-        elif route == "local":
+        if route in DEPOT_ROUTES:
             admin.pop("duration", None)
-        if route != "local" and "duration" not in admin:
+        elif "duration" not in admin:
             admin["duration"] = "30 min"
     spec["administration"] = admin
     try:

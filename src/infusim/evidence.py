@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from infusim import conditions
-from infusim.compartments import CellType, Donor, Route, TissueSource
+from infusim.compartments import DEPOT_ROUTES, CellType, Donor, Route, TissueSource
 from infusim.errors import DataError, InfusimError
 from infusim.scenario import Scenario, from_dict
 
@@ -265,7 +265,7 @@ def scenario_for(row: EvidenceRow) -> Scenario:
         severity = float(min(max(severity_of(info, endpoint, row.baseline, bundled()), 0.05), 1.0))
     weight = ADULT_WEIGHT_KG
     administration: dict = {"route": row.route, "dose": f"{row.dose:g} {row.dose_unit}"}
-    if row.route != "local":
+    if row.route not in DEPOT_ROUTES:
         administration["duration"] = "30 min"
     if row.conditioning != "none":
         administration["conditioning"] = row.conditioning

@@ -18,6 +18,7 @@ from typing import Any
 import plotly.graph_objects as go
 import yaml
 
+from infusim.compartments import ROUTES
 from infusim.errors import InfusimError
 from infusim.simulation import DISCLAIMER
 
@@ -40,7 +41,7 @@ CHOICES = {
     "cell_type": ("msc", "hsc", "bm_mnc"),
     "tissue_source": ("bone_marrow", "adipose", "umbilical_cord", "cord_blood", "peripheral_blood"),
     "donor": ("autologous", "allogeneic"),
-    "route": ("intravenous", "intra_arterial", "local"),
+    "route": ROUTES,
 }
 #: Which control a scenario error belongs beside (the first field prefix that matches).
 ERROR_FIELDS = (
@@ -69,7 +70,7 @@ def spec_from_controls(values: dict[str, Any]) -> dict:
     elif v["route"] == "intra_arterial":
         admin["into"] = site or "heart"
         admin["duration"] = "10 min"
-    else:
+    elif v["route"] == "local":
         admin["into"] = site or "joints"
     if int(v["count"]) > 1:
         admin["repeat"] = {"count": int(v["count"]), "interval": f"{v['interval_d']} day"}

@@ -174,7 +174,7 @@ def entry_split(scenario, c: Cells, share: float) -> dict[str, float]:
     route, site = scenario.administration.route, scenario.site
     if route == "intravenous":
         return {"venous_blood": 1.0}
-    if route == "local":
+    if route in ("local", "intrathecal"):
         return {"depot": 1.0}
     if site == "left_ventricle":  # systemic arterial blood: every bed by its flow, lungs skipped
         return {"arterial_blood": 1.0}
@@ -204,13 +204,25 @@ def make_rhs(scenario, pt: Patient, c: Cells, p: ParameterSet, names: list[str])
     condition = scenario.condition
     site = condition.site if condition is not None else None
     share = lesion_share(scenario, p)
-    local_site = scenario.site if scenario.administration.route == "local" else None
-    if local_site is not None:
+    route = scenario.administration.route
+    local_site = scenario.site if route in ("local", "intrathecal") else None
+    if route == "local":
         f_ret = p.get("local_retained_fraction", local_site, "")
         tau = p.get("local_settling_time", local_site, "h")
+        k_settle, k_wash = f_ret / tau, (1 - f_ret) / tau
         k_implant_loss = p.get("implant_loss_rate", local_site, "1/h")
         f_phag_implant = c.phag[local_site]
         k_implant_engraft = c.engraft["target"] if site == local_site else 0.0
+    elif route == "intrathecal":
+        # cerebrospinal fluid: the dose leaves with its bulk flow Q_csf / V_csf, and settles on the
+        # meninges at the rate that makes f_ret of it settle, k_settle / (k_settle + k_wash) = f_ret
+        f_ret = p.get("local_retained_fraction", "intrathecal", "")
+        V_csf = p.get("csf_volume", scenario.species, "mL")
+        k_wash = p.get("csf_production_rate", scenario.species, "mL/min") * 60.0 / V_csf
+        k_settle = k_wash * f_ret / (1 - f_ret)
+        k_implant_loss = p.get("implant_loss_rate", "intrathecal", "1/h")
+        f_phag_implant = c.phag["brain"]
+        k_implant_engraft = 0.0  # settled on the meninges, not in a lesion
     index = {n: i for i, n in enumerate(names)}
     E, Q, V_art, V_ven, Q_co = c.extraction, pt.flow, pt.v_art, pt.v_ven, pt.q_co
     name = condition.name if condition is not None and condition.name else ""
@@ -278,10 +290,10 @@ def make_rhs(scenario, pt: Patient, c: Cells, p: ParameterSet, names: list[str])
             move("target", "target:engrafted", c.engraft["target"])
             move("target:engrafted", "dead:death", c.engrafted_loss)
 
-        # --- local injection: the depot settles (f_ret) or washes out to venous blood, over tau
+        # --- local or intrathecal injection: the depot settles or washes out to venous blood
         if local_site is not None:
-            move("depot", "implant", f_ret / tau)
-            move("depot", "venous_blood", (1 - f_ret) / tau)
+            move("depot", "implant", k_settle)
+            move("depot", "venous_blood", k_wash)
             move("implant", "dead:death", k_implant_loss * (1 - f_phag_implant))
             move("implant", "dead:phagocytosis", k_implant_loss * f_phag_implant)
             move("implant", "target:engrafted", k_implant_engraft)
@@ -314,6 +326,8 @@ def compartment_of(state: str, scenario) -> str:
         return state
     if state in ("depot", "implant"):
         site = scenario.site
+        if scenario.administration.route == "intrathecal":
+            return "brain"  # the central nervous system's healthy part: the meninges
         return "target" if scenario.condition is not None and scenario.condition.site == site else site
     return state.split(":")[0]
 
@@ -331,7 +345,7 @@ def reference_cells(scenario, times_h, params: ParameterSet | None = None) -> di
     events = doses(scenario)
     viability = scenario.product.viability
     share = lesion_share(scenario, p)
-    names = state_names(scenario.administration.route == "local")
+    names = state_names(scenario.administration.route in ("local", "intrathecal"))
     n = len(names)
     # per dose period (from a dose's start to the next dose's; capture follows the homing signal
     # at the dose's start) and size class: (share of the dose, rhs, where the dose goes as shares)

@@ -191,14 +191,16 @@ def status(scenario: Scenario, jurisdiction: str) -> Status:
     condition = scenario.condition.name if scenario.condition and scenario.condition.name else ""
     here = [p for p in products() if p.jurisdiction == jurisdiction]
     for_condition = [p for p in here if condition and p.condition == condition]
-    matching = [
+    same_kind = [
         p
-        for p in for_condition
+        for p in here
         if p.cell_type == product.cell_type
         and p.donor == product.donor
         and p.route == scenario.administration.route
         and (p.tissue_source == product.tissue_source or p.tissue_source == "other")
     ]
+    matching = [p for p in same_kind if p in for_condition]
+    elsewhere = [p for p in same_kind if p not in for_condition and p.active]
     related = [p for p in for_condition if p not in matching]
     active = [p for p in matching if p.active]
     framework = governing_framework(scenario, jurisdiction)
@@ -218,6 +220,12 @@ def status(scenario: Scenario, jurisdiction: str) -> Status:
             f"no approved {product.donor} {product.cell_type} product by the {scenario.administration.route} "
             f"route {what} in this table"
             + (f"; other products for the condition: {', '.join(p.name for p in related)}" if related else "")
+            + (
+                "; a product of the same kind is approved for another indication, so this use would be "
+                "outside its label: " + ", ".join(f"{p.name} ({p.indication})" for p in elsewhere)
+                if elsewhere
+                else ""
+            )
         )
     return Status(jurisdiction, best, tuple(matching), tuple(related), framework, reason)
 

@@ -23,7 +23,8 @@ mechanism lives in the cell model, from the model itself:
   product (``product.regulated: false``);
 * ``harvest_complication`` (1 minor, 3 serious, 5 death): harvesting an autologous product, by tissue,
   with the median days to full recovery (``recovery_d``) where a source gives it;
-* ``delivery_complication`` (grade 3): catheterisation or intramyocardial injection, per dose;
+* ``delivery_complication`` (grade 3; 2 for a post-dural-puncture headache): catheterisation,
+  intramyocardial injection or lumbar puncture for an intrathecal dose, per dose;
 * ``infusion_reaction`` (grade 1, or 2 with hypoxia needing oxygen): each infusion of a thawed
   (``product.cryopreserved``) HSC or marrow graft, from its DMSO (Otrock 2017).
 
@@ -372,11 +373,13 @@ def _procedure_risks(
             out.append(Risk("harvest_complication", grades, _at(0.0), f"harvest of {source}", 0, recovery))
     key = _delivery_key(scenario)
     if key is not None:
-        p = params.get("delivery_serious_risk", key, "")
+        grades = [(3, params.get("delivery_serious_risk", key, "") * ones)]
+        basis = f"delivery_serious_risk[{key}]"
+        if params.has("delivery_minor_risk", key):  # e.g. post-dural-puncture headache, grade 2
+            grades.append((2, params.get("delivery_minor_risk", key, "") * ones))
+            basis += f", delivery_minor_risk[{key}]"
         for i, day in enumerate(doses_d):
-            out.append(
-                Risk("delivery_complication", ((3, p * ones),), _at(day), f"delivery_serious_risk[{key}]", i)
-            )
+            out.append(Risk("delivery_complication", tuple(grades), _at(day), basis, i))
     return out
 
 
@@ -392,6 +395,8 @@ def _delivery_key(scenario: Scenario) -> str | None:
         return "intra_arterial"
     if admin.route == "local" and scenario.site == "heart":
         return "local/heart"
+    if admin.route == "intrathecal":
+        return "intrathecal"
     return None
 
 

@@ -17,7 +17,7 @@ import pydantic
 import yaml
 from pydantic import Field, model_validator
 
-from infusim.compartments import ARTERIAL_SITES, ORGANS, Species
+from infusim.compartments import ARTERIAL_SITES, INTRATHECAL_SITE, ORGANS, Species
 from infusim.errors import ScenarioError
 from infusim.scenario_errors import _first_error, _refuse_duplicate_keys
 from infusim.scenario_sections import (
@@ -123,7 +123,7 @@ class Scenario(_Section):
                 f"{per_kg:.3g} cells/kg is above the largest accepted dose "
                 f"({MAX_DOSE_CELLS_PER_KG:g} cells/kg)",
             )
-        if admin.route != "intravenous" and admin.into is None:
+        if admin.route in ("intra_arterial", "local") and admin.into is None:
             if self.condition is None:
                 raise _FieldError(
                     "administration.into",
@@ -225,10 +225,13 @@ class Scenario(_Section):
 
     @property
     def site(self) -> str | None:
-        """Organ receiving an intra-arterial or local dose (``into``, else the condition's site)."""
+        """Organ receiving an intra-arterial, local or intrathecal dose (``into``, else the condition's
+        site; the central nervous system, ``brain``, for an intrathecal dose)."""
         admin = self.administration
         if admin.route == "intravenous":
             return None
+        if admin.route == "intrathecal":
+            return INTRATHECAL_SITE
         return admin.into or (self.condition.site if self.condition else None)
 
     def warnings(self) -> list[str]:

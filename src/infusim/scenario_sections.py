@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 from infusim import units
 from infusim.compartments import (
     ARTERIAL_SITES,
+    DEPOT_ROUTES,
     ORGANS,
     SITES,
     CellType,
@@ -305,10 +306,15 @@ class Administration(_Section):
                     "administration.into",
                     f"unknown {self.route} site {self.into!r}; allowed: {', '.join(allowed)}",
                 )
-        if self.route == "local" and "duration_h" in self.model_fields_set and self.duration_h > 0:
+        if self.route == "intrathecal" and self.into is not None:
+            raise _FieldError(
+                "administration.into",
+                f"{self.into!r} is not used: an intrathecal dose enters the cerebrospinal fluid; remove it",
+            )
+        if self.route in DEPOT_ROUTES and "duration_h" in self.model_fields_set and self.duration_h > 0:
             raise _FieldError(
                 "administration.duration",
-                "applies to intravenous and intra_arterial infusions, not local injection",
+                f"applies to intravenous and intra_arterial infusions, not {self.route} injection",
             )
         if self.repeat.count > 1 and self.repeat.interval_h <= self.effective_duration_h:
             raise _FieldError("administration.repeat.interval", "must be longer than the infusion duration")
@@ -316,8 +322,8 @@ class Administration(_Section):
 
     @property
     def effective_duration_h(self) -> float:
-        """Infusion time (h); a local injection is a bolus."""
-        return 0.0 if self.route == "local" else self.duration_h
+        """Infusion time (h); a local or intrathecal injection is a bolus."""
+        return 0.0 if self.route in DEPOT_ROUTES else self.duration_h
 
 
 class Label(_Section):

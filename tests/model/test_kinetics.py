@@ -165,6 +165,33 @@ def test_a_joint_keeps_far_more_of_a_local_injection_than_a_beating_heart():
     assert joint["target"][1] > 3 * (heart["target"][1] + heart["heart"][1])
 
 
+@pytest.mark.parametrize(
+    ("species", "volume_ml", "production_ml_h"),
+    [("human", 150.0, 0.35 * 60), ("rat", 0.3, 0.0022 * 60), ("mouse", 0.04, 0.020)],
+)
+def test_intrathecal_dose_leaves_the_csf_with_its_bulk_flow(species, volume_ml, production_ml_h):
+    # CSF volumes and production: Sakka 2011, Emami 2018 Table 4, de Lange 2013 Table 2; half settles
+    # on the meninges (assumption), so the depot empties with time constant (1 - 0.5) V / Q
+    s = scenario(
+        species=species,
+        patient={"body_weight": WEIGHTS[species]},
+        product={"viability": 1.0},
+        administration={"route": "intrathecal", "dose": "1e6 cells", "duration": None},
+    )
+    tau = 0.5 * volume_ml / production_ml_h
+    model = assemble(s)
+    from infusim.solve import solve
+
+    states = solve(model, np.array([tau])).patient_states()[0][0]
+    depot = next(i for i, state in enumerate(model.states) if state.name == "depot")
+    assert states[depot] / 1e6 == pytest.approx(np.exp(-1.0), rel=1e-6)
+    live = live_by_compartment(s, [0.1 * tau, 10 * tau])[1]
+    assert live["brain"][0] > 0.9  # depot and settled cells count in the central nervous system
+    # after the depot has emptied: about half settled (minus slow loss), the rest met the lungs first
+    assert 0.35 < live["brain"][1] < 0.5
+    assert live["lungs"][1] > 10 * live["liver"][1]
+
+
 def test_intra_arterial_delivery_skips_the_lung_first_pass_and_holds_cells_in_the_organ():
     base = {"condition": {"site": "heart", "severity": 0.5}}
     iv = live_by_compartment(scenario(**base), [1.0])[1]

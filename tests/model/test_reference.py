@@ -60,6 +60,14 @@ EXTRA = {
         "product": {"viability": 0.8},
         "administration": {"route": "local", "into": "muscle", "dose": "1e7 cells", "duration": None},
     },
+    # intrathecal marrow cells in a rat after a stroke: the depot counts in the healthy brain, not the lesion
+    "intrathecal-rat-stroke": {
+        "species": "rat",
+        "patient": {"body_weight": "250 g"},
+        "product": {"cell_type": "bm_mnc", "tissue_source": "bone_marrow"},
+        "condition": {"site": "brain", "severity": 0.5},
+        "administration": {"route": "intrathecal", "dose": "1e6 cells", "duration": None},
+    },
     # haematopoietic cells homing to an injured marrow: target and marrow both engraft
     "hsc-iv-marrow-target": {
         "product": {"cell_type": "hsc", "tissue_source": "cord_blood", "viability": 0.95},
@@ -276,3 +284,28 @@ def test_mutation_shunted_cells_sent_into_the_lungs_is_detected(monkeypatch):
 
     mutate_flows(monkeypatch, change)
     assert_detected(example("condition-liver-cirrhosis"))
+
+
+def test_mutation_intrathecal_washout_into_arterial_blood_is_detected(monkeypatch):
+    """Docs (Routes): cells leaving the cerebrospinal fluid reach venous blood, so the lungs come first."""
+
+    def change(source, target, rate, description, formula):
+        if source == "depot" and description == "wash-out":
+            target = "arterial_blood"
+        return source, target, rate
+
+    mutate_flows(monkeypatch, change)
+    assert_detected(example("msc-intrathecal-ms-human"))
+
+
+def test_mutation_intrathecal_settling_at_the_local_default_is_detected(monkeypatch):
+    """Docs (Routes): an intrathecal depot leaves with the CSF flow (tau from production / volume), not
+    at the local-injection default time constant."""
+    original = kinetics.depot_rates
+
+    def rates(scenario, params):
+        retained, _, scope = original(scenario, params)
+        return retained, params.get("local_settling_time", "", "h"), scope
+
+    monkeypatch.setattr(kinetics, "depot_rates", rates)
+    assert_detected(example("msc-intrathecal-ms-human"))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infusim.compartments import BLOOD, DEATH_CAUSES, LEFT_VENTRICLE, ORGANS, PORTAL
+from infusim.compartments import BLOOD, DEATH_CAUSES, DEPOT_ROUTES, LEFT_VENTRICLE, ORGANS, PORTAL
 from infusim.model.declare import Dose, Model, ParameterInfo, Process, State, Switch
 from infusim.model.physiology import Physiology, physiology
 from infusim.parameters import ParameterSet, bundled
@@ -153,10 +153,14 @@ def assemble(
         builder.state(TARGET_ENGRAFTED, TARGET, "live", "cells engrafted in the injured tissue")
     builder.state(MARROW_ENGRAFTED, "bone_marrow", "live", "cells engrafted in bone marrow")
     site = scenario.site
-    if scenario.administration.route == "local":
-        receiving = TARGET if condition is not None and site == condition.site else site
-        builder.state(DEPOT, receiving, "live", f"injected cells not yet settled in {site}")
-        builder.state(IMPLANT, receiving, "live", f"injected cells settled in the tissue of {site}")
+    if scenario.administration.route in DEPOT_ROUTES:
+        receiving = depot_receiver(scenario)
+        if scenario.administration.route == "intrathecal":
+            builder.state(DEPOT, receiving, "live", "injected cells in the cerebrospinal fluid")
+            builder.state(IMPLANT, receiving, "live", "cells settled on meninges and neural tissue")
+        else:
+            builder.state(DEPOT, receiving, "live", f"injected cells not yet settled in {site}")
+            builder.state(IMPLANT, receiving, "live", f"injected cells settled in the tissue of {site}")
     for cause in DEATH_CAUSES:
         builder.state(f"dead:{cause}", "body", "dead", f"cells dead by {cause}")
 
@@ -365,16 +369,15 @@ def _fates(
         builder.flow(compartment, engrafted, np.full(builder.n_rows, rate), "engraftment", "k_engraft")
         death = params.get("engrafted_loss_rate", f"{cell}/{organ}", "1/h") * loss_factor
         builder.flow(engrafted, "dead:death", death, "death of engrafted cells", "k_loss_engrafted")
-    if scenario.administration.route == "local":
+    if scenario.administration.route in DEPOT_ROUTES:
         site = scenario.site
-        receiving = TARGET if condition is not None and site == condition.site else site
-        retained = params.get("local_retained_fraction", site, "")
-        settling = params.get("local_settling_time", site, "h")
+        receiving = depot_receiver(scenario)
+        retained, settling, scope = depot_rates(scenario, params)
         builder.flow(DEPOT, IMPLANT, np.full(builder.n_rows, retained / settling), "settling", "f_ret/tau")
         builder.flow(
             DEPOT, VENOUS, np.full(builder.n_rows, (1 - retained) / settling), "wash-out", "(1-f_ret)/tau"
         )
-        loss = params.get("implant_loss_rate", site, "1/h") * loss_factor
+        loss = params.get("implant_loss_rate", scope, "1/h") * loss_factor
         eaten = params.get("phagocytosed_share", f"{cell}/{site}", "")
         builder.flow(
             IMPLANT, "dead:death", loss * (1 - eaten), "death of implanted cells", "k_implant*(1-f_phag)"
@@ -385,6 +388,33 @@ def _fates(
         if receiving == TARGET:
             rate = params.get("engraftment_rate", f"{cell}/{site}", "1/h")
             builder.flow(IMPLANT, TARGET_ENGRAFTED, np.full(builder.n_rows, rate), "engraftment", "k_engraft")
+
+
+def depot_receiver(scenario: Scenario) -> str:
+    """Compartment of a local or intrathecal depot and of the cells it settles: the injected organ
+    (its injured part when the condition sits there); for an intrathecal dose the central nervous
+    system's healthy part, ``brain`` (cells settle on the meninges, not in a lesion)."""
+    site = scenario.site
+    condition = scenario.condition
+    if scenario.administration.route == "local" and condition is not None and site == condition.site:
+        return TARGET
+    return site
+
+
+def depot_rates(scenario: Scenario, params: ParameterSet) -> tuple[float, float, str]:
+    """Settled share ``f_ret``, time constant ``tau`` (h) and the parameter scope of a depot dose.
+
+    Local: both read for the injected tissue. Intrathecal: ``f_ret`` read for ``intrathecal``; the
+    rest leaves with the cerebrospinal fluid's bulk flow, rate ``k_csf = production / volume`` of the
+    species, so ``(1 - f_ret) / tau = k_csf`` (docs/model.md, Routes).
+    """
+    if scenario.administration.route == "intrathecal":
+        retained = params.get("local_retained_fraction", "intrathecal", "")
+        species = scenario.species
+        k_csf = params.get("csf_production_rate", species, "mL/h") / params.get("csf_volume", species, "mL")
+        return retained, (1.0 - retained) / k_csf, "intrathecal"
+    site = scenario.site
+    return params.get("local_retained_fraction", site, ""), params.get("local_settling_time", site, "h"), site
 
 
 def _rejection(
@@ -429,7 +459,7 @@ def _entry_split(scenario: Scenario, beds: dict[str, Bed], n_rows: int) -> dict[
     split: dict[str, np.ndarray] = {"dead:nonviable": np.full(n_rows, 1.0 - viability)}
     if admin.route == "intravenous":
         split[VENOUS] = np.full(n_rows, viability)
-    elif admin.route == "local":
+    elif admin.route in DEPOT_ROUTES:
         split[DEPOT] = np.full(n_rows, viability)
     elif scenario.site == LEFT_VENTRICLE:
         split[ARTERIAL] = np.full(n_rows, viability)
