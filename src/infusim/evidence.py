@@ -131,6 +131,22 @@ def studied_doses(condition: str) -> int:
     return max((row.doses for row in load() if row.condition == condition), default=0)
 
 
+def studied_products(condition: str) -> tuple[conditions.Evidence, ...]:
+    """Product, route, conditioning and dose range (cells/kg; a count at 70 kg) of every bundled trial
+    of ``condition`` with an estimate: what ``conditions.yaml`` lists, kept from drifting apart."""
+    ranges: dict[tuple[str, str, str], list[float]] = {}
+    for row in load():
+        if row.condition != condition:
+            continue
+        per_kg = row.dose if row.dose_unit == "cells/kg" else row.dose / ADULT_WEIGHT_KG
+        low_high = ranges.setdefault((row.cell_type, row.route, row.conditioning), [per_kg, per_kg])
+        low_high[0], low_high[1] = min(low_high[0], per_kg), max(low_high[1], per_kg)
+    return tuple(
+        conditions.Evidence(cell, route, low, high, (conditioning,))
+        for (cell, route, conditioning), (low, high) in sorted(ranges.items())
+    )
+
+
 def load(path: Path | str | None = None) -> list[EvidenceRow]:
     """Read and check an evidence table; a bad row raises ``DataError`` naming file, line and field.
 

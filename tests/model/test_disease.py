@@ -105,6 +105,27 @@ def test_a_dose_outside_the_studied_range_is_flagged_as_extrapolation():
     assert any("outside the doses studied" in w for w in simulate(s).summary["warnings"])
 
 
+def test_every_trial_with_an_estimate_counts_as_studied_even_if_conditions_yaml_omits_it():
+    # Petrou 2020: autologous marrow MSC 1e6 cells/kg intrathecally in MS (data/evidence.csv only)
+    from infusim import conditions
+    from infusim.evidence import studied_products
+
+    assert not any(e.route == "intrathecal" for e in conditions.get("multiple_sclerosis").evidence)
+    assert any(
+        e.route == "intrathecal" and e.dose_low == e.dose_high == 1e6
+        for e in studied_products("multiple_sclerosis")
+    )
+    base = {
+        "condition": {"name": "multiple_sclerosis"},
+        "administration": {"route": "intrathecal", "duration": None, "dose": "1e6 cells/kg"},
+        "simulation": {"duration": "30 day", "outputs": ["30 day"]},
+    }
+    assert not [w for w in simulate(scenario(**base)).summary["warnings"] if w.startswith("extrapolation")]
+    base["administration"]["dose"] = "1e7 cells/kg"
+    found = [w for w in simulate(scenario(**base)).summary["warnings"] if w.startswith("extrapolation")]
+    assert found and "outside the doses studied" in found[0]
+
+
 def test_severity_words_and_numbers_set_the_baseline_between_health_and_trial_entry():
     p = bundled()
     healthy, typical = p.get("healthy", "lupus/sledai", ""), p.get("baseline", "lupus/sledai", "")

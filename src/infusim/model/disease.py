@@ -266,11 +266,16 @@ def saturating_gain(improvement: np.ndarray, room: np.ndarray) -> np.ndarray:
 def extrapolation_warnings(scenario: Scenario, condition: ConditionInfo) -> list[str]:
     """Warnings when the product, route, dose, conditioning or number of administrations lies outside
     the condition's evidence (``data/evidence.csv``)."""
+    from infusim.evidence import studied_doses, studied_products
+
     product, admin = scenario.product, scenario.administration
     dose = scenario.dose_cells_per_kg
+    # the trials conditions.yaml lists, and every trial with an estimate in data/evidence.csv
+    listed = condition.evidence
+    used = (*listed, *(e for e in studied_products(condition.name) if e not in listed))
     matching = [
         e
-        for e in condition.evidence
+        for e in used
         if e.cell_type == product.cell_type
         and e.route == admin.route
         and admin.conditioning in e.conditioning
@@ -278,7 +283,7 @@ def extrapolation_warnings(scenario: Scenario, condition: ConditionInfo) -> list
     studied = "; ".join(
         f"{e.cell_type} {e.route} {e.dose_low:.2g}-{e.dose_high:.2g} cells/kg"
         + (f" with {'/'.join(e.conditioning)}" if e.conditioning != ("none",) else "")
-        for e in condition.evidence
+        for e in used
     )
     if not matching:
         return [
@@ -292,8 +297,6 @@ def extrapolation_warnings(scenario: Scenario, condition: ConditionInfo) -> list
             f"extrapolation: {dose:.2g} cells/kg lies outside the doses studied in {condition.name} "
             f"({studied})"
         )
-    from infusim.evidence import studied_doses
-
     most = studied_doses(condition.name)
     if most and admin.repeat.count > most:
         notes.append(
