@@ -131,6 +131,7 @@ def studied_doses(condition: str) -> int:
     return max((row.doses for row in load() if row.condition == condition), default=0)
 
 
+@cache
 def studied_products(condition: str) -> tuple[conditions.Evidence, ...]:
     """Product, route, conditioning and dose range (cells/kg; a count at 70 kg) of every bundled trial
     of ``condition`` with an estimate: what ``conditions.yaml`` lists, kept from drifting apart."""
