@@ -351,3 +351,45 @@ def test_a_human_intracarotid_msc_dose_near_the_rat_stroke_load_is_flagged():
     _, summary = safety.simulate_events(carotid(1e9, species="human"), None, params)
     assert summary["brain_load"]["share_of_stroke_load"] == pytest.approx(float(heavy.share[0]))
     assert any("brain load" in w for w in summary["warnings"])
+
+
+def test_intraventricular_msc_fever_follows_kim_2021_and_the_reservoir_is_placed_once():
+    params = bundled()
+    s = scenario(
+        product={"tissue_source": "cord_blood", "donor": "allogeneic"},
+        administration={
+            "route": "intraventricular",
+            "dose": "3e7 cells",
+            "duration": None,
+            "repeat": {"count": 3, "interval": "28 day"},
+        },
+        simulation={"duration": "84 day"},
+    )
+    n = 100_000
+    chances = {kind: safety.risks(s, params, kind, n) for kind in ("cells", "placebo")}
+    fever = [c for c in chances["cells"] if c.event == "fever"]
+    # Kim 2021 Table 2: 20 fevers after 27 injections, every one of the 9 patients at least once
+    assert len(fever) == 3 and all(
+        float(c.probability[0]) == pytest.approx(20 / 27, abs=0.005) for c in fever
+    )
+    events = safety.draw(chances["cells"], 11, np.arange(n))
+    patients_with_fever = events[events.event == "fever"].patient.nunique() / n
+    nine_of_nine = scipy.stats.binomtest(9, 9).proportion_ci()  # exact 95% CI: 66-100%
+    assert nine_of_nine.low < patients_with_fever < nine_of_nine.high
+    # the saline sham (NEUROSTEM stage 2) keeps the background: no cells in the CSF
+    sham = [c for c in chances["placebo"] if c.event == "fever"]
+    assert float(sham[0].probability[0]) == params.get("fever_control_risk", "", "")
+    # the reservoir: placed once (Lau 2019: 6.4% complications, 0.6% deaths, image-guided), then
+    # each access risks a CSF infection (Chamberlain 1997: 9 in 4,400 punctures); the sham arm too
+    for kind in ("cells", "placebo"):
+        delivery = [dict(c.grades) for c in chances[kind] if c.event == "delivery_complication"]
+        assert len(delivery) == 3
+        assert float(delivery[0][5][0]) == pytest.approx(0.006)
+        assert float(delivery[0][3][0]) == pytest.approx(1 - (1 - 0.064) * (1 - 9 / 4400), rel=0.01)
+        assert all(5 not in d and float(d[3][0]) == pytest.approx(9 / 4400, rel=0.03) for d in delivery[1:])
+    deaths = events[(events.event == "delivery_complication") & (events.grade == 5)]
+    assert scipy.stats.binomtest(len(deaths), n, 0.006).pvalue > 0.001 and (deaths.time_d == 0).all()
+    # cells other than MSC by this route: no rate was read, so the background, not Kim's 74%
+    hsc = s.model_copy(update={"product": s.product.model_copy(update={"cell_type": "hsc"})})
+    hsc_fever = next(c for c in safety.risks(hsc, params) if c.event == "fever")
+    assert float(hsc_fever.probability[0]) == params.get("fever_control_risk", "", "")

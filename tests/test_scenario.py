@@ -111,7 +111,17 @@ BAD_INPUTS = [
         "administration.duration",
         "not intrathecal injection",
     ),
-    ({"administration": {"route": "intraventricular"}}, "administration.route", "'intrathecal'"),
+    (
+        {"administration": {"route": "intraventricular", "into": "brain", "duration": None}},
+        "administration.into",
+        "an intraventricular dose enters the cerebrospinal fluid",
+    ),
+    (
+        {"administration": {"route": "intraventricular"}},
+        "administration.duration",
+        "not intraventricular injection",
+    ),
+    ({"administration": {"route": "intranasal"}}, "administration.route", "'intraventricular'"),
     (
         {"administration": {"route": "intra_arterial", "into": "lungs"}},
         "administration.into",

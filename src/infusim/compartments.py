@@ -49,12 +49,15 @@ ARTERIAL_SITES = (*(o for o in ORGANS if o not in ("lungs", "rest")), LEFT_VENTR
 
 CELL_TYPES = ("msc", "hsc", "bm_mnc")
 TISSUE_SOURCES = ("bone_marrow", "adipose", "umbilical_cord", "cord_blood", "peripheral_blood")
-ROUTES = ("intravenous", "intra_arterial", "local", "intrathecal")
+ROUTES = ("intravenous", "intra_arterial", "local", "intrathecal", "intraventricular")
+#: Routes into the cerebrospinal fluid: a lumbar puncture (intrathecal) or a lateral ventricle
+#: (intraventricular, through a reservoir such as an Ommaya).
+CSF_ROUTES = ("intrathecal", "intraventricular")
 #: Routes whose cells enter a depot that settles into a tissue or washes out to venous blood.
-DEPOT_ROUTES = ("local", "intrathecal")
-#: Where an intrathecal dose settles: the cerebrospinal fluid bathes the brain and spinal cord, and
+DEPOT_ROUTES = ("local", *CSF_ROUTES)
+#: Where a dose into the cerebrospinal fluid settles: the fluid bathes the brain and spinal cord, and
 #: infusim's ``brain`` compartment stands for the central nervous system with its meninges.
-INTRATHECAL_SITE = "brain"
+CSF_SITE = "brain"
 LABELS = ("in111", "tc99m", "f18", "zr89")
 
 #: Causes of cell death, each with its own sink.
@@ -63,7 +66,7 @@ DEATH_CAUSES = ("nonviable", "death", "phagocytosis", "rejection")
 Species = Literal["human", "mouse", "rat"]
 CellType = Literal["msc", "hsc", "bm_mnc"]
 TissueSource = Literal["bone_marrow", "adipose", "umbilical_cord", "cord_blood", "peripheral_blood"]
-Route = Literal["intravenous", "intra_arterial", "local", "intrathecal"]
+Route = Literal["intravenous", "intra_arterial", "local", "intrathecal", "intraventricular"]
 Isotope = Literal["in111", "tc99m", "f18", "zr89"]
 Donor = Literal["autologous", "allogeneic"]
 Sex = Literal["female", "male"]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from infusim import conditions, safety
-from infusim.compartments import DEPOT_ROUTES
+from infusim.compartments import CSF_ROUTES, DEPOT_ROUTES
 from infusim.errors import ScenarioError
 from infusim.model.disease import extrapolation_warnings
 from infusim.model.kinetics import assemble
@@ -75,7 +75,7 @@ def _variant(spec: dict, base: Scenario, dose: float, per_kg: bool, route: str) 
     admin["dose"] = f"{dose:g} cells/kg" if per_kg else f"{dose:g} cells"
     if route != base.administration.route:
         admin["route"] = route
-        if route in ("intravenous", "intrathecal"):
+        if route in ("intravenous", *CSF_ROUTES):
             admin.pop("into", None)
         if route in DEPOT_ROUTES:
             admin.pop("duration", None)

@@ -174,7 +174,7 @@ def entry_split(scenario, c: Cells, share: float) -> dict[str, float]:
     route, site = scenario.administration.route, scenario.site
     if route == "intravenous":
         return {"venous_blood": 1.0}
-    if route in ("local", "intrathecal"):
+    if route in ("local", "intrathecal", "intraventricular"):
         return {"depot": 1.0}
     if site == "left_ventricle":  # systemic arterial blood: every bed by its flow, lungs skipped
         return {"arterial_blood": 1.0}
@@ -205,7 +205,8 @@ def make_rhs(scenario, pt: Patient, c: Cells, p: ParameterSet, names: list[str])
     site = condition.site if condition is not None else None
     share = lesion_share(scenario, p)
     route = scenario.administration.route
-    local_site = scenario.site if route in ("local", "intrathecal") else None
+    into_csf = route in ("intrathecal", "intraventricular")  # a lumbar puncture or a lateral ventricle
+    local_site = scenario.site if route == "local" or into_csf else None
     if route == "local":
         f_ret = p.get("local_retained_fraction", local_site, "")
         tau = p.get("local_settling_time", local_site, "h")
@@ -213,14 +214,14 @@ def make_rhs(scenario, pt: Patient, c: Cells, p: ParameterSet, names: list[str])
         k_implant_loss = p.get("implant_loss_rate", local_site, "1/h")
         f_phag_implant = c.phag[local_site]
         k_implant_engraft = c.engraft["target"] if site == local_site else 0.0
-    elif route == "intrathecal":
+    elif into_csf:
         # cerebrospinal fluid: the dose leaves with its bulk flow Q_csf / V_csf, and settles on the
         # meninges at the rate that makes f_ret of it settle, k_settle / (k_settle + k_wash) = f_ret
-        f_ret = p.get("local_retained_fraction", "intrathecal", "")
+        f_ret = p.get("local_retained_fraction", route, "")
         V_csf = p.get("csf_volume", scenario.species, "mL")
         k_wash = p.get("csf_production_rate", scenario.species, "mL/min") * 60.0 / V_csf
         k_settle = k_wash * f_ret / (1 - f_ret)
-        k_implant_loss = p.get("implant_loss_rate", "intrathecal", "1/h")
+        k_implant_loss = p.get("implant_loss_rate", route, "1/h")
         f_phag_implant = c.phag["brain"]
         k_implant_engraft = 0.0  # settled on the meninges, not in a lesion
     index = {n: i for i, n in enumerate(names)}
@@ -290,7 +291,7 @@ def make_rhs(scenario, pt: Patient, c: Cells, p: ParameterSet, names: list[str])
             move("target", "target:engrafted", c.engraft["target"])
             move("target:engrafted", "dead:death", c.engrafted_loss)
 
-        # --- local or intrathecal injection: the depot settles or washes out to venous blood
+        # --- local injection or a dose into the CSF: the depot settles or washes out to venous blood
         if local_site is not None:
             move("depot", "implant", k_settle)
             move("depot", "venous_blood", k_wash)
@@ -326,8 +327,8 @@ def compartment_of(state: str, scenario) -> str:
         return state
     if state in ("depot", "implant"):
         site = scenario.site
-        if scenario.administration.route == "intrathecal":
-            return "brain"  # the central nervous system's healthy part: the meninges
+        if scenario.administration.route in ("intrathecal", "intraventricular"):
+            return "brain"  # the central nervous system's healthy part: meninges, ventricle walls
         return "target" if scenario.condition is not None and scenario.condition.site == site else site
     return state.split(":")[0]
 
@@ -345,7 +346,7 @@ def reference_cells(scenario, times_h, params: ParameterSet | None = None) -> di
     events = doses(scenario)
     viability = scenario.product.viability
     share = lesion_share(scenario, p)
-    names = state_names(scenario.administration.route in ("local", "intrathecal"))
+    names = state_names(scenario.administration.route in ("local", "intrathecal", "intraventricular"))
     n = len(names)
     # per dose period (from a dose's start to the next dose's; capture follows the homing signal
     # at the dose's start) and size class: (share of the dose, rhs, where the dose goes as shares)

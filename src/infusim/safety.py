@@ -5,7 +5,9 @@ death; serious when 3 or more), from a cited base rate (``data/safety.csv``) and
 mechanism lives in the cell model, from the model itself:
 
 * ``fever`` (grade 1): within ``fever_window`` of a dose or sham procedure; the control risk
-  ``fever_control_risk``, its odds multiplied by ``fever_odds_ratio`` for an MSC dose (Wang 2024);
+  ``fever_control_risk``, its odds multiplied by ``fever_odds_ratio`` for an MSC dose (Wang 2024),
+  or, by a route with its own per-injection rate (``fever_risk[route/msc]``: intraventricular,
+  Kim 2021), that rate;
 * ``lung_obstruction`` (grade 3, or 5 = death; MSC, which are held by size): the peak of live cells
   held in the lungs per gram of lung, against the load that killed half the mice of a published
   adipose-MSC bolus (Kwon 2024a, simulated with the same model), shifted by the product's tissue
@@ -24,7 +26,9 @@ mechanism lives in the cell model, from the model itself:
 * ``harvest_complication`` (1 minor, 3 serious, 5 death): harvesting an autologous product, by tissue,
   with the median days to full recovery (``recovery_d``) where a source gives it;
 * ``delivery_complication`` (grade 3; 2 for a post-dural-puncture headache): catheterisation,
-  intramyocardial injection or lumbar puncture for an intrathecal dose, per dose;
+  intramyocardial injection, lumbar puncture for an intrathecal dose or the reservoir access of an
+  intraventricular one, per dose; with the first intraventricular dose, the reservoir's placement
+  (grade 3, or 5 = death);
 * ``infusion_reaction`` (grade 1, or 2 with hypoxia needing oxygen): each infusion of a thawed
   (``product.cryopreserved``) HSC or marrow graft, from its DMSO (Otrock 2017).
 
@@ -43,7 +47,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from infusim.compartments import LEFT_VENTRICLE
+from infusim.compartments import CSF_ROUTES, LEFT_VENTRICLE
 from infusim.model.kinetics import assemble
 from infusim.model.physiology import physiology
 from infusim.parameters import ParameterSet, for_scenario
@@ -233,7 +237,10 @@ def risks(
     window = params.get("fever_window", "", "day")
     control = params.get("fever_control_risk", "", "")
     fever, basis = control, "fever_control_risk (background; no pooled estimate for this product)"
-    if kind == "cells" and product.cell_type == "msc":
+    by_route = f"{admin.route}/{product.cell_type}"
+    if kind == "cells" and params.has("fever_risk", by_route):
+        fever, basis = params.get("fever_risk", by_route, ""), f"fever_risk[{by_route}] (per injection)"
+    elif kind == "cells" and product.cell_type == "msc":
         odds = params.get("fever_odds_ratio", "msc", "") * control / (1.0 - control)
         fever, basis = odds / (1.0 + odds), "fever_odds_ratio[msc] (Wang 2024) on fever_control_risk"
     elif kind != "cells":
@@ -373,13 +380,21 @@ def _procedure_risks(
             out.append(Risk("harvest_complication", grades, _at(0.0), f"harvest of {source}", 0, recovery))
     key = _delivery_key(scenario)
     if key is not None:
-        grades = [(3, params.get("delivery_serious_risk", key, "") * ones)]
-        basis = f"delivery_serious_risk[{key}]"
-        if params.has("delivery_minor_risk", key):  # e.g. post-dural-puncture headache, grade 2
-            grades.append((2, params.get("delivery_minor_risk", key, "") * ones))
-            basis += f", delivery_minor_risk[{key}]"
+        serious = params.get("delivery_serious_risk", key, "")
+        minor = _row_or(params, "delivery_minor_risk", key, "", 0.0)  # e.g. post-dural-puncture headache
+        basis = f"delivery_serious_risk[{key}]" + (f", delivery_minor_risk[{key}]" if minor else "")
+        # a device placed once, before the first dose (an Ommaya reservoir): its own serious and fatal risk
+        placed = _row_or(params, "device_placement_serious_risk", key, "", 0.0)
+        placed_death = _row_or(params, "device_placement_death_risk", key, "", 0.0)
         for i, day in enumerate(doses_d):
-            out.append(Risk("delivery_complication", tuple(grades), _at(day), basis, i))
+            first = i == 0 and placed > 0
+            at_least_3 = 1.0 - (1.0 - serious) * (1.0 - placed) if first else serious
+            grades = [(5, placed_death * ones)] if first and placed_death > 0 else []
+            grades.append((3, at_least_3 * ones))
+            if minor:
+                grades.append((2, minor * ones))
+            text = basis + (f", device_placement_*_risk[{key}] (first dose)" if first else "")
+            out.append(Risk("delivery_complication", tuple(grades), _at(day), text, i))
     return out
 
 
@@ -395,8 +410,8 @@ def _delivery_key(scenario: Scenario) -> str | None:
         return "intra_arterial"
     if admin.route == "local" and scenario.site == "heart":
         return "local/heart"
-    if admin.route == "intrathecal":
-        return "intrathecal"
+    if admin.route in CSF_ROUTES:
+        return admin.route
     return None
 
 

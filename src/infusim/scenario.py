@@ -17,7 +17,7 @@ import pydantic
 import yaml
 from pydantic import Field, model_validator
 
-from infusim.compartments import ARTERIAL_SITES, INTRATHECAL_SITE, ORGANS, Species
+from infusim.compartments import ARTERIAL_SITES, CSF_ROUTES, CSF_SITE, ORGANS, Species
 from infusim.errors import ScenarioError
 from infusim.scenario_errors import _first_error, _refuse_duplicate_keys
 from infusim.scenario_sections import (
@@ -225,13 +225,13 @@ class Scenario(_Section):
 
     @property
     def site(self) -> str | None:
-        """Organ receiving an intra-arterial, local or intrathecal dose (``into``, else the condition's
-        site; the central nervous system, ``brain``, for an intrathecal dose)."""
+        """Organ receiving an intra-arterial, local, intrathecal or intraventricular dose (``into``, else
+        the condition's site; the central nervous system, ``brain``, for a dose into the CSF)."""
         admin = self.administration
         if admin.route == "intravenous":
             return None
-        if admin.route == "intrathecal":
-            return INTRATHECAL_SITE
+        if admin.route in CSF_ROUTES:
+            return CSF_SITE
         return admin.into or (self.condition.site if self.condition else None)
 
     def warnings(self) -> list[str]:

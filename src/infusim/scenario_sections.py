@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 from infusim import units
 from infusim.compartments import (
     ARTERIAL_SITES,
+    CSF_ROUTES,
     DEPOT_ROUTES,
     ORGANS,
     SITES,
@@ -306,10 +307,10 @@ class Administration(_Section):
                     "administration.into",
                     f"unknown {self.route} site {self.into!r}; allowed: {', '.join(allowed)}",
                 )
-        if self.route == "intrathecal" and self.into is not None:
+        if self.route in CSF_ROUTES and self.into is not None:
             raise _FieldError(
                 "administration.into",
-                f"{self.into!r} is not used: an intrathecal dose enters the cerebrospinal fluid; remove it",
+                f"{self.into!r} is not used: an {self.route} dose enters the cerebrospinal fluid; remove it",
             )
         if self.route in DEPOT_ROUTES and "duration_h" in self.model_fields_set and self.duration_h > 0:
             raise _FieldError(
@@ -322,7 +323,7 @@ class Administration(_Section):
 
     @property
     def effective_duration_h(self) -> float:
-        """Infusion time (h); a local or intrathecal injection is a bolus."""
+        """Infusion time (h); a local, intrathecal or intraventricular injection is a bolus."""
         return 0.0 if self.route in DEPOT_ROUTES else self.duration_h
 
 

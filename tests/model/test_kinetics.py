@@ -9,7 +9,7 @@ import pytest
 
 from infusim.model.kinetics import assemble
 from infusim.observe import observe
-from infusim.parameters import bundled
+from infusim.parameters import bundled, for_scenario
 from tests.helpers import live_by_compartment, scenario
 
 WEIGHTS = {"human": "70 kg", "mouse": "25 g", "rat": "250 g"}
@@ -165,18 +165,20 @@ def test_a_joint_keeps_far_more_of_a_local_injection_than_a_beating_heart():
     assert joint["target"][1] > 3 * (heart["target"][1] + heart["heart"][1])
 
 
+@pytest.mark.parametrize("route", ["intrathecal", "intraventricular"])
 @pytest.mark.parametrize(
     ("species", "volume_ml", "production_ml_h"),
     [("human", 150.0, 0.35 * 60), ("rat", 0.3, 0.0022 * 60), ("mouse", 0.04, 0.020)],
 )
-def test_intrathecal_dose_leaves_the_csf_with_its_bulk_flow(species, volume_ml, production_ml_h):
+def test_a_dose_into_the_csf_leaves_with_its_bulk_flow(species, volume_ml, production_ml_h, route):
     # CSF volumes and production: Sakka 2011, Emami 2018 Table 4, de Lange 2013 Table 2; half settles
-    # on the meninges (assumption), so the depot empties with time constant (1 - 0.5) V / Q
+    # on the meninges or ventricle walls (assumption), so the depot empties with time constant
+    # (1 - 0.5) V / Q, whether the dose entered by lumbar puncture or into a lateral ventricle
     s = scenario(
         species=species,
         patient={"body_weight": WEIGHTS[species]},
         product={"viability": 1.0},
-        administration={"route": "intrathecal", "dose": "1e6 cells", "duration": None},
+        administration={"route": route, "dose": "1e6 cells", "duration": None},
     )
     tau = 0.5 * volume_ml / production_ml_h
     model = assemble(s)
@@ -190,6 +192,25 @@ def test_intrathecal_dose_leaves_the_csf_with_its_bulk_flow(species, volume_ml, 
     # after the depot has emptied: about half settled (minus slow loss), the rest met the lungs first
     assert 0.35 < live["brain"][1] < 0.5
     assert live["lungs"][1] > 10 * live["liver"][1]
+
+
+def test_an_intraventricular_dose_reads_its_own_retained_share():
+    # the two CSF routes share the bulk flow but not the settled share: a user (or a future source)
+    # can set the intraventricular one alone; k_settle + k_wash = k_csf / (1 - f_ret)
+    routes = {}
+    for route in ("intrathecal", "intraventricular"):
+        s = scenario(
+            product={"viability": 1.0},
+            administration={"route": route, "dose": "1e6 cells", "duration": None},
+            parameters={"local_retained_fraction[intraventricular]": "0.8"},
+        )
+        model = assemble(s, params=for_scenario(s))
+        rate = {(p.source, p.target): float(model.parameters[p.rate][0]) for p in model.processes}
+        routes[route] = rate[("depot", "implant")], rate[("depot", "venous_blood")]
+    k_csf = 0.35 * 60 / 150  # 1/h
+    assert routes["intraventricular"][0] / sum(routes["intraventricular"]) == pytest.approx(0.8)
+    assert routes["intraventricular"][1] == pytest.approx(k_csf, rel=1e-9)
+    assert routes["intrathecal"][0] / sum(routes["intrathecal"]) == pytest.approx(0.5)
 
 
 def test_intra_arterial_delivery_skips_the_lung_first_pass_and_holds_cells_in_the_organ():

@@ -17,6 +17,7 @@ import pytest
 
 from infusim.model import kinetics
 from infusim.model.kinetics import assemble
+from infusim.parameters import for_scenario
 from infusim.reference import reference_cells
 from infusim.scenario import Scenario, load
 from infusim.solve import solve
@@ -68,6 +69,14 @@ EXTRA = {
         "condition": {"site": "brain", "severity": 0.5},
         "administration": {"route": "intrathecal", "dose": "1e6 cells", "duration": None},
     },
+    # MSC into a mouse's lateral ventricle, with the settled share set by the scenario (0.8): the
+    # intraventricular rows, not the intrathecal ones, and the mouse's CSF turnover
+    "intraventricular-mouse-own-share": {
+        "species": "mouse",
+        "patient": {"body_weight": "25 g"},
+        "administration": {"route": "intraventricular", "dose": "1e5 cells", "duration": None},
+        "parameters": {"local_retained_fraction[intraventricular]": "0.8"},
+    },
     # haematopoietic cells homing to an injured marrow: target and marrow both engraft
     "hsc-iv-marrow-target": {
         "product": {"cell_type": "hsc", "tissue_source": "cord_blood", "viability": 0.95},
@@ -116,7 +125,7 @@ def output_times(scenario: Scenario, horizon_h: float = HORIZON_H) -> np.ndarray
 
 def production_cells(scenario: Scenario, times_h: np.ndarray) -> dict[str, np.ndarray]:
     """Cells per output compartment (live) and per ``dead:<cause>`` from the production model."""
-    model = assemble(scenario)
+    model = assemble(scenario, params=for_scenario(scenario))
     states = solve(model, times_h).patient_states()[0]
     out: dict[str, np.ndarray] = {}
     for i, state in enumerate(model.states):
@@ -309,3 +318,16 @@ def test_mutation_intrathecal_settling_at_the_local_default_is_detected(monkeypa
 
     monkeypatch.setattr(kinetics, "depot_rates", rates)
     assert_detected(example("msc-intrathecal-ms-human"))
+
+
+def test_mutation_intraventricular_dose_read_as_intrathecal_is_detected(monkeypatch):
+    """Docs (Routes): each CSF route has its own settled share; a dose into a ventricle that took the
+    lumbar route's rows would go unnoticed while both tables hold 0.5, so the case sets its own."""
+    original = kinetics.depot_rates
+
+    def rates(scenario, params):
+        lumbar = scenario.administration.model_copy(update={"route": "intrathecal"})
+        return original(scenario.model_copy(update={"administration": lumbar}), params)
+
+    monkeypatch.setattr(kinetics, "depot_rates", rates)
+    assert_detected(make_scenario(**EXTRA["intraventricular-mouse-own-share"]))

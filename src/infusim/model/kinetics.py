@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infusim.compartments import BLOOD, DEATH_CAUSES, DEPOT_ROUTES, LEFT_VENTRICLE, ORGANS, PORTAL
+from infusim.compartments import BLOOD, CSF_ROUTES, DEATH_CAUSES, DEPOT_ROUTES, LEFT_VENTRICLE, ORGANS, PORTAL
 from infusim.model.declare import Dose, Model, ParameterInfo, Process, State, Switch
 from infusim.model.physiology import Physiology, physiology
 from infusim.parameters import ParameterSet, bundled
@@ -155,7 +155,7 @@ def assemble(
     site = scenario.site
     if scenario.administration.route in DEPOT_ROUTES:
         receiving = depot_receiver(scenario)
-        if scenario.administration.route == "intrathecal":
+        if scenario.administration.route in CSF_ROUTES:
             builder.state(DEPOT, receiving, "live", "injected cells in the cerebrospinal fluid")
             builder.state(IMPLANT, receiving, "live", "cells settled on meninges and neural tissue")
         else:
@@ -391,9 +391,10 @@ def _fates(
 
 
 def depot_receiver(scenario: Scenario) -> str:
-    """Compartment of a local or intrathecal depot and of the cells it settles: the injected organ
-    (its injured part when the condition sits there); for an intrathecal dose the central nervous
-    system's healthy part, ``brain`` (cells settle on the meninges, not in a lesion)."""
+    """Compartment of a local or CSF depot and of the cells it settles: the injected organ (its
+    injured part when the condition sits there); for an intrathecal or intraventricular dose the
+    central nervous system's healthy part, ``brain`` (cells settle on the meninges and ventricle
+    walls, not in a lesion)."""
     site = scenario.site
     condition = scenario.condition
     if scenario.administration.route == "local" and condition is not None and site == condition.site:
@@ -404,15 +405,17 @@ def depot_receiver(scenario: Scenario) -> str:
 def depot_rates(scenario: Scenario, params: ParameterSet) -> tuple[float, float, str]:
     """Settled share ``f_ret``, time constant ``tau`` (h) and the parameter scope of a depot dose.
 
-    Local: both read for the injected tissue. Intrathecal: ``f_ret`` read for ``intrathecal``; the
-    rest leaves with the cerebrospinal fluid's bulk flow, rate ``k_csf = production / volume`` of the
-    species, so ``(1 - f_ret) / tau = k_csf`` (docs/model.md, Routes).
+    Local: both read for the injected tissue. Into the CSF (intrathecal, intraventricular): ``f_ret``
+    read for the route; the rest leaves with the cerebrospinal fluid's bulk flow, rate
+    ``k_csf = production / volume`` of the species, so ``(1 - f_ret) / tau = k_csf`` (docs/model.md,
+    Routes).
     """
-    if scenario.administration.route == "intrathecal":
-        retained = params.get("local_retained_fraction", "intrathecal", "")
+    route = scenario.administration.route
+    if route in CSF_ROUTES:
+        retained = params.get("local_retained_fraction", route, "")
         species = scenario.species
         k_csf = params.get("csf_production_rate", species, "mL/h") / params.get("csf_volume", species, "mL")
-        return retained, (1.0 - retained) / k_csf, "intrathecal"
+        return retained, (1.0 - retained) / k_csf, route
     site = scenario.site
     return params.get("local_retained_fraction", site, ""), params.get("local_settling_time", site, "h"), site
 
