@@ -144,7 +144,10 @@ def test_explorer_updates_on_a_dose_change_and_names_a_bad_field(browser, explor
     page.wait_for_function("() => document.querySelector('#note').innerText.includes('lung load')")
     before = page.inner_text("#note")
     first_row = "() => document.querySelector('#risks tbody tr:nth-child(2)').innerText"
-    assert page.evaluate(first_row).startswith("ectopic_growth")  # rows by serious risk, largest first
+    # the treatment's rows by serious risk, largest first; the condition's own (COPD deaths) last
+    assert page.evaluate(first_row).startswith("ectopic_growth")
+    last_row = "() => document.querySelector('#risks tbody tr:last-child').innerText"
+    assert page.evaluate(last_row).startswith("background_death")
     page.fill("#dose", "200000000")
     page.press("#dose", "Enter")
     page.wait_for_function(f"() => document.querySelector('#note').innerText !== {before!r}", timeout=15_000)

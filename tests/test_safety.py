@@ -393,3 +393,67 @@ def test_intraventricular_msc_fever_follows_kim_2021_and_the_reservoir_is_placed
     hsc = s.model_copy(update={"product": s.product.model_copy(update={"cell_type": "hsc"})})
     hsc_fever = next(c for c in safety.risks(hsc, params) if c.event == "fever")
     assert float(hsc_fever.probability[0]) == params.get("fever_control_risk", "", "")
+
+
+def test_the_conditions_own_events_follow_their_control_arms_in_every_arm():
+    params = bundled()
+
+    def background(condition: str, days: float, kind: str = "cells", n: int = 1) -> dict:
+        s = scenario(condition={"name": condition}, simulation={"duration": f"{days} day", "outputs": None})
+        return {c.event: c for c in safety.risks(s, params, kind, n) if c.event.startswith("background_")}
+
+    # ANSWER standard care: Kaplan-Meier survival 66% at 18 months in decompensated cirrhosis
+    assert float(background("liver_cirrhosis", 547.9)["background_death"].probability[0]) == pytest.approx(
+        0.34, abs=0.002
+    )
+    # TREASURE placebo: 10 of 102 dead at a year; REPAIR-AMI placebo: 15 of 103 at five years
+    stroke = background("ischemic_stroke", 365.25)["background_death"]
+    assert float(stroke.probability[0]) == pytest.approx(10 / 102, rel=1e-3)
+    five_years = background("acute_myocardial_infarction", 5 * 365.25)["background_death"]
+    assert float(five_years.probability[0]) == pytest.approx(15 / 103, rel=1e-3)
+    # SLE (anifrolumab placebo arms): deaths, serious infections and cancers, each at its grade
+    lupus = background("lupus", 365.25)
+    assert {e: dict(c.grades).popitem()[0] for e, c in lupus.items()} == {
+        "background_death": 5,
+        "background_serious_infection": 3,
+        "background_malignancy": 3,
+    }
+    assert float(lupus["background_serious_infection"].probability[0]) == pytest.approx(-np.expm1(-0.066))
+    # the same in a sham arm and an untreated one: the condition, not the cells
+    for kind in ("placebo", "none"):
+        same = background("lupus", 365.25, kind)
+        assert {e: float(c.probability[0]) for e, c in same.items()} == {
+            e: float(c.probability[0]) for e, c in lupus.items()
+        }
+    # so a large two-arm trial finds no relative risk of background death (exact CI holds 1)
+    n = 50_000
+    cells = safety.draw(list(background("copd", 365.25, "cells", n).values()), 3, np.arange(n))
+    none = safety.draw(list(background("copd", 365.25, "none", n).values()), 4, np.arange(n))
+    rr = scipy.stats.contingency.relative_risk(len(cells), n, len(none), n).confidence_interval()
+    assert rr.low < 1.0 < rr.high
+    assert cells.time_d.between(0, 365.25).all() and (cells.grade == 5).all()
+    # TORCH placebo: 15.2% dead at three years, so about 5.4% in the first year
+    assert scipy.stats.binomtest(len(none), n, -np.expm1(-np.log(1 / 0.848) / 3)).pvalue > 0.001
+    # no condition, no background; and a condition without a read rate adds none of that kind
+    assert not [c for c in safety.risks(scenario(), params) if c.event.startswith("background_")]
+    assert set(background("copd", 365.25)) == {"background_death"}
+
+
+def test_a_death_ends_a_patients_record():
+    # steroid-refractory acute GVHD (REACH2 control arm: median survival 5.8 months): a quarter of the
+    # patients given allogeneic MSC die before the antibodies four weeks later would be recorded
+    params = bundled()
+    s = scenario(
+        condition={"name": "acute_gvhd"},
+        product={"donor": "allogeneic", "hla_mismatches": 5},
+        simulation={"duration": "365 day", "outputs": None},
+    )
+    n = 50_000
+    events = safety.draw(safety.risks(s, params, "cells", n), 9, np.arange(n))
+    death = events[events.grade == 5].groupby("patient").time_d.min()
+    after = events.time_d.to_numpy() > events.patient.map(death).fillna(np.inf).to_numpy()
+    assert not after.any() and len(death) > n / 2
+    antibodies = int((events.event == "anti_donor_antibodies").sum())
+    alive_at_day_28 = np.exp(-params.get("background_rate", "acute_gvhd/death", "1/day") * 28.0)
+    expected = params.get("anti_donor_antibody_risk", "", "") * alive_at_day_28
+    assert scipy.stats.binomtest(antibodies, n, expected).pvalue > 0.001

@@ -114,7 +114,7 @@ def _evaluate(scenario: Scenario) -> tuple[dict, tuple[str, str] | None]:
         )
         endpoint = (primary.name, primary.unit)
     none = 1.0
-    for name in safety.EVENTS:
+    for name in safety.TREATMENT_EVENTS:  # the condition's own events do not change with the dose
         p = found["events"].get(name, {}).get("probability_serious", 0.0)
         row[f"serious_{name}"] = p
         none *= 1.0 - p

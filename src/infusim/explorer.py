@@ -148,7 +148,8 @@ def evaluate(values: dict[str, Any]) -> View:
             }
             for name, e in events.items()
         ),
-        key=lambda r: -float(r["serious"]),
+        # the treatment's risks by serious risk, largest first; the condition's own (background) last
+        key=lambda r: (r["event"].startswith("background_"), -float(r["serious"])),
     )
     load = (summary.get("adverse_events") or {}).get("lung_load")
     if load:

@@ -30,7 +30,11 @@ mechanism lives in the cell model, from the model itself:
   intraventricular one, per dose; with the first intraventricular dose, the reservoir's placement
   (grade 3, or 5 = death);
 * ``infusion_reaction`` (grade 1, or 2 with hypoxia needing oxygen): each infusion of a thawed
-  (``product.cryopreserved``) HSC or marrow graft, from its DMSO (Otrock 2017).
+  (``product.cryopreserved``) HSC or marrow graft, from its DMSO (Otrock 2017);
+* ``background_death`` (grade 5), ``background_serious_infection``, ``background_thromboembolism``
+  and ``background_malignancy`` (grade 3): what the condition's patients have without cells, in every
+  arm (control arms of trials, registries: ``background_rate[<condition>/<kind>]``, per year, a
+  constant hazard), where a rate was read.
 
 Every rate but the lung and brain loads comes from patients, so animal scenarios get lung
 obstruction and (intra-arterial into the brain) arterial occlusion only.
@@ -55,6 +59,8 @@ from infusim.population import replicate_seed, stream, uniforms
 from infusim.scenario import Scenario, from_dict
 from infusim.solve import solve
 
+#: Events of the condition itself, in every arm (``background_rate[<condition>/<kind>]``), and grades.
+BACKGROUND_GRADES = {"death": 5, "serious_infection": 3, "thromboembolism": 3, "malignancy": 3}
 #: Event names in report order.
 EVENTS = (
     "fever",
@@ -68,13 +74,18 @@ EVENTS = (
     "harvest_complication",
     "delivery_complication",
     "infusion_reaction",
+    *(f"background_{kind}" for kind in BACKGROUND_GRADES),
 )
 #: Outcomes that safety meta-analyses pool over several of infusim's events: any of the named
 #: events, or (``death``) any event at grade 5.
 OUTCOME_GROUPS = {
-    "thromboembolism": ("lung_obstruction", "arterial_occlusion"),
+    "thromboembolism": ("lung_obstruction", "arterial_occlusion", "background_thromboembolism"),
+    "infection": ("serious_infection", "background_serious_infection"),
+    "malignancy": ("ectopic_growth", "background_malignancy"),
     "death": (),
 }
+#: Events the treatment causes (the therapeutic window's harms): all but the condition's own.
+TREATMENT_EVENTS = tuple(e for e in EVENTS if not e.startswith("background_"))
 #: What a validation case may compare: one event or a pooled outcome.
 COMPARABLE = (*EVENTS, *OUTCOME_GROUPS)
 #: CTCAE grade from which an event counts as serious.
@@ -222,17 +233,19 @@ def risks(
 ) -> list[Risk]:
     """Every chance of an adverse event of ``patients`` patients given ``scenario`` (``kind``:
     ``cells``, ``placebo`` for a sham procedure without cells, ``none`` for no procedure; ``load``
-    and ``brain``: the lung and brain loads of ``load_for`` and ``brain_load_for``)."""
-    if kind == "none":
-        return []
+    and ``brain``: the lung and brain loads of ``load_for`` and ``brain_load_for``). The condition's
+    background events come in every arm."""
     if scenario.species != "human":  # the rates are from patients; only the held loads are per species
         return _lung_risks(scenario, params, load) + _brain_risks(params, brain) if kind == "cells" else []
     admin, product = scenario.administration, scenario.product
     horizon_d = scenario.simulation.duration_h / 24.0
+    background = _background_risks(scenario, params, horizon_d, patients)
+    if kind == "none":
+        return background
     doses_d = [i * admin.repeat.interval_h / 24.0 for i in range(admin.repeat.count)]
     doses_d = [d for d in doses_d if d <= horizon_d]
     ones = np.ones(patients)
-    out: list[Risk] = []
+    out: list[Risk] = list(background)
 
     window = params.get("fever_window", "", "day")
     control = params.get("fever_control_risk", "", "")
@@ -360,6 +373,28 @@ def _brain_risks(params: ParameterSet, brain: HeldLoad | None) -> list[Risk]:
     ]
 
 
+def _background_risks(
+    scenario: Scenario, params: ParameterSet, horizon_d: float, patients: int
+) -> list[Risk]:
+    """The condition's own events over the simulation, whatever the arm: a constant hazard
+    ``background_rate[<condition>/<kind>]`` (1/day), onset exponential within the horizon."""
+    condition = scenario.condition
+    if condition is None or condition.name is None or horizon_d <= 0:
+        return []
+    out = []
+    for kind, grade in BACKGROUND_GRADES.items():
+        scope = f"{condition.name}/{kind}"
+        if not params.has("background_rate", scope):
+            continue
+        rate = params.get("background_rate", scope, "1/day")
+        p = -np.expm1(-rate * horizon_d) * np.ones(patients)
+        basis = f"background_rate[{scope}] (the condition without cells)"
+        out.append(
+            Risk(f"background_{kind}", ((grade, p),), _exponential_within(1.0 / rate, horizon_d), basis)
+        )
+    return out
+
+
 def _procedure_risks(
     scenario: Scenario, params: ParameterSet, doses_d: list[float], ones: np.ndarray
 ) -> list[Risk]:
@@ -429,7 +464,10 @@ def _exponential_within(mean_d: float, horizon_d: float):
 
 
 def draw(chances: list[Risk], seed: int, index: np.ndarray) -> pd.DataFrame:
-    """The events that happen to patients ``index`` (``patient, event, time_d, grade, serious``)."""
+    """The events that happen to patients ``index`` (``patient, event, time_d, grade, serious``).
+
+    Each chance is drawn on its own stream; a patient's first death (grade 5) ends their record, so
+    events drawn for later times are dropped (events at the same time are kept)."""
     index = np.asarray(index, dtype=np.int64)
     frames = []
     for chance in chances:
@@ -467,7 +505,12 @@ def draw(chances: list[Risk], seed: int, index: np.ndarray) -> pd.DataFrame:
                 "recovery_d": pd.Series(dtype="float64"),
             }
         )
-    return pd.concat(frames, ignore_index=True).sort_values(["patient", "time_d", "event"], kind="stable")
+    events = pd.concat(frames, ignore_index=True).sort_values(["patient", "time_d", "event"], kind="stable")
+    death = events[events.grade == 5].groupby("patient").time_d.min()
+    if len(death):
+        ends = events.patient.map(death).fillna(np.inf).to_numpy()
+        events = events[events.time_d.to_numpy() <= ends]
+    return events
 
 
 def load_for(scenario: Scenario, params: ParameterSet, model=None, body_weight_kg=None) -> HeldLoad:
