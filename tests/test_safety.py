@@ -457,3 +457,25 @@ def test_a_death_ends_a_patients_record():
     alive_at_day_28 = np.exp(-params.get("background_rate", "acute_gvhd/death", "1/day") * 28.0)
     expected = params.get("anti_donor_antibody_risk", "", "") * alive_at_day_28
     assert scipy.stats.binomtest(antibodies, n, expected).pvalue > 0.001
+
+
+def test_an_intra_articular_injection_risks_septic_arthritis_and_site_reactions_and_msc_an_effusion():
+    params = bundled()
+    knee = scenario(
+        condition={"name": "knee_osteoarthritis"},
+        administration={"route": "local", "into": "joints", "dose": "5e7 cells", "duration": None},
+        simulation={"duration": "180 day", "outputs": None},
+    )
+    by_kind = {kind: {c.event: c for c in safety.risks(knee, params, kind)} for kind in ("cells", "placebo")}
+    for kind, chances in by_kind.items():
+        grades = dict(chances["delivery_complication"].grades)
+        assert float(grades[3][0]) == pytest.approx(11 / 14_118, rel=0.01)  # Petersen 2019, per injection
+        # Nishida 2021: 20 of 220 placebo patients had a reaction at the site over 6 injections
+        assert 1 - (1 - float(grades[1][0])) ** 6 == pytest.approx(20 / 220, rel=0.01), kind
+    # effusion after MSC into the knee: 12.5% (4.8-22.5) pooled over single-arm studies (Shang 2023)
+    assert float(by_kind["cells"]["joint_effusion"].probability[0]) == pytest.approx(0.125)
+    assert "joint_effusion" not in by_kind["placebo"]
+    # an intramyocardial injection keeps its own rate; an intravenous dose has no injection site
+    heart = scenario(administration={"route": "local", "into": "heart", "duration": None})
+    assert "joint_effusion" not in {c.event for c in safety.risks(heart, params)}
+    assert not [c for c in safety.risks(scenario(), params) if c.event == "delivery_complication"]

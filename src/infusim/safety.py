@@ -25,12 +25,14 @@ mechanism lives in the cell model, from the model itself:
   product (``product.regulated: false``);
 * ``harvest_complication`` (1 minor, 3 serious, 5 death): harvesting an autologous product, by tissue,
   with the median days to full recovery (``recovery_d``) where a source gives it;
-* ``delivery_complication`` (grade 3; 2 for a post-dural-puncture headache): catheterisation,
-  intramyocardial injection, lumbar puncture for an intrathecal dose or the reservoir access of an
-  intraventricular one, per dose; with the first intraventricular dose, the reservoir's placement
+* ``delivery_complication`` (grade 3; 2 for a post-dural-puncture headache, 1 for a reaction at an
+  intra-articular injection site): catheterisation, intramyocardial or intra-articular injection,
+  lumbar puncture for an intrathecal dose or the reservoir access of an intraventricular one, per
+  dose; with the first intraventricular dose, the reservoir's placement
   (grade 3, or 5 = death);
 * ``infusion_reaction`` (grade 1, or 2 with hypoxia needing oxygen): each infusion of a thawed
   (``product.cryopreserved``) HSC or marrow graft, from its DMSO (Otrock 2017);
+* ``joint_effusion`` (grade 1): each intra-articular MSC injection (Shang 2023, uncontrolled);
 * ``background_death`` (grade 5), ``background_serious_infection``, ``background_thromboembolism``
   and ``background_malignancy`` (grade 3): what the condition's patients have without cells, in every
   arm (control arms of trials, registries: ``background_rate[<condition>/<kind>]``, per year, a
@@ -59,6 +61,8 @@ from infusim.population import replicate_seed, stream, uniforms
 from infusim.scenario import Scenario, from_dict
 from infusim.solve import solve
 
+#: CTCAE grade of a delivery procedure's minor complication (``delivery_minor_risk``), by row scope.
+DELIVERY_MINOR_GRADE = {"intrathecal": 2, "local/joints": 1}  # post-dural-puncture headache; site pain
 #: Events of the condition itself, in every arm (``background_rate[<condition>/<kind>]``), and grades.
 BACKGROUND_GRADES = {"death": 5, "serious_infection": 3, "thromboembolism": 3, "malignancy": 3}
 #: Event names in report order.
@@ -74,6 +78,7 @@ EVENTS = (
     "harvest_complication",
     "delivery_complication",
     "infusion_reaction",
+    "joint_effusion",
     *(f"background_{kind}" for kind in BACKGROUND_GRADES),
 )
 #: Outcomes that safety meta-analyses pool over several of infusim's events: any of the named
@@ -295,6 +300,15 @@ def risks(
                     i,
                 )
             )
+    if (
+        admin.route == "local"
+        and scenario.site == "joints"
+        and params.has("joint_effusion_risk", product.cell_type)
+    ):
+        p = params.get("joint_effusion_risk", product.cell_type, "")
+        basis = f"joint_effusion_risk[{product.cell_type}] (Shang 2023, uncontrolled)"
+        for i, day in enumerate(doses_d):
+            out.append(Risk("joint_effusion", ((1, p * ones),), _at(day), basis, i))
     if product.cryopreserved and params.has("infusion_reaction_risk", product.cell_type):
         p = params.get("infusion_reaction_risk", product.cell_type, "")
         hypoxia = p * params.get("infusion_reaction_grade2_share", "", "")
@@ -427,7 +441,7 @@ def _procedure_risks(
             grades = [(5, placed_death * ones)] if first and placed_death > 0 else []
             grades.append((3, at_least_3 * ones))
             if minor:
-                grades.append((2, minor * ones))
+                grades.append((DELIVERY_MINOR_GRADE[key], minor * ones))
             text = basis + (f", device_placement_*_risk[{key}] (first dose)" if first else "")
             out.append(Risk("delivery_complication", tuple(grades), _at(day), text, i))
     return out
@@ -443,8 +457,8 @@ def _delivery_key(scenario: Scenario) -> str | None:
     admin = scenario.administration
     if admin.route == "intra_arterial" and scenario.site != LEFT_VENTRICLE:
         return "intra_arterial"
-    if admin.route == "local" and scenario.site == "heart":
-        return "local/heart"
+    if admin.route == "local" and scenario.site in ("heart", "joints"):
+        return f"local/{scenario.site}"
     if admin.route in CSF_ROUTES:
         return admin.route
     return None
