@@ -71,8 +71,9 @@ def test_summary_statistics_match_an_independent_welch_test_on_the_rows():
     totals = stats.combine([partial], 1, partial.sums.shape)[0]
     rows = table.to_pandas()
     wide = rows.pivot_table(index=["patient", "arm"], columns="time_d", values="womac_total").reset_index()
-    change = wide[180.0] - wide[0.0]
-    treated, control = change[wide.arm == "msc_5e7"], change[wide.arm == "saline"]
+    change = (wide[180.0] - wide[0.0]).dropna()  # complete case: a patient who died has no day-180 value
+    arm = wide.arm[change.index]
+    treated, control = change[arm == "msc_5e7"], change[arm == "saline"]
     reference = scipy.stats.ttest_ind(treated, control, equal_var=False)
     ours = stats.compare(totals, plan, plan.arms.index("msc_5e7"), plan.primary, plan.primary_visit)
     # the rows are float32; the partial sums float64
@@ -102,3 +103,85 @@ def test_placebo_arm_shows_the_tabulated_placebo_response_and_no_cell_effect():
     # Previtali 2021: intra-articular saline improves WOMAC total by about 14.5 points by 6 months
     assert saline["effect_vs_untreated"] == pytest.approx(-14.5 * (1 - np.exp(-180 / 14)), rel=0.05)
     assert saline["mean_change"] == pytest.approx(saline["effect_vs_untreated"], abs=0.6)
+
+
+def _trial(condition: str, visits: list[str], primary: dict, patients: int, **extra):
+    from infusim.scenario import from_dict
+    from tests.helpers import BASE, merge
+
+    spec = {
+        "condition": {"name": condition},
+        "simulation": {"duration": visits[-1], "outputs": None},
+        "trial": {
+            "patients": patients,
+            "arms": [{"name": "placebo", "administration": "placebo"}, {"name": "cells"}],
+            "visits": visits,
+            "primary": primary,
+        },
+    }
+    return from_dict(merge(merge(BASE, spec), extra))
+
+
+def test_deaths_leave_continuous_endpoints_missing_and_count_as_no_response():
+    from infusim import safety
+
+    # decompensated cirrhosis: 34% dead at 18 months without cells (ANSWER), so about 24% at a year
+    s = _trial("liver_cirrhosis", ["90 day", "365 day"], {"endpoint": "meld", "at": "365 day"}, 3_000)
+    table, partial = simulate_chunk(s, 0, 0, 3_000)
+    plan = design(s)
+    rows = table.to_pandas()
+    events, _ = safety.chunk_events(s, 0, 0, 3_000)
+    deaths = events[events.grade == 5].groupby("patient").time_d.min()
+    died = rows.groupby("patient").died_d.first().dropna()
+    assert died.index.equals(deaths.index) and np.allclose(died, deaths, rtol=1e-6)
+    after = rows.time_d > rows.died_d
+    assert rows.meld[after].isna().all() and rows.meld[~after].notna().all()
+    totals = stats.combine([partial], 1, partial.sums.shape)[0]
+    n = totals[:, plan.primary, :, FIELDS.index("n")]  # (arms, visits)
+    assert (n[:, 0] == np.bincount(rows[rows.time_d == 0].arm.cat.codes, minlength=2)).all()
+    alive = n[:, 2].sum() / n[:, 0].sum()
+    expected = np.exp(-bundled_rate("liver_cirrhosis/death"))
+    assert scipy.stats.binomtest(int(n[:, 2].sum()), int(n[:, 0].sum()), expected).pvalue > 0.001
+    assert 0.7 < alive < 0.8
+    summary = stats.compare(totals, plan, 1, plan.primary, plan.primary_visit)
+    assert summary["n"] == [int(n[1, 2]), int(n[0, 2])]
+    # steroid-refractory GVHD (median survival 5.8 months): the dead are non-responders at day 28,
+    # and every randomised patient stays in the denominator
+    g = _trial(
+        "acute_gvhd",
+        ["28 day"],
+        {"endpoint": "overall_response_d28", "at": "28 day"},
+        3_000,
+        product={"donor": "allogeneic", "hla_mismatches": 5},
+    )
+    table, partial = simulate_chunk(g, 0, 0, 3_000)
+    rows = table.to_pandas()
+    dead = rows[(rows.time_d == 28) & (rows.died_d < 28)]
+    assert len(dead) > 100 and (dead.overall_response_d28 == 0).all()
+    totals = stats.combine([partial], 1, partial.sums.shape)[0]
+    assert totals[:, 0, 1, FIELDS.index("n")].sum() == 3_000
+
+
+def test_treatment_related_mortality_is_the_adverse_events_own_death():
+    from infusim import safety
+
+    s = _trial(
+        "multiple_sclerosis",
+        ["100 day"],
+        {"endpoint": "edss", "at": "100 day"},
+        2_000,
+        product={"cell_type": "hsc", "tissue_source": "peripheral_blood"},
+        administration={"dose": "5e6 cells/kg", "conditioning": "beam_atg"},
+    )
+    table, _ = simulate_chunk(s, 0, 0, 2_000)
+    rows = table.to_pandas()
+    events, _ = safety.chunk_events(s, 0, 0, 2_000)
+    trm = set(events[events.event == "treatment_related_death"].patient)
+    recorded = set(rows[(rows.time_d == 100) & (rows.treatment_related_mortality == 1)].patient)
+    assert recorded == trm and len(trm) > 20  # BEAM/ATG: 2.7% (Mancardi 2012)
+
+
+def bundled_rate(scope: str) -> float:
+    from infusim.parameters import bundled
+
+    return bundled().get("background_rate", scope, "1/year")

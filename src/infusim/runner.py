@@ -355,17 +355,17 @@ _SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_
 def run_chunk(scenario: Scenario, out: Path, chunk: Chunk) -> Chunk:
     """Simulate one chunk and write its rows and partial sums (each by temporary file and rename;
     the patients file last, so its presence marks the chunk complete)."""
-    table, partial = simulate_chunk(scenario, chunk.replicate, chunk.start, chunk.stop)
+    events, counts = safety.chunk_events(scenario, chunk.replicate, chunk.start, chunk.stop)
+    table, partial = simulate_chunk(scenario, chunk.replicate, chunk.start, chunk.stop, events=events)
     stats_dir = out / "stats"
     if scenario.trial.replicates > 1:
         drawn = simulate_chunk(
-            scenario, chunk.replicate, chunk.start, chunk.stop, table=False, uncertain=True
+            scenario, chunk.replicate, chunk.start, chunk.stop, table=False, uncertain=True, events=events
         )
         _save_npy(stats_dir / f"{chunk.stem}-assurance.npy", drawn[1].sums)
     _save_npy(stats_dir / f"{chunk.stem}.npy", partial.sums)
     if chunk.replicate == 0:  # the baseline table describes the trial (replicate 0)
         _save_npy(stats_dir / f"{chunk.stem}-baseline.npy", partial.baseline)
-    events, counts = safety.chunk_events(scenario, chunk.replicate, chunk.start, chunk.stop)
     _save_npy(stats_dir / f"{chunk.stem}-events.npy", counts)
     path = out / "adverse_events" / f"{chunk.stem}.parquet"
     tmp = path.with_name(f".{chunk.stem}.{os.getpid()}.parquet")

@@ -635,6 +635,18 @@ def chunk_events(
     return table, counts
 
 
+def death_days(table: pd.DataFrame, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Day of each trial patient's death (a grade-5 event of any cause) and of a treatment-related
+    death, ``inf`` where there is none, for patients ``start`` to ``stop - 1``, from their events
+    (``chunk_events``), so a trial's records and its adverse events tell one story."""
+    index = np.arange(start, stop, dtype=np.int64)
+
+    def first(rows: pd.DataFrame) -> np.ndarray:
+        return rows.groupby("patient").time_d.min().reindex(index).fillna(np.inf).to_numpy()
+
+    return first(table[table.grade == 5]), first(table[table.event == "treatment_related_death"])
+
+
 def trial_summary(counts: np.ndarray, arms: list[str], control: int) -> dict:
     """Per event and arm: patients with the event (any grade, serious) with exact 95% CIs, and the
     relative risk against the control arm with its 95% CI (None when either arm has no event)."""

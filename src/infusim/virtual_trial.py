@@ -11,7 +11,11 @@ Per patient and visit, for every endpoint of the condition:
   rate endpoints (``% of patients``) are recorded as responders (1) or not (0);
 * ``<endpoint>_untreated``: the untreated twin, the same patient on natural history alone, without
   procedure or measurement error (for rate endpoints, whether the twin responds, with the same
-  random number: a twin never responds when the treated patient does not).
+  random number: a twin never responds when the treated patient does not);
+* ``died_d``: the day the patient died (a grade-5 adverse event of any cause, ``safety.death_days``:
+  the same draws as the trial's adverse events), null when alive at the end. After a death a
+  continuous endpoint is missing (null; the analysis is complete-case) and a response-rate endpoint
+  counts as no response, as trials count it; treatment-related mortality is the death itself.
 
 ``simulate_chunk`` also returns partial sums (per arm, endpoint and visit) from which ``stats``
 builds means, confidence intervals, comparisons and power without reading the rows back.
@@ -22,9 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
-from infusim import conditions, outcomes, posterior
+from infusim import conditions, outcomes, posterior, safety
 from infusim.conditions import ConditionInfo, Endpoint
 from infusim.model import disease
 from infusim.model.disease import Variation
@@ -136,12 +141,14 @@ def simulate_chunk(
     params: ParameterSet | None = None,
     table: bool = True,
     uncertain: bool = False,
+    events: pd.DataFrame | None = None,
 ) -> tuple[pa.Table | None, ChunkStats]:
     """Patients ``start`` to ``stop - 1`` of replicate ``replicate``: their rows and partial sums.
 
     ``uncertain``: the replicate's truth is one draw of the condition's posterior (potencies, fitted K)
     plus this trial's own study effect (between-trial SD tau), as a new trial would meet it; otherwise
-    the posterior-median parameters of the tables.
+    the posterior-median parameters of the tables. ``events``: the chunk's adverse events
+    (``safety.chunk_events``), drawn here when not given; their deaths end the patients' records.
     """
     params = params or for_scenario(scenario)
     plan = design(scenario, params)
@@ -171,12 +178,37 @@ def simulate_chunk(
             value = outcome.treated[e.name] + shift
             true[e.name][members] = np.clip(value, e.low, e.high) if shift else value
             untreated[e.name][members] = outcome.untreated[e.name]
+    if events is None:
+        events = safety.chunk_events(scenario, replicate, start, stop, params)[0]
+    died, trm = safety.death_days(events, start, stop)
+    alive = plan.visits_d[None, :] < died[:, None]
+    alive[:, 0] = True  # the baseline visit comes before the first dose
     measured, twin = _measure(seed, index, plan, true, untreated, params)
-    sums = _partial_sums(plan, arm, measured, true, untreated)
+    measured, counted = _after_deaths(plan, measured, alive, trm)
+    sums = _partial_sums(plan, arm, measured, true, untreated, counted)
     stats = ChunkStats(replicate, start, sums, _baseline_sums(cohort, arm, len(trial.arms)))
     if not table:
         return None, stats
-    return _table(replicate, index, arm, cohort, plan, measured, twin), stats
+    return _table(replicate, index, arm, cohort, plan, measured, twin, counted, died), stats
+
+
+def _after_deaths(
+    plan: Design, measured: dict[str, np.ndarray], alive: np.ndarray, trm_d: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """What is recorded once a patient has died, and which values count (patients, visits): a
+    continuous endpoint is missing; a response is a non-response; treatment-related mortality is
+    whether the patient died of the treatment by the visit (the adverse events' own draw)."""
+    out, counted = {}, {}
+    for endpoint in plan.endpoints:
+        name, value = endpoint.name, measured[endpoint.name]
+        if name == disease.TRM_ENDPOINT.name:
+            out[name] = (trm_d[:, None] <= plan.visits_d[None, :]).astype(float)
+            counted[name] = np.ones_like(alive)
+        elif is_rate(endpoint):
+            out[name], counted[name] = np.where(alive, value, 0.0), np.ones_like(alive)
+        else:
+            out[name], counted[name] = value, alive
+    return out, counted
 
 
 @dataclass(frozen=True)
@@ -306,14 +338,17 @@ def _partial_sums(
     measured: dict[str, np.ndarray],
     true: dict[str, np.ndarray],
     untreated: dict[str, np.ndarray],
+    counted: dict[str, np.ndarray],
 ) -> np.ndarray:
-    """Sums (arms, endpoints, visits, FIELDS) over this chunk's patients."""
+    """Sums (arms, endpoints, visits, FIELDS) over this chunk's patients whose value counts
+    (``counted``: alive at the visit for a continuous endpoint)."""
     sums = np.zeros((len(plan.arms), len(plan.endpoints), len(plan.visits_d), len(FIELDS)))
     onehot = (arm[:, None] == np.arange(len(plan.arms))[None, :]).astype(float)  # (patients, arms)
     for e, endpoint in enumerate(plan.endpoints):
-        value = measured[endpoint.name]
-        change = value - value[:, :1]
-        effect = true[endpoint.name] - untreated[endpoint.name]
+        keep = counted[endpoint.name]
+        value = np.where(keep, measured[endpoint.name], 0.0)
+        change = np.where(keep, value - value[:, :1], 0.0)
+        effect = np.where(keep, true[endpoint.name] - untreated[endpoint.name], 0.0)
         if is_rate(endpoint):
             responder = value
         elif e == plan.primary:
@@ -321,7 +356,7 @@ def _partial_sums(
             responder = (change * np.sign(threshold) >= abs(threshold)).astype(float)
         else:
             responder = np.zeros_like(value)
-        columns = (np.ones_like(value), change, change**2, value, value**2, effect, responder)
+        columns = (keep.astype(float), change, change**2, value, value**2, effect, responder * keep)
         for f, column in enumerate(columns):
             sums[:, e, :, f] = onehot.T @ column
     return sums
@@ -335,8 +370,11 @@ def _table(
     plan: Design,
     measured: dict[str, np.ndarray],
     untreated: dict[str, np.ndarray],
+    counted: dict[str, np.ndarray],
+    died_d: np.ndarray,
 ) -> pa.Table:
-    """One row per patient and visit: covariates, arm, recorded endpoints and the untreated twin."""
+    """One row per patient and visit: covariates, arm, recorded endpoints (null after a death for a
+    continuous endpoint), the untreated twin and the day of death (null if none)."""
     visits = len(plan.visits_d)
 
     def per_row(values: np.ndarray, dtype) -> np.ndarray:
@@ -353,10 +391,12 @@ def _table(
         "female": pa.array(per_row(cohort.female, np.bool_)),
         "body_weight_kg": pa.array(per_row(cohort.body_weight_kg, np.float32)),
         "severity": pa.array(per_row(cohort.severity, np.float32)),
+        "died_d": pa.array(per_row(died_d, np.float32), mask=per_row(~np.isfinite(died_d), np.bool_)),
     }
     for endpoint in plan.endpoints:
         name = endpoint.name
-        columns[name] = pa.array(measured[name].astype(np.float32).reshape(-1))
+        missing = ~counted[name].reshape(-1)
+        columns[name] = pa.array(measured[name].astype(np.float32).reshape(-1), mask=missing)
         columns[f"{name}_untreated"] = pa.array(untreated[name].astype(np.float32).reshape(-1))
     units = {e.name: ("responder (0/1)" if is_rate(e) else e.unit) for e in plan.endpoints}
     metadata = {f"unit:{k}".encode(): v.encode() for k, v in units.items()}
