@@ -163,7 +163,11 @@ def _flow_and_baseline(summary: dict) -> str:
         for v in visits
     )
     out = f"<h2>Patient flow</h2><table><tr><th></th>{head}</tr>{flow}</table>"
-    out += "<p>Virtual patients are not lost to follow-up; drop-out is not modelled.</p>"
+    out += (
+        "<p>Patients leave only by dying (the condition's own deaths and fatal harms, as in the adverse"
+        " events): a continuous endpoint is analysed in those alive at the visit (complete case); a"
+        " response rate counts the dead as non-responders. No other drop-out is modelled.</p>"
+    )
     baseline = summary.get("baseline")
     if baseline:
         names = [k for k in baseline[arms[0]] if k != "patients"]
