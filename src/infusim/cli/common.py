@@ -23,6 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # docstrings are hard-wrapped at 110 columns: markdown joins the lines of a paragraph so that help
+    # text reflows to the terminal instead of breaking twice
+    rich_markup_mode="markdown",
 )
 #: Tables are read in terminals and in logs; off a terminal use a width that keeps rows whole.
 console = Console(width=None if sys.stdout.isatty() else 140)
