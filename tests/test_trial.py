@@ -185,3 +185,12 @@ def bundled_rate(scope: str) -> float:
     from infusim.parameters import bundled
 
     return bundled().get("background_rate", scope, "1/year")
+
+
+def test_deaths_in_the_records_do_not_depend_on_chunking():
+    s = _trial("liver_cirrhosis", ["90 day", "365 day"], {"endpoint": "meld", "at": "365 day"}, 300)
+    whole, _ = simulate_chunk(s, 0, 0, 300)
+    parts = [simulate_chunk(s, 0, c.start, c.stop)[0] for c in chunks(s, chunk_size=7)]
+    assert pa.concat_tables(parts).equals(whole)
+    died = whole.to_pandas().groupby("patient").died_d.first()
+    assert died.notna().sum() > 40  # about a quarter die within the year (ANSWER)
