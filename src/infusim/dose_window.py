@@ -119,6 +119,11 @@ def _evaluate(scenario: Scenario) -> tuple[dict, tuple[str, str] | None]:
         row[f"serious_{name}"] = p
         none *= 1.0 - p
     row["serious_any"] = 1.0 - none
+    # the condition's own serious events over the same time: context, the same at every dose
+    background = 1.0
+    for name in safety.BACKGROUND_EVENTS:
+        background *= 1.0 - found["events"].get(name, {}).get("probability_serious", 0.0)
+    row["background_serious"] = 1.0 - background
     row["lung_load_share"] = found["lung_load"]["share_of_lethal"]
     brain = found.get("brain_load")  # intra-arterial into the brain only (null in summary.json otherwise)
     row["brain_load_share"] = brain["share_of_stroke_load"] if brain else np.nan

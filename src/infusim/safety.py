@@ -65,6 +65,7 @@ from infusim.solve import solve
 DELIVERY_MINOR_GRADE = {"intrathecal": 2, "local/joints": 1}  # post-dural-puncture headache; site pain
 #: Events of the condition itself, in every arm (``background_rate[<condition>/<kind>]``), and grades.
 BACKGROUND_GRADES = {"death": 5, "serious_infection": 3, "thromboembolism": 3, "malignancy": 3}
+BACKGROUND_EVENTS = tuple(f"background_{kind}" for kind in BACKGROUND_GRADES)
 #: Event names in report order.
 EVENTS = (
     "fever",
@@ -79,7 +80,7 @@ EVENTS = (
     "delivery_complication",
     "infusion_reaction",
     "joint_effusion",
-    *(f"background_{kind}" for kind in BACKGROUND_GRADES),
+    *BACKGROUND_EVENTS,
 )
 #: Outcomes that safety meta-analyses pool over several of infusim's events: any of the named
 #: events, or (``death``) any event at grade 5.
@@ -90,7 +91,7 @@ OUTCOME_GROUPS = {
     "death": (),
 }
 #: Events the treatment causes (the therapeutic window's harms): all but the condition's own.
-TREATMENT_EVENTS = tuple(e for e in EVENTS if not e.startswith("background_"))
+TREATMENT_EVENTS = tuple(e for e in EVENTS if e not in BACKGROUND_EVENTS)
 #: What a validation case may compare: one event or a pooled outcome.
 COMPARABLE = (*EVENTS, *OUTCOME_GROUPS)
 #: CTCAE grade from which an event counts as serious.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -54,8 +55,11 @@ def test_the_window_of_a_condition_saturates_in_benefit():
     # marrow mononuclear cells marginate in the lungs and are never counted as obstructing
     assert (found.rows.serious_lung_obstruction == 0).all()
     # heart failure kills about 10% a year without cells (STICH): the window's harms leave that out
-    assert not [c for c in found.rows.columns if "background" in c]
+    # and show it beside them, the same at every dose
+    assert not [c for c in found.rows.columns if c.startswith("serious_background")]
     assert (found.rows.serious_any < 0.05).all()
+    assert found.rows.background_serious.nunique() == 1  # the example runs a year
+    assert found.rows.background_serious.iloc[0] == pytest.approx(1 - np.exp(-0.1104), rel=0.01)
 
 
 def test_the_intracarotid_window_shows_the_brain_load_and_stroke_rising_with_dose():

@@ -77,6 +77,12 @@ def doses(
             f"{worst} {serious[worst]:.2g}" if serious[worst] > 0 else "-",
         )
     console.print(table)
+    background = max((row.get("background_serious") or 0.0) for row in summary["rows"])
+    if background > 0:
+        console.print(
+            f"[dim]Without cells, the condition's own serious events (background_*) over the same time: "
+            f"{background:.2g}, the same at every dose and not counted above.[/dim]"
+        )
     if any(row.get("outside_evidence") for row in summary["rows"]):
         console.print(
             "[dim]* outside the doses, routes or products of the condition's trials: an extrapolation.[/dim]"

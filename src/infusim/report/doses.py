@@ -34,7 +34,9 @@ def render(summary: dict, rows: pd.DataFrame) -> str:
     )
     return f"""{page_start(f"infusim therapeutic window: {summary['scenario_name']}", summary["disclaimer"])}
 <p>{what} Harm: probability of each serious (CTCAE grade 3-5) adverse event over the simulation for
-the scenario's patient (docs/safety.md). Doses outside the range the condition's trials used are
+the scenario's patient (docs/safety.md); <em>background_serious</em> is the condition's own serious
+events over the same time (deaths, infections without cells), the same at every dose and not part
+of the harms. Doses outside the range the condition's trials used are
 marked <em>outside_evidence</em>: there the effect is an extrapolation.</p>
 {"".join(parts)}
 <div style="overflow-x:auto"><table><tr>{head}</tr>{body}</table></div>
