@@ -119,7 +119,9 @@ def test_conditioning_and_unregulated_products_add_their_events():
         simulation={"duration": "200 day"},
     )
     trm = next(c for c in safety.risks(hsc, params, "cells") if c.event == "treatment_related_death")
-    assert float(trm.probability[0]) == pytest.approx(params.get("treatment_related_mortality", "cy_atg", ""))
+    # Burt 2022's 1 in 507, with the trial endpoint's onset (time constant 30 days): by day 200
+    risk, tau = params.get("treatment_related_mortality", "cy_atg", ""), 30.0
+    assert float(trm.probability[0]) == pytest.approx(risk * -np.expm1(-200 / tau))
     long = {"simulation": {"duration": "3650 day"}}
     regulated = next(c for c in safety.risks(scenario(**long), params) if c.event == "ectopic_growth")
     clinic = scenario(product={"regulated": False}, **long)

@@ -179,6 +179,13 @@ def test_treatment_related_mortality_is_the_adverse_events_own_death():
     trm = set(events[events.event == "treatment_related_death"].patient)
     recorded = set(rows[(rows.time_d == 100) & (rows.treatment_related_mortality == 1)].patient)
     assert recorded == trm and len(trm) > 20  # BEAM/ATG: 2.7% (Mancardi 2012)
+    # the recorded share follows the endpoint's own curve, 2.7% x (1 - exp(-100 / 30 days))
+    cells = rows[(rows.time_d == 100) & (rows.arm == "cells")]
+    expected = 0.027 * -np.expm1(-100 / 30)
+    assert (
+        scipy.stats.binomtest(int(cells.treatment_related_mortality.sum()), len(cells), expected).pvalue
+        > 0.001
+    )
 
 
 def bundled_rate(scope: str) -> float:

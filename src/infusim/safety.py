@@ -274,11 +274,22 @@ def risks(
     out += _lung_risks(scenario, params, load)
     out += _brain_risks(params, brain)
     if admin.conditioning != "none":
-        # within the first 100 days after conditioning: deaths, and serious infections where read
+        # treatment-related death: the regimen's risk with the onset of the trial endpoint (an
+        # exponential with time constant trm_time_constant), so the deaths drawn here are the ones a
+        # trial records; serious infections and febrile neutropenia where read, within 100 days
+        risk = params.get("treatment_related_mortality", admin.conditioning, "")
+        tau = params.get("trm_time_constant", "", "day")
+        out.append(
+            Risk(
+                "treatment_related_death",
+                ((5, risk * -np.expm1(-horizon_d / tau) * ones),),
+                _exponential_within(tau, horizon_d),
+                f"treatment_related_mortality[{admin.conditioning}]",
+            )
+        )
         covered = min(horizon_d, TRM_WINDOW_D) / TRM_WINDOW_D
         window = _uniform_in(0.0, min(horizon_d, TRM_WINDOW_D))
         for event, row, grade in (
-            ("treatment_related_death", "treatment_related_mortality", 5),
             ("serious_infection", "serious_infection_risk", 3),
             ("febrile_neutropenia", "febrile_neutropenia_risk", 3),
         ):
