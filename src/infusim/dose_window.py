@@ -68,6 +68,11 @@ def window(spec: dict, doses: list[float], per_kg: bool = True, routes: list[str
     return Window(pd.DataFrame(rows), endpoint, unit, time_d)
 
 
+def _any(probabilities: dict[str, float], names: tuple[str, ...]) -> float:
+    """Probability of at least one of the named events (independent chances)."""
+    return 1.0 - float(np.prod([1.0 - probabilities.get(name, 0.0) for name in names]))
+
+
 def _variant(spec: dict, base: Scenario, dose: float, per_kg: bool, route: str) -> Scenario:
     """The scenario with this dose and route, validated like a file (so a bad combination is named)."""
     spec = copy.deepcopy(spec)
@@ -113,17 +118,12 @@ def _evaluate(scenario: Scenario) -> tuple[dict, tuple[str, str] | None]:
             }
         )
         endpoint = (primary.name, primary.unit)
-    none = 1.0
+    serious = {name: e["probability_serious"] for name, e in found["events"].items()}
     for name in safety.TREATMENT_EVENTS:  # the condition's own events do not change with the dose
-        p = found["events"].get(name, {}).get("probability_serious", 0.0)
-        row[f"serious_{name}"] = p
-        none *= 1.0 - p
-    row["serious_any"] = 1.0 - none
+        row[f"serious_{name}"] = serious.get(name, 0.0)
+    row["serious_any"] = _any(serious, safety.TREATMENT_EVENTS)
     # the condition's own serious events over the same time: context, the same at every dose
-    background = 1.0
-    for name in safety.BACKGROUND_EVENTS:
-        background *= 1.0 - found["events"].get(name, {}).get("probability_serious", 0.0)
-    row["background_serious"] = 1.0 - background
+    row["background_serious"] = _any(serious, safety.BACKGROUND_EVENTS)
     row["lung_load_share"] = found["lung_load"]["share_of_lethal"]
     brain = found.get("brain_load")  # intra-arterial into the brain only (null in summary.json otherwise)
     row["brain_load_share"] = brain["share_of_stroke_load"] if brain else np.nan

@@ -20,6 +20,7 @@ import yaml
 
 from infusim.compartments import ROUTES
 from infusim.errors import InfusimError
+from infusim.safety import BACKGROUND_EVENTS
 from infusim.simulation import DISCLAIMER
 
 #: Controls, their defaults (one IV infusion of allogeneic marrow MSC in COPD, inside its trials) and choices.
@@ -149,7 +150,7 @@ def evaluate(values: dict[str, Any]) -> View:
             for name, e in events.items()
         ),
         # the treatment's risks by serious risk, largest first; the condition's own (background) last
-        key=lambda r: (r["event"].startswith("background_"), -float(r["serious"])),
+        key=lambda r: (r["event"] in BACKGROUND_EVENTS, -float(r["serious"])),
     )
     load = (summary.get("adverse_events") or {}).get("lung_load")
     if load:
