@@ -95,3 +95,10 @@ def test_bad_doses_input_is_one_line_with_exit_2_and_no_output(tmp_path, args, w
     assert result.returncode == 2
     assert words in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert not out.exists()
+
+
+def test_doses_help_names_every_route():
+    from infusim.compartments import ROUTES
+
+    result = run("doses", "--help")
+    assert result.returncode == 0 and all(route in result.stdout for route in ROUTES), result.stdout

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from infusim.cli.common import OutOption, _user_errors, app, console
+from infusim.compartments import ROUTES
 
 
 @app.command()
@@ -21,7 +22,7 @@ def doses(
     routes: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated routes to compare (intravenous, intra_arterial, local); default its own."
+            help=f"Comma-separated routes to compare ({', '.join(ROUTES)}); default its own."
         ),
     ] = None,
     out: OutOption = Path("infusim-doses"),
