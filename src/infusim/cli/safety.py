@@ -21,9 +21,7 @@ def doses(
     per: Annotated[str, typer.Option(help="kg: doses are cells/kg; patient: cells per patient.")] = "kg",
     routes: Annotated[
         str | None,
-        typer.Option(
-            help=f"Comma-separated routes to compare ({', '.join(ROUTES)}); default its own."
-        ),
+        typer.Option(help=f"Comma-separated routes to compare ({', '.join(ROUTES)}); default its own."),
     ] = None,
     out: OutOption = Path("infusim-doses"),
 ) -> None:
