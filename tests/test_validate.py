@@ -21,6 +21,8 @@ PASSING_PREDICTIONS = {
     "barbosadafonseca2011_human_ic_bmmnc_chagas_tc99m",
     "dedobbeleer2009_human_ic_cd34_chronic_f18",
     "nakamuta2009_rat_im_bmc_tc99m",
+    "nakamuta2009_rat_iv_bmc_tc99m",
+    "nakamuta2009_rat_lv_bmc_tc99m",
     "vemulapalli2007_mouse_iv_bmc_in111",
 }
 
@@ -38,8 +40,20 @@ def test_the_bundled_suite_runs_every_case_in_every_species_quickly():
     assert "same study" in by_name["bonios2011_rat_iv_acute_cdc"].calibration_reason
     assert "informed" in by_name["eggenhofer2012_mouse_iv_msc"].calibration_reason  # a parameter's source
     assert not by_name["dedobbeleer2009_human_ic_cd34_chronic_f18"].calibration
+    assert not by_name["ajou2011_rat_iv_bmsc_sham_tc99m"].calibration  # informed no row
     passing = {r.name for r in results if r.passed and not r.calibration}
     assert PASSING_PREDICTIONS <= passing, PASSING_PREDICTIONS - passing
+
+
+def test_marrow_capture_of_marrow_cells_gives_the_share_its_sources_report():
+    """adhesion_extraction[bm_mnc/bone_marrow] cites Asiedu 2017 (~36% of mouse marrow cells in marrow
+    at 4 h) and the group's 2014 poster (~20%): the row must put the prediction between the two (it
+    gave 13% while it was an assumption of 0.3)."""
+    case = load_case(bundled_cases_dir() / "asiedu2017_mouse_iv_bm_zr89")
+    predicted = run_case(case, bundled(), curves=False).comparisons.predicted.iloc[0]
+    assert 20.0 <= predicted <= 36.0
+    low = with_values(bundled(), {("adhesion_extraction", "bm_mnc/bone_marrow"): 0.3})
+    assert run_case(case, low, curves=False).comparisons.predicted.iloc[0] < 15.0
 
 
 def test_every_bundled_case_names_its_source():

@@ -1,8 +1,9 @@
 """Posteriors of the case-based kinetic fits (emcee), replacing their Jacobian intervals.
 
-Three kinetic rows were fitted by least squares to one study each (``infusim calibrate``): the
+Four kinetic fits were made by least squares to one study each (``infusim calibrate``): the
 Tc-99m label efflux (Couto 2011), the marrow and spleen homing of haematopoietic progenitors
-(Szilvassy 1999) and the lung phagocytes' share of engulfed label (Gholamrezanezhad 2011). A
+(Szilvassy 1999), the marrow homing of whole marrow cells (Asiedu 2017) and the lung phagocytes'
+share of engulfed label (Gholamrezanezhad 2011). A
 Jacobian interval from two to six points is a poor description of what those points allow; this
 module samples each fit's posterior with the sampler the other fits use::
 
@@ -53,6 +54,11 @@ FITS = (
         "hsc_marrow_homing",
         (("adhesion_extraction", "hsc/bone_marrow"), ("adhesion_extraction", "hsc/spleen")),
         ("szilvassy1999_mouse_iv_hspc",),
+    ),
+    CaseFit(
+        "bm_marrow_homing",
+        (("adhesion_extraction", "bm_mnc/bone_marrow"),),
+        ("asiedu2017_mouse_iv_bm_zr89",),
     ),
     CaseFit(
         "lung_phagocyte_share",

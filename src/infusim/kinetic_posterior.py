@@ -142,7 +142,7 @@ def sample(seed: int = 1, params: ParameterSet | None = None, leave_out: tuple[s
     from infusim.synthesis import _split_rhat
 
     rng = np.random.default_rng(seed)
-    start = np.array([2.297, np.log(0.2184), np.log(0.2537 / (1 - 0.2537))])
+    start = np.array([2.301, np.log(0.2165), np.log(0.2636 / (1 - 0.2636))])
     p0 = start + 0.01 * rng.standard_normal((WALKERS, 3))
     sampler = emcee.EnsembleSampler(WALKERS, 3, lambda x: log_posterior(x, params, leave_out), vectorize=True)
     sampler.random_state = np.random.RandomState(seed).get_state()  # reproducible moves

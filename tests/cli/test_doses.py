@@ -50,7 +50,7 @@ def test_the_window_of_a_condition_saturates_in_benefit():
     effect = found.rows.effect_mean.to_numpy()
     assert found.endpoint == "lvef" and (effect[1:] >= effect[:-1]).all()
     gains = effect[1:] - effect[:-1]
-    assert gains[-1] < gains[0]  # diminishing returns at high doses
+    assert gains[-1] < 0.5 * gains.max()  # diminishing returns past the steepest decade
     assert (found.rows.effect_low <= found.rows.effect_mean).all()
     # marrow mononuclear cells marginate in the lungs and are never counted as obstructing
     assert (found.rows.serious_lung_obstruction == 0).all()
