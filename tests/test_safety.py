@@ -208,7 +208,7 @@ def test_conditioning_infection_intracoronary_occlusion_and_harvest_recovery():
     params = bundled()
     hsc = scenario(
         product={"cell_type": "hsc", "tissue_source": "peripheral_blood"},
-        administration={"dose": "5e6 cells/kg", "conditioning": "cy_atg"},
+        administration={"dose": "5.68e6 cells/kg", "conditioning": "cy_atg"},  # the regimen's reference dose
         simulation={"duration": "200 day"},
     )
     chances = safety.risks(hsc, params, "cells", 50_000)
@@ -218,7 +218,11 @@ def test_conditioning_infection_intracoronary_occlusion_and_harvest_recovery():
     fn = next(c for c in chances if c.event == "febrile_neutropenia")
     assert float(fn.probability[0]) == pytest.approx(96 / 141, abs=0.005)
     beam = hsc.model_copy(
-        update={"administration": hsc.administration.model_copy(update={"conditioning": "beam_atg"})}
+        update={
+            "administration": hsc.administration.model_copy(
+                update={"conditioning": "beam_atg", "dose_cells_per_kg": 5.94e6}
+            )
+        }
     )
     by_event = {c.event: float(c.probability[0]) for c in safety.risks(beam, params)}
     assert by_event["febrile_neutropenia"] == pytest.approx(29 / 33, abs=0.005)

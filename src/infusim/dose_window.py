@@ -127,4 +127,6 @@ def _evaluate(scenario: Scenario) -> tuple[dict, tuple[str, str] | None]:
     row["lung_load_share"] = found["lung_load"]["share_of_lethal"]
     brain = found.get("brain_load")  # intra-arterial into the brain only (null in summary.json otherwise)
     row["brain_load_share"] = brain["share_of_stroke_load"] if brain else np.nan
+    recovery = found.get("neutrophil_recovery")  # conditioning with a haematopoietic graft only
+    row["neutrophil_recovery_median_d"] = recovery["median_day"] if recovery else np.nan
     return row, endpoint

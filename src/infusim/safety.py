@@ -14,7 +14,8 @@ mechanism lives in the cell model, from the model itself:
   factor (source) and by heparin;
   probit in the log load. Dose rate, cell size and lung clearance act through the kinetics;
 * ``treatment_related_death`` (grade 5): the conditioning regimen's mortality, within 100 days;
-* ``serious_infection`` (grade 3): after conditioning, within 100 days, where a rate was read;
+* ``serious_infection`` (grade 3): after conditioning, within 100 days, where a rate was read, times
+  the factor of the CD34+ dose (longer neutropenia, more bacteraemia: ``infusim.engraftment``);
 * ``febrile_neutropenia`` (grade 3): fever during neutropenia after conditioning, within 100 days
   (BEAM-ATG 88%, Cy-ATG 68%: Silfverberg 2024); mostly without a documented infection;
 * ``arterial_occlusion``: intra-arterial MSC into an organ with a read rate (heart, grade 4), and
@@ -53,6 +54,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from infusim import engraftment
 from infusim.compartments import CSF_ROUTES, LEFT_VENTRICLE
 from infusim.model.kinetics import assemble
 from infusim.model.physiology import physiology
@@ -289,15 +291,23 @@ def risks(
         )
         covered = min(horizon_d, TRM_WINDOW_D) / TRM_WINDOW_D
         window = _uniform_in(0.0, min(horizon_d, TRM_WINDOW_D))
-        for event, row, grade in (
-            ("serious_infection", "serious_infection_risk", 3),
-            ("febrile_neutropenia", "febrile_neutropenia_risk", 3),
+        # bacteraemia is more likely the longer neutrophils stay low, which a smaller CD34+ dose prolongs
+        recovery = engraftment.for_scenario(scenario, params)
+        for event, row, grade, factor in (
+            (
+                "serious_infection",
+                "serious_infection_risk",
+                3,
+                recovery.infection_factor if recovery else 1.0,
+            ),
+            ("febrile_neutropenia", "febrile_neutropenia_risk", 3, 1.0),
         ):
             if params.has(row, admin.conditioning):
-                p = params.get(row, admin.conditioning, "")
-                out.append(
-                    Risk(event, ((grade, p * covered * ones),), window, f"{row}[{admin.conditioning}]")
+                p = min(1.0, params.get(row, admin.conditioning, "") * factor)
+                basis = f"{row}[{admin.conditioning}]" + (
+                    f" x {factor:.2f} for the CD34+ dose (neutrophil recovery)" if factor != 1.0 else ""
                 )
+                out.append(Risk(event, ((grade, p * covered * ones),), window, basis))
     if admin.route == "intra_arterial" and params.has(
         "arterial_occlusion_risk", f"{product.cell_type}/{scenario.site}"
     ):
@@ -605,7 +615,11 @@ def simulate_events(
     brain = brain_load_for(scenario, params, model)
     chances = risks(scenario, params, "cells", 1, load, brain)
     events = draw(chances, scenario.simulation.seed, np.array([0]))
-    return events, patient_summary(chances, load, brain)
+    summary = patient_summary(chances, load, brain)
+    recovery = engraftment.for_scenario(scenario, params) if scenario.species == "human" else None
+    if recovery is not None:
+        summary["neutrophil_recovery"] = recovery.as_dict()
+    return events, summary
 
 
 def chunk_events(

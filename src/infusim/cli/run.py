@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from infusim import engraftment
 from infusim.cli.common import (
     DEMO_EXAMPLE,
     OutOption,
@@ -229,6 +230,8 @@ def _print_adverse_events(found: dict) -> None:
             f"{load['share_of_lethal']:.2%} of the lethal load (Kwon 2024a bolus in mice). "
             "Events drawn for this patient: adverse_events.parquet.[/dim]"
         )
+    if found.get("neutrophil_recovery"):
+        console.print(f"[dim]{escape(engraftment.sentence(found['neutrophil_recovery']))}[/dim]")
     brain = found.get("brain_load")
     if brain:
         console.print(

@@ -51,7 +51,10 @@ def doses(
     if summary["endpoint"]:
         title += f" (effect on {summary['endpoint']} at day {summary['time_d']:g}, {summary['unit']})"
     table = Table(title=title)
-    for column in ("route", "cells/kg", "effect (95% interval)", "P(any serious)", "largest serious risk"):
+    recovery = any((row.get("neutrophil_recovery_median_d") or 0) > 0 for row in summary["rows"])
+    columns = ["route", "cells/kg", "effect (95% interval)", "P(any serious)", "largest serious risk"]
+    columns += ["neutrophils >= 0.5e9/L (median day)"] if recovery else []
+    for column in columns:
         table.add_column(column, justify="left" if column in ("route", "largest serious risk") else "right")
     for row in summary["rows"]:
         effect = (
@@ -68,13 +71,14 @@ def doses(
             if k.startswith("serious_") and k != "serious_any"
         }
         worst = max(serious, key=serious.get)
-        table.add_row(
+        cells = [
             row["route"],
             f"{row['dose_cells_per_kg']:.3g}",
             effect,
             f"{row['serious_any']:.2g}",
             f"{worst} {serious[worst]:.2g}" if serious[worst] > 0 else "-",
-        )
+        ]
+        table.add_row(*cells, *([f"{row['neutrophil_recovery_median_d']:.1f}"] if recovery else []))
     console.print(table)
     background = max((row.get("background_serious") or 0.0) for row in summary["rows"])
     if background > 0:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from infusim import engraftment
 from infusim.model.disease import EndpointTrajectories
 from infusim.observe import cells_table, observation_table, observe
 from infusim.parameters import for_scenario
@@ -255,17 +256,23 @@ def _safety_section(found: dict | None, rules: dict | None) -> str:
             for name, row in found["events"].items()
         )
         load = found.get("lung_load") or {}
-        share = f"<p>Peak lung load: {load.get('share_of_lethal', 0):.2%} of the lethal one (Kwon 2024a).</p>"
+        share = (
+            f"<p>Peak lung load: {load['share_of_lethal']:.2%} of the lethal one (Kwon 2024a).</p>"
+            if load
+            else ""
+        )
         brain = found.get("brain_load")
         if brain:
             share += (
                 f"<p>Peak brain load: {brain['share_of_stroke_load']:.2%} of the load that gave half the "
                 "rats a stroke (Janowski 2013).</p>"
             )
+        if found.get("neutrophil_recovery"):
+            share += f"<p>{html.escape(engraftment.sentence(found['neutrophil_recovery']))}</p>"
         out += (
             "<h2>Adverse events (probability over the simulation, this patient)</h2>"
             "<table><tr><th>event</th><th>any grade</th><th>serious (grade 3-5)</th><th>basis</th></tr>"
-            f"{rows}</table>{share if load else ''}<p>Models and sources: docs/safety.md.</p>"
+            f"{rows}</table>{share}<p>Models and sources: docs/safety.md.</p>"
         )
     if rules:
         rows = "".join(
