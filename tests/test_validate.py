@@ -212,6 +212,13 @@ def test_update_tables_writes_value_interval_cases_and_keeps_the_basis(tmp_path)
     )
     assert row.value == pytest.approx(0.0312) and row.provenance == "calibrated"
     assert "somecase" in row.note and "0.02-0.05" in row.note and "basis: -ln(0.475)" in row.note
+    # only the fitted row's line changes: the other tables and lines keep their text (quoting included)
+    before = (_data_dir() / "labels.csv").read_text().splitlines()
+    after = (tmp_path / "labels.csv").read_text().splitlines()
+    assert len(before) == len(after) and sum(a != b for a, b in zip(before, after, strict=True)) == 1
+    for table in TABLES:
+        if table != "labels.csv":
+            assert (tmp_path / table).read_bytes() == (_data_dir() / table).read_bytes(), table
 
 
 def _region_case(tmp_path: Path, region: dict | None) -> Path:

@@ -315,7 +315,10 @@ def fit_cases(
 
 
 def update_tables(fit: CaseFit, command: str, data_dir=None) -> list[str]:
-    """Write fitted values into the parameter tables (provenance ``calibrated``), keeping the basis."""
+    """Write fitted values into the parameter tables (provenance ``calibrated``), keeping the basis.
+
+    Only the fitted rows' lines are rewritten; every other line keeps its text (quoting included), and
+    a table with no fitted row is not touched."""
 
     from infusim.parameters import TABLES, _bundled_entries, _data_dir
 
@@ -323,9 +326,11 @@ def update_tables(fit: CaseFit, command: str, data_dir=None) -> list[str]:
     by_key = {(v.parameter, v.scope): v for v in fit.values}
     for table in TABLES:
         path = Path(data_dir or _data_dir()) / table
-        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
-        for row in rows[1:]:
-            fitted = by_key.get((row[0], row[1]))
+        lines = path.read_text(encoding="utf-8").splitlines()
+        touched = False
+        for i, line in enumerate(lines[1:], start=1):
+            row = next(csv.reader([line]), None)
+            fitted = by_key.get((row[0], row[1])) if row and len(row) >= 7 else None
             if fitted is None:
                 continue
             basis = row[6].split(" | basis: ")[-1] if row[5] == "calibrated" else row[6]
@@ -337,17 +342,20 @@ def update_tables(fit: CaseFit, command: str, data_dir=None) -> list[str]:
                 f"{fitted.low:.3g}-{fitted.high:.3g} {fitted.unit}".rstrip()
                 + f"; start value {fitted.start:.3g} | basis: {basis}"
             )
+            lines[i] = _csv_line(row)
+            touched = True
             changed.append(f"{table}:{row[0]}[{row[1]}]")
-        _write_rows(path, rows)
+        if touched:
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     _bundled_entries.cache_clear()
     return changed
 
 
-def _write_rows(path: Path, rows: list[list[str]]) -> None:
-    """Write a parameter table back as CSV with Unix line ends (keeps diffs small)."""
+def _csv_line(row: list[str]) -> str:
+    """One CSV line (no line end), quoted as the csv module does."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    path.write_text(buffer.getvalue(), encoding="utf-8")
+    csv.writer(buffer, lineterminator="").writerow(row)
+    return buffer.getvalue()
 
 
 if __name__ == "__main__":
