@@ -16,8 +16,12 @@ dose, so the dose changes that rate by the ratio of the expected relative risks:
 
     factor(d) = (1 + (RR - 1) P_long(d)) / (1 + (RR - 1) P_long(d_ref))
 
-Everything is a distribution over patients, computed in closed form (no per-patient draws), so a
-trial's events stay pure functions of seed and patient.
+For one patient (``simulate``) the summary is the distribution, in closed form. A trial draws each
+patient's recovery day from its own random stream (``recovery_days``: a pure function of seed and
+patient, so chunking does not change it); the patient's serious-infection risk is then the
+regimen's rate times RR / (1 + (RR - 1) P_long(d_ref)) with long neutropenia and 1 / (1 + (RR - 1)
+P_long(d_ref)) without (``infection_factors``), whose mean is ``factor(d)`` above, and the patients
+table records the day (``neutrophil_recovery_d``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ import numpy as np
 import scipy.stats
 
 from infusim.parameters import ParameterSet
+from infusim.population import standard_normals, stream
 from infusim.scenario import Scenario
+
+#: The random stream of each trial patient's recovery day.
+STREAM = "engraftment:neutrophil_recovery"
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,26 @@ def median_day(regimen: str, cd34_per_kg: float, params: ParameterSet) -> float:
     return float(reference * (cd34_per_kg / d_ref) ** -b)
 
 
+def recovery_days(
+    regimen: str, cd34_per_kg: float, params: ParameterSet, seed: int, index: np.ndarray
+) -> np.ndarray:
+    """Each patient's day of neutrophils >= 0.5e9/L (patients ``index`` of a trial with ``seed``)."""
+    sd = params.get("neutrophil_recovery_sd", "", "")
+    z = standard_normals(seed, np.asarray(index, dtype=np.int64), stream(STREAM))
+    return median_day(regimen, cd34_per_kg, params) * np.exp(sd * z)
+
+
+def infection_factors(regimen: str, recovery_d: np.ndarray, params: ParameterSet) -> np.ndarray:
+    """Per patient, the factor on the regimen's serious-infection risk from their own recovery day:
+    RR with long neutropenia, 1 without, both over the mean at the regimen's reference dose."""
+    rr = params.get("bacteraemia_neutropenia_rr", "", "")
+    start = params.get("neutropenia_start", regimen, "day")
+    long_d = params.get("neutropenia_long_days", "", "day")
+    d_ref = params.get("neutrophil_recovery_reference_dose", regimen, "1/kg")
+    reference = 1.0 + (rr - 1.0) * share_long(regimen, d_ref, params)
+    return np.where(np.asarray(recovery_d) - start > long_d, rr, 1.0) / reference
+
+
 def share_long(regimen: str, cd34_per_kg: float, params: ParameterSet) -> float:
     """Share of patients whose neutrophils stay < 1.0e9/L longer than ``neutropenia_long_days``."""
     sd = params.get("neutrophil_recovery_sd", "", "")
@@ -125,3 +153,12 @@ def for_scenario(scenario: Scenario, params: ParameterSet) -> Recovery | None:
     if not applies(scenario):
         return None
     return recovery(scenario.administration.conditioning, scenario.dose_cells_per_kg, params)
+
+
+def for_patients(scenario: Scenario, params: ParameterSet, seed: int, index: np.ndarray) -> np.ndarray | None:
+    """Recovery days of trial patients ``index`` given the arm's ``scenario`` (its dose per kg of the
+    typical patient), or None without conditioning or a haematopoietic graft."""
+    if not applies(scenario):
+        return None
+    regimen = scenario.administration.conditioning
+    return recovery_days(regimen, scenario.dose_cells_per_kg, params, seed, index)

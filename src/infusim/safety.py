@@ -238,11 +238,13 @@ def risks(
     patients: int = 1,
     load: HeldLoad | None = None,
     brain: HeldLoad | None = None,
+    infection_factor: np.ndarray | None = None,
 ) -> list[Risk]:
     """Every chance of an adverse event of ``patients`` patients given ``scenario`` (``kind``:
     ``cells``, ``placebo`` for a sham procedure without cells, ``none`` for no procedure; ``load``
-    and ``brain``: the lung and brain loads of ``load_for`` and ``brain_load_for``). The condition's
-    background events come in every arm."""
+    and ``brain``: the lung and brain loads of ``load_for`` and ``brain_load_for``;
+    ``infection_factor``: per patient, from their own neutrophil recovery, else the dose's mean).
+    The condition's background events come in every arm."""
     if scenario.species != "human":  # the rates are from patients; only the held loads are per species
         return _lung_risks(scenario, params, load) + _brain_risks(params, brain) if kind == "cells" else []
     admin, product = scenario.administration, scenario.product
@@ -293,21 +295,18 @@ def risks(
         window = _uniform_in(0.0, min(horizon_d, TRM_WINDOW_D))
         # bacteraemia is more likely the longer neutrophils stay low, which a smaller CD34+ dose prolongs
         recovery = engraftment.for_scenario(scenario, params)
-        for event, row, grade, factor in (
-            (
-                "serious_infection",
-                "serious_infection_risk",
-                3,
-                recovery.infection_factor if recovery else 1.0,
-            ),
-            ("febrile_neutropenia", "febrile_neutropenia_risk", 3, 1.0),
+        mean = recovery.infection_factor if recovery else 1.0
+        own = infection_factor if infection_factor is not None and recovery else mean * ones
+        note = f" x {mean:.2f} (mean) for the CD34+ dose (neutrophil recovery)" if recovery else ""
+        for event, row, grade, factor, basis in (
+            ("serious_infection", "serious_infection_risk", 3, own, note),
+            ("febrile_neutropenia", "febrile_neutropenia_risk", 3, ones, ""),
         ):
             if params.has(row, admin.conditioning):
-                p = min(1.0, params.get(row, admin.conditioning, "") * factor)
-                basis = f"{row}[{admin.conditioning}]" + (
-                    f" x {factor:.2f} for the CD34+ dose (neutrophil recovery)" if factor != 1.0 else ""
+                p = np.minimum(1.0, params.get(row, admin.conditioning, "") * factor)
+                out.append(
+                    Risk(event, ((grade, p * covered),), window, f"{row}[{admin.conditioning}]{basis}")
                 )
-                out.append(Risk(event, ((grade, p * covered * ones),), window, basis))
     if admin.route == "intra_arterial" and params.has(
         "arterial_occlusion_risk", f"{product.cell_type}/{scenario.site}"
     ):
@@ -650,7 +649,11 @@ def chunk_events(
         cells = spec.kind == "cells"
         load = load_for(arm_scenario, params) if cells else None
         brain = brain_load_for(arm_scenario, params) if cells else None
-        events = draw(risks(arm_scenario, params, spec.kind, members.size, load, brain), seed, members)
+        days = engraftment.for_patients(arm_scenario, params, seed, members) if cells else None
+        regimen = arm_scenario.administration.conditioning
+        factor = None if days is None else engraftment.infection_factors(regimen, days, params)
+        chances = risks(arm_scenario, params, spec.kind, members.size, load, brain, factor)
+        events = draw(chances, seed, members)
         for e, name in enumerate(EVENTS):
             own = events[events.event == name]
             counts[a, e, 0] = own.patient.nunique()

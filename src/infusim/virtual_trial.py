@@ -15,7 +15,9 @@ Per patient and visit, for every endpoint of the condition:
 * ``died_d``: the day the patient died (a grade-5 adverse event of any cause, ``safety.death_days``:
   the same draws as the trial's adverse events), null when alive at the end. After a death a
   continuous endpoint is missing (null; the analysis is complete-case) and a response-rate endpoint
-  counts as no response, as trials count it; treatment-related mortality is the death itself.
+  counts as no response, as trials count it; treatment-related mortality is the death itself;
+* ``neutrophil_recovery_d``: after conditioning with a haematopoietic graft, the day neutrophils
+  reached 0.5e9/L (``engraftment.recovery_days``, the draw that sets the patient's infection risk).
 
 ``simulate_chunk`` also returns partial sums (per arm, endpoint and visit) from which ``stats``
 builds means, confidence intervals, comparisons and power without reading the rows back.
@@ -29,7 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from infusim import conditions, outcomes, posterior, safety
+from infusim import conditions, engraftment, outcomes, posterior, safety
 from infusim.conditions import ConditionInfo, Endpoint
 from infusim.model import disease
 from infusim.model.disease import Variation
@@ -166,10 +168,14 @@ def simulate_chunk(
     n, n_visits = len(index), len(plan.visits_d)
     true = {e.name: np.zeros((n, n_visits)) for e in plan.endpoints}
     untreated = {e.name: np.zeros((n, n_visits)) for e in plan.endpoints}
+    recovery_d = np.full(n, np.nan)
     for a, spec in enumerate(trial.arms):
         members = np.flatnonzero(arm == a)
         if members.size == 0:
             continue
+        days = engraftment.for_patients(scenario.for_arm(spec), params, seed, index[members])
+        if spec.kind == "cells" and days is not None:  # the same draws as the adverse events'
+            recovery_d[members] = days
         group = cohort.take(members)
         k = {m: values[members] for m, values in truth.half_saturation.items()}
         outcome = _arm_outcomes(scenario.for_arm(spec), spec.kind, group, plan, params, k)
@@ -189,7 +195,7 @@ def simulate_chunk(
     stats = ChunkStats(replicate, start, sums, _baseline_sums(cohort, arm, len(trial.arms)))
     if not table:
         return None, stats
-    return _table(replicate, index, arm, cohort, plan, measured, twin, counted, died), stats
+    return _table(replicate, index, arm, cohort, plan, measured, twin, counted, died, recovery_d), stats
 
 
 def _after_deaths(
@@ -372,9 +378,11 @@ def _table(
     untreated: dict[str, np.ndarray],
     counted: dict[str, np.ndarray],
     died_d: np.ndarray,
+    recovery_d: np.ndarray,
 ) -> pa.Table:
     """One row per patient and visit: covariates, arm, recorded endpoints (null after a death for a
-    continuous endpoint), the untreated twin and the day of death (null if none)."""
+    continuous endpoint), the untreated twin, the day of death (null if none) and the day neutrophils
+    recovered after conditioning (null without conditioning and a haematopoietic graft)."""
     visits = len(plan.visits_d)
 
     def per_row(values: np.ndarray, dtype) -> np.ndarray:
@@ -392,6 +400,9 @@ def _table(
         "body_weight_kg": pa.array(per_row(cohort.body_weight_kg, np.float32)),
         "severity": pa.array(per_row(cohort.severity, np.float32)),
         "died_d": pa.array(per_row(died_d, np.float32), mask=per_row(~np.isfinite(died_d), np.bool_)),
+        "neutrophil_recovery_d": pa.array(
+            per_row(recovery_d, np.float32), mask=per_row(~np.isfinite(recovery_d), np.bool_)
+        ),
     }
     for endpoint in plan.endpoints:
         name = endpoint.name
