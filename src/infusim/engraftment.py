@@ -112,9 +112,15 @@ def infection_factors(regimen: str, recovery_d: np.ndarray, params: ParameterSet
     rr = params.get("bacteraemia_neutropenia_rr", "", "")
     start = params.get("neutropenia_start", regimen, "day")
     long_d = params.get("neutropenia_long_days", "", "day")
+    return np.where(np.asarray(recovery_d) - start > long_d, rr, 1.0) / _reference_risk(regimen, params)
+
+
+def _reference_risk(regimen: str, params: ParameterSet) -> float:
+    """Mean relative bacteraemia risk at the regimen's reference dose, 1 + (RR - 1) P_long(d_ref):
+    the regimen's serious-infection rate was counted over that mixture."""
+    rr = params.get("bacteraemia_neutropenia_rr", "", "")
     d_ref = params.get("neutrophil_recovery_reference_dose", regimen, "1/kg")
-    reference = 1.0 + (rr - 1.0) * share_long(regimen, d_ref, params)
-    return np.where(np.asarray(recovery_d) - start > long_d, rr, 1.0) / reference
+    return 1.0 + (rr - 1.0) * share_long(regimen, d_ref, params)
 
 
 def share_long(regimen: str, cd34_per_kg: float, params: ParameterSet) -> float:
@@ -130,11 +136,10 @@ def recovery(regimen: str, cd34_per_kg: float, params: ParameterSet) -> Recovery
     """Neutrophil recovery and the serious-infection factor for a regimen and CD34+ dose."""
     sd = params.get("neutrophil_recovery_sd", "", "")
     rr = params.get("bacteraemia_neutropenia_rr", "", "")
-    d_ref = params.get("neutrophil_recovery_reference_dose", regimen, "1/kg")
     median = median_day(regimen, cd34_per_kg, params)
     z = scipy.stats.norm.ppf(0.95)
     p_long = share_long(regimen, cd34_per_kg, params)
-    factor = (1.0 + (rr - 1.0) * p_long) / (1.0 + (rr - 1.0) * share_long(regimen, d_ref, params))
+    factor = (1.0 + (rr - 1.0) * p_long) / _reference_risk(regimen, params)
     return Recovery(
         regimen,
         float(cd34_per_kg),
