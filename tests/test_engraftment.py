@@ -122,7 +122,11 @@ def test_a_trial_draws_each_patients_recovery_once_and_ties_their_infection_to_i
     )
     s = from_dict(spec)
     params = bundled()
-    run_trial(s, tmp_path / "a", chunk_size=1500)
+    summary = run_trial(s, tmp_path / "a", chunk_size=1500)
+    # trial.json gives each arm's recovery distribution, the one its patients are drawn from
+    by_arm = summary["adverse_events"]["neutrophil_recovery"]
+    assert by_arm["low"]["median_day"] > by_arm["reference"]["median_day"]
+    assert by_arm["reference"]["serious_infection_factor"] == pytest.approx(1.0, abs=1e-3)
     patients = pd.read_parquet(tmp_path / "a" / "patients").drop_duplicates("patient")
     days = patients.set_index("patient").neutrophil_recovery_d
     arms = patients.set_index("patient").arm.astype(str)
@@ -148,3 +152,13 @@ def test_a_trial_draws_each_patients_recovery_once_and_ties_their_infection_to_i
     share = engraftment.share_long("beam_atg", 5.94e6, params)
     expected = params.get("serious_infection_risk", "beam_atg", "") / (1 + (rr - 1) * share)
     assert scipy.stats.binomtest(k_short, n_short, expected).pvalue > 0.001
+    # the console of `infusim trial` says it per arm
+    import yaml
+    from typer.testing import CliRunner
+
+    from infusim.cli import app
+
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(app, ["trial", str(tmp_path / "t.yaml"), "-o", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert "low: Neutrophil recovery" in result.output and "reference: Neutrophil recovery" in result.output

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from infusim import __version__, safety, stats
+from infusim import __version__, engraftment, safety, stats
 from infusim.errors import OutputError
 from infusim.io import write_json
+from infusim.parameters import for_scenario
 from infusim.scenario import Scenario
 from infusim.simulation import DISCLAIMER
 from infusim.virtual_trial import ChunkStats, baseline_table, design, simulate_chunk
@@ -197,7 +198,7 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
             },
         },
         "by_arm": stats.arm_summary(first, plan),
-        "adverse_events": _adverse_events(out, plan_chunks, trial),
+        "adverse_events": _adverse_events(out, plan_chunks, scenario),
         "baseline": baseline_table(
             sum(np.load(out / "stats" / f"{c.stem}-baseline.npy") for c in plan_chunks if c.replicate == 0),
             [a.name for a in trial.arms],
@@ -239,13 +240,22 @@ def _regulatory(scenario: Scenario) -> dict:
     return found
 
 
-def _adverse_events(out: Path, plan_chunks: list[Chunk], trial) -> dict:
+def _adverse_events(out: Path, plan_chunks: list[Chunk], scenario: Scenario) -> dict:
     """Per event and arm of replicate 0: patients with the event, rates with 95% CIs and the relative
-    risk against the control arm (``safety.trial_summary``)."""
+    risk against the control arm (``safety.trial_summary``); per cells arm after conditioning, the
+    neutrophil recovery its patients are drawn from (``engraftment.recovery``)."""
+    trial = scenario.trial
     counts = sum(np.load(out / "stats" / f"{c.stem}-events.npy") for c in plan_chunks if c.replicate == 0)
     arms = [a.name for a in trial.arms]
+    params = for_scenario(scenario)
+    recovery = {
+        spec.name: found.as_dict()
+        for spec in trial.arms
+        if spec.kind == "cells" and (found := engraftment.for_scenario(scenario.for_arm(spec), params))
+    }
     return {
         "by_event": safety.trial_summary(counts, arms, arms.index(trial.control.name)),
+        **({"neutrophil_recovery": recovery} if recovery else {}),
         "dataset": "adverse_events/",
         "note": "patients with at least one event (any grade; serious: CTCAE grade 3-5) in replicate 0; "
         "exact binomial 95% CIs; relative risk against the control arm (None when either arm has none). "

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from infusim import engraftment
 from infusim.cli.common import (
     _p_text,
     _user_errors,
@@ -206,3 +207,5 @@ def _print_adverse_events(found: dict | None) -> None:
     console.print("Adverse events (patients with the event, replicate 0):", highlight=False)
     for line in lines or ["  none in any arm"]:
         console.print(escape(line), highlight=False)
+    for arm, recovery in found.get("neutrophil_recovery", {}).items():
+        console.print(f"[dim]{escape(arm)}: {escape(engraftment.sentence(recovery))}[/dim]")
