@@ -162,3 +162,4 @@ def test_a_trial_draws_each_patients_recovery_once_and_ties_their_infection_to_i
     result = CliRunner().invoke(app, ["trial", str(tmp_path / "t.yaml"), "-o", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     assert "low: Neutrophil recovery" in result.output and "reference: Neutrophil recovery" in result.output
+    assert "low: Neutrophil recovery" in (tmp_path / "c" / "report.html").read_text()

@@ -6,6 +6,7 @@ import html
 
 import plotly.graph_objects as go
 
+from infusim import engraftment
 from infusim.report import page_start
 
 
@@ -136,10 +137,14 @@ def _adverse_section(found: dict | None) -> str:
                 f"<td>{_rate(row['any'])}</td><td>{_rate(row['serious'])}</td><td>{rr_text}</td></tr>"
             )
     table = "".join(rows) or "<tr><td colspan=6>no adverse event in any arm</td></tr>"
+    recovery = "".join(
+        f"<p>{html.escape(arm)}: {html.escape(engraftment.sentence(found_arm))}</p>"
+        for arm, found_arm in found.get("neutrophil_recovery", {}).items()
+    )
     return (
         "<h2>Adverse events (replicate 0)</h2><table><tr><th>event</th><th>arm</th><th>patients</th>"
         "<th>any grade (95% CI)</th><th>serious (95% CI)</th><th>relative risk vs control</th></tr>"
-        f"{table}</table><p>{html.escape(found['note'])}</p>"
+        f"{table}</table>{recovery}<p>{html.escape(found['note'])}</p>"
     )
 
 
