@@ -68,6 +68,8 @@ def test_only_a_conditioned_haematopoietic_graft_has_a_recovery():
     params = bundled()
     assert engraftment.for_scenario(hsc("5e6 cells/kg"), params) is not None
     assert engraftment.for_scenario(scenario(administration={"dose": "1e6 cells/kg"}), params) is None
+    mouse = hsc("5e6 cells/kg").model_copy(update={"species": "mouse"})
+    assert engraftment.for_scenario(mouse, params) is None  # the rows are from patients
     with pytest.raises(ValueError, match="cd34_per_kg"):
         engraftment.median_day("cy_atg", 0.0, params)
 

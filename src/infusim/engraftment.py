@@ -83,8 +83,13 @@ def sentence(found: dict) -> str:
 
 
 def applies(scenario: Scenario) -> bool:
-    """True when the scenario conditions the patient and returns haematopoietic cells."""
-    return scenario.administration.conditioning != "none" and scenario.product.cell_type == "hsc"
+    """True when the scenario conditions a human patient and returns haematopoietic cells (the rows
+    are from patients)."""
+    return (
+        scenario.species == "human"
+        and scenario.administration.conditioning != "none"
+        and scenario.product.cell_type == "hsc"
+    )
 
 
 def median_day(regimen: str, cd34_per_kg: float, params: ParameterSet) -> float:

@@ -615,7 +615,7 @@ def simulate_events(
     chances = risks(scenario, params, "cells", 1, load, brain)
     events = draw(chances, scenario.simulation.seed, np.array([0]))
     summary = patient_summary(chances, load, brain)
-    recovery = engraftment.for_scenario(scenario, params) if scenario.species == "human" else None
+    recovery = engraftment.for_scenario(scenario, params)
     if recovery is not None:
         summary["neutrophil_recovery"] = recovery.as_dict()
     return events, summary
