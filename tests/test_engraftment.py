@@ -47,6 +47,16 @@ def test_a_smaller_graft_raises_serious_infection_by_the_bacteraemia_relative_ri
         1 + (rr - 1) * at_reference.share_long_neutropenia
     )
     assert low.infection_factor == pytest.approx(expected)
+    # the summaries carry the parameter uncertainty: the intervals hold the point values and are wide
+    # where the rows are uncertain (the exponent is derived, CV 25%; the neutropenia start an assumption)
+    for found in (low, at_reference, high):
+        lo, hi = found.median_d_interval
+        assert lo < found.median_d < hi and hi / lo > 1.1
+        lo, hi = found.infection_factor_interval
+        assert lo <= found.infection_factor <= hi and hi > lo
+    assert engraftment.mean_infection_factor(hsc("1e6 cells/kg", "beam_atg"), params) == pytest.approx(
+        low.infection_factor
+    )
     # a relative risk of 1 takes the dose effect away
     flat = with_values(params, {("bacteraemia_neutropenia_rr", ""): 1.0})
     assert engraftment.recovery("beam_atg", 1e6, flat).infection_factor == pytest.approx(1.0)

@@ -251,7 +251,7 @@ def _adverse_events(out: Path, plan_chunks: list[Chunk], scenario: Scenario) -> 
     recovery = {
         spec.name: found.as_dict()
         for spec in trial.arms
-        if spec.kind == "cells" and (found := engraftment.for_scenario(scenario.for_arm(spec), params))
+        if (found := engraftment.for_scenario(scenario.for_arm(spec), params, spec.kind))
     }
     return {
         "by_event": safety.trial_summary(counts, arms, arms.index(trial.control.name)),

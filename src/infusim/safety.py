@@ -294,10 +294,9 @@ def risks(
         covered = min(horizon_d, TRM_WINDOW_D) / TRM_WINDOW_D
         window = _uniform_in(0.0, min(horizon_d, TRM_WINDOW_D))
         # bacteraemia is more likely the longer neutrophils stay low, which a smaller CD34+ dose prolongs
-        recovery = engraftment.for_scenario(scenario, params)
-        mean = recovery.infection_factor if recovery else 1.0
-        own = infection_factor if infection_factor is not None and recovery else mean * ones
-        note = f" x {mean:.2f} (mean) for the CD34+ dose (neutrophil recovery)" if recovery else ""
+        mean = engraftment.mean_infection_factor(scenario, params)
+        own = infection_factor if infection_factor is not None and mean else (mean or 1.0) * ones
+        note = f" x {mean:.2f} (mean) for the CD34+ dose (neutrophil recovery)" if mean else ""
         for event, row, grade, factor, basis in (
             ("serious_infection", "serious_infection_risk", 3, own, note),
             ("febrile_neutropenia", "febrile_neutropenia_risk", 3, ones, ""),
@@ -649,7 +648,7 @@ def chunk_events(
         cells = spec.kind == "cells"
         load = load_for(arm_scenario, params) if cells else None
         brain = brain_load_for(arm_scenario, params) if cells else None
-        days = engraftment.for_patients(arm_scenario, params, seed, members) if cells else None
+        days = engraftment.for_patients(arm_scenario, params, seed, members, spec.kind)
         regimen = arm_scenario.administration.conditioning
         factor = None if days is None else engraftment.infection_factors(regimen, days, params)
         chances = risks(arm_scenario, params, spec.kind, members.size, load, brain, factor)

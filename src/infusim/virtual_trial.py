@@ -173,12 +173,13 @@ def simulate_chunk(
         members = np.flatnonzero(arm == a)
         if members.size == 0:
             continue
-        days = engraftment.for_patients(scenario.for_arm(spec), params, seed, index[members])
-        if spec.kind == "cells" and days is not None:  # the same draws as the adverse events'
+        arm_scenario = scenario.for_arm(spec)
+        days = engraftment.for_patients(arm_scenario, params, seed, index[members], spec.kind)
+        if days is not None:  # the same draws as the adverse events'
             recovery_d[members] = days
         group = cohort.take(members)
         k = {m: values[members] for m, values in truth.half_saturation.items()}
-        outcome = _arm_outcomes(scenario.for_arm(spec), spec.kind, group, plan, params, k)
+        outcome = _arm_outcomes(arm_scenario, spec.kind, group, plan, params, k)
         for e in plan.endpoints:
             shift = truth.shift.get(e.name, 0.0) if spec.kind == "cells" else 0.0
             value = outcome.treated[e.name] + shift
