@@ -57,6 +57,10 @@ def trial(
 
     loaded = with_size(as_scenario(scenario), patients, replicates)
     for_scenario(loaded)  # a bad parameters override fails here, before any output exists
+    if loaded.economics is not None:
+        from infusim import economics
+
+        economics.check(loaded)  # so does a cost-effectiveness analysis that cannot be done
     folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="infusim-trial-"))
     summary = run_trial(
         loaded,
@@ -87,6 +91,42 @@ def power(
     curve = power_curve(loaded, sizes, replicates)
     primary = loaded.trial.primary
     return PowerResult(loaded.name, primary.endpoint, primary.at_h / 24.0, replicates, curve)
+
+
+def economics(scenario: Scenario | dict | str | Path, out: str | Path) -> dict:
+    """Cost-effectiveness of the finished trial in ``out`` by the scenario's ``economics`` section
+    (``infusim.economics``); rewrites ``summary.json`` and ``report.html`` with it and returns it."""
+    import json
+
+    from infusim import economics as cost_effectiveness
+    from infusim.errors import OutputError
+    from infusim.report.trial import render
+    from infusim.runner import MANIFEST, _write_atomic_json, with_size
+
+    folder = Path(out)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise OutputError(
+            str(folder), "not a finished infusim trial folder (no trial.json and summary.json)"
+        ) from None
+    if manifest.get("status") != "complete":
+        raise OutputError(str(folder), "the trial in this folder did not finish; run it again with --resume")
+    loaded = with_size(as_scenario(scenario), manifest["patients"], manifest["replicates"])
+    if loaded.economics is None:
+        raise ScenarioError("economics", "the scenario has no economics section (see docs/economics.md)")
+    if loaded.hash() != summary["scenario_hash"]:
+        raise ScenarioError(
+            "scenario",
+            f"it is not the scenario the trial in {folder} ran (its content differs outside economics)",
+        )
+    found = cost_effectiveness.analyse(loaded, folder)
+    summary["economics"] = found
+    (folder / ".report.html.tmp").write_text(render(summary), encoding="utf-8")
+    (folder / ".report.html.tmp").replace(folder / "report.html")
+    _write_atomic_json(folder / "summary.json", summary)
+    return found
 
 
 def validate(

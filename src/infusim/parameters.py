@@ -39,6 +39,7 @@ TABLES = (
     "variability.csv",
     "safety.csv",
     "synthesis.csv",
+    "economics.csv",
 )
 COLUMNS = ("parameter", "scope", "value", "unit", "source", "provenance", "note")
 
@@ -150,9 +151,11 @@ def read_table(path: Path) -> list[Entry]:
             if not row["source"]:
                 raise DataError(where, "every value needs a source")
             try:
-                units.registry().Unit(row["unit"])
+                units.is_money(row["unit"]) or units.registry().Unit(row["unit"])
             except Exception:
-                raise DataError(where, f"unit {row['unit']!r} is not a unit pint knows") from None
+                raise DataError(
+                    where, f"unit {row['unit']!r} is neither a unit pint knows nor money (GBP2018/dose)"
+                ) from None
             rows.append(
                 Entry(
                     row["parameter"],

@@ -128,6 +128,10 @@ def _run_chunks(
         if progress is not None:
             progress(chunk.stop - chunk.start)
     summary = summarize(scenario, out, plan)
+    if scenario.economics is not None:
+        from infusim import economics
+
+        summary["economics"] = economics.analyse(scenario, out)
     from infusim.report.trial import render
 
     report = out / ".report.html.tmp"

@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from infusim.compartments import ARTERIAL_SITES, CSF_ROUTES, CSF_SITE, ORGANS, Species
 from infusim.errors import ScenarioError
+from infusim.scenario_economics import Economics
 from infusim.scenario_errors import _first_error, _refuse_duplicate_keys
 from infusim.scenario_sections import (
     BODY_WEIGHT_RANGE_KG,
@@ -73,6 +74,8 @@ class Scenario(_Section):
     administration: Administration
     simulation: Simulation = Simulation()
     trial: Trial | None = None
+    #: Cost-effectiveness of the trial's cells arms (``scenario_economics``; needs ``trial``).
+    economics: Economics | None = None
     #: Table rows replaced for this scenario: ``{"loss_rate[msc/lungs]": "0.1 1/h"}`` (checked and
     #: applied by ``parameters.for_scenario``; ``infusim parameters`` lists the rows).
     parameters: dict[str, str | float] = Field(default_factory=dict)
@@ -145,6 +148,8 @@ class Scenario(_Section):
             )
         if self.trial is not None:
             self._check_trial()
+        elif self.economics is not None:
+            raise _FieldError("economics", "a cost-effectiveness analysis needs a trial section")
         last_start = (admin.repeat.count - 1) * admin.repeat.interval_h
         if last_start > self.simulation.duration_h:
             raise _FieldError(
@@ -193,7 +198,7 @@ class Scenario(_Section):
 
     def for_arm(self, arm: Arm) -> Scenario:
         """This scenario as given to one arm (its administration and product overrides applied)."""
-        update: dict[str, Any] = {"trial": None}
+        update: dict[str, Any] = {"trial": None, "economics": None}
         if isinstance(arm.administration, Administration):
             update["administration"] = arm.administration
         if arm.product is not None:
@@ -258,8 +263,10 @@ class Scenario(_Section):
         return notes
 
     def hash(self) -> str:
-        """A SHA-256 of the validated content: equal for scenarios that mean the same thing."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """A SHA-256 of the validated content: equal for scenarios that simulate the same thing (the
+        ``economics`` section analyses a trial's output and is left out, so it can change afterwards)."""
+        content = self.model_dump(mode="json", exclude={"economics"})
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -6,6 +6,7 @@ volumes in litres, flows in L/h, body weight in kg, lengths in micrometres.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 import pint
@@ -22,6 +23,17 @@ def registry() -> pint.UnitRegistry:
     ureg.define("million = 1e6")
     ureg.define("billion = 1e9")
     return ureg
+
+
+#: Money in a table: a currency code with its price year (``GBP2018``; the year may be left out of a
+#: policy value such as ``GBP/QALY``), optionally per one thing (``/dose``, ``/year``, ``/million_cells``).
+#: pint does not convert between currencies or years, and infusim does not either.
+MONEY = re.compile(r"[A-Z]{3}(\d{4})?(/[A-Za-z_]+)?")
+
+
+def is_money(unit: str) -> bool:
+    """Whether a table unit is money (see ``MONEY``)."""
+    return MONEY.fullmatch(unit) is not None
 
 
 def parse(text: str | float | int, field: str) -> pint.Quantity:

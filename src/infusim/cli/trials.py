@@ -80,8 +80,82 @@ def trial(
         console.print(str(out), markup=False, highlight=False)
         return
     _print_trial(summary)
+    if summary.get("economics"):
+        _print_economics(summary["economics"])
     console.print(f"[dim]{summary['disclaimer']}[/dim]")
     console.print(f"Output folder: [bold]{escape(str(out))}[/bold] (patients/, summary.json, report.html)")
+
+
+@app.command()
+@_user_errors
+def economics(
+    scenario: Annotated[Path, typer.Argument(help="The trial's scenario YAML, with an economics section.")],
+    out: Annotated[Path, typer.Argument(help="Folder of the finished trial (from infusim trial).")],
+) -> None:
+    """Cost-effectiveness of a finished virtual trial: each cells arm against control.
+
+    Discounted QALYs (the condition's utility mapping of an endpoint) and costs (product, delivery,
+    harvest, transplant, serious adverse events, health states) per arm; incremental cost, QALYs and
+    ICER; net monetary benefit and the probability of being cost-effective at each threshold, over
+    the trial's sampling error and the cost and utility rows' priors. Within the trial's horizon
+    (no extrapolation). Adds `economics` to OUT/summary.json and redraws OUT/report.html; the
+    settings come from the scenario's economics section (docs/economics.md), which may change
+    after the trial ran.
+    """
+    from infusim import api
+
+    found = api.economics(scenario, out)
+    _print_economics(found)
+    console.print(f"[dim]{found['disclaimer']}[/dim]")
+    console.print(f"Updated: [bold]{escape(str(out))}[/bold] (summary.json economics, report.html)")
+
+
+def _print_economics(found: dict) -> None:
+    """Per arm costs and QALYs, then each cells arm against control."""
+    chosen = found["settings"]
+    cur = chosen["currency"]
+    table = Table(
+        title=f"Cost-effectiveness over {chosen['horizon_d']:g} days ({cur}; utility of "
+        f"{chosen['endpoint']}; discount {chosen['discount_costs']:.1%} costs, "
+        f"{chosen['discount_qalys']:.1%} QALYs)"
+    )
+    for column in ("arm", "patients", "cost per patient (95% interval)", "QALYs per patient (95% interval)"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for arm, row in found["by_arm"].items():
+        cost, qalys = row["cost"], row["qalys"]
+        table.add_row(
+            escape(arm),
+            str(row["patients"]),
+            f"{cost['mean']:,.0f} ({cost['ci95'][0]:,.0f} to {cost['ci95'][1]:,.0f})",
+            f"{qalys['mean']:.4f} ({qalys['ci95'][0]:.4f} to {qalys['ci95'][1]:.4f})",
+        )
+    console.print(table)
+    for arm, result in found["comparisons"].items():
+        d_cost, d_qalys = result["incremental_cost"], result["incremental_qalys"]
+        icer = "" if result["icer"] is None else f"; ICER {result['icer']:,.0f} {cur}/QALY"
+        console.print(
+            f"{escape(arm)} vs {escape(found['control'])}: {d_cost['mean']:+,.0f} {cur} "
+            f"({d_cost['ci95'][0]:+,.0f} to {d_cost['ci95'][1]:+,.0f}), {d_qalys['mean']:+.4f} QALYs "
+            f"({d_qalys['ci95'][0]:+.4f} to {d_qalys['ci95'][1]:+.4f}){icer} ({result['quadrant']})",
+            highlight=False,
+        )
+        chances = ", ".join(
+            f"{float(t):,.0f}: {v['probability_cost_effective']:.0%}" for t, v in result["thresholds"].items()
+        )
+        console.print(f"  probability cost-effective at {cur}/QALY {chances}", highlight=False)
+        price = result.get("value_based_price")
+        if price:
+            prices = ", ".join(
+                f"{float(t):,.0f}: {v['mean']:,.0f} ({v['ci95'][0]:,.0f} to {v['ci95'][1]:,.0f})"
+                for t, v in price["by_threshold"].items()
+            )
+            console.print(
+                f"  highest cost-effective product price {price['unit']} at {cur}/QALY {prices}",
+                highlight=False,
+            )
+    for event, arms in found["events_not_costed"].items():
+        counts = ", ".join(f"{a} {n}" for a, n in arms.items())
+        console.print(f"[dim]not costed (no {cur} row): {escape(event)} ({counts} serious episodes)[/dim]")
 
 
 @app.command()

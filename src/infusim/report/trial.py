@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 
 from infusim import engraftment
 from infusim.report import page_start
+from infusim.report.economics import section as economics_section
 
 
 def render(summary: dict) -> str:
@@ -55,6 +56,7 @@ Dashed lines: the same patients' untreated twins (natural history without proced
 {_forest_html(summary)}
 {_responder_html(summary)}
 {_adverse_section(summary.get("adverse_events"))}
+{economics_section(summary.get("economics"))}
 {_regulatory_section(summary.get("regulatory"))}
 <h2>Notes</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in summary["notes"])}</ul>
 </body></html>

@@ -1,0 +1,637 @@
+"""Cost-effectiveness of a virtual trial within its horizon (``economics:`` in a trial scenario).
+
+Each patient's quality-adjusted life years (QALYs) come from the condition's utility mapping of one
+endpoint (``utility[<condition>/<endpoint>=<value>]`` rows: EQ-5D means by level, interpolated
+linearly between levels and held at the end levels) integrated over the trial's visits by the
+trapezoid rule, discounted continuously at the annual rate, and ended at death (the last value is
+carried to the day of death, zero after). Costs per patient: the product (per dose or per million
+cells), the delivery of each dose (the sham procedure too), the harvest of an autologous product, a
+transplant episode with conditioning, serious adverse events (grade 3-5, per episode) and, where the
+condition has them, the annual costs of its health states (``state_cost`` rows, integrated like the
+utilities). Every cost is discounted at its day.
+
+Both totals are linear in the rows (utilities, unit costs), so each patient is reduced once to
+*exposures* (discounted years at each utility level, discounted doses, episodes, ...) and every
+result is ``mean exposures @ row values``. Uncertainty combines the trial's finite sample (arm mean
+exposures drawn from their normal approximation, mean and covariance over the arm's patients) and
+the rows (draws from their priors, ``uncertainty.draw``): a probabilistic sensitivity analysis
+that gives each cells arm against control its incremental cost and QALYs with 95% intervals, the
+ICER, the net monetary benefit and the probability of being cost-effective at each threshold
+(the cost-effectiveness acceptability curve). Nothing is extrapolated beyond the last visit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from infusim import uncertainty
+from infusim.errors import DataError, InfusimError
+from infusim.parameters import SCENARIO_SOURCE, Entry, ParameterSet, citation_line, for_scenario
+from infusim.scenario import Scenario
+from infusim.simulation import DISCLAIMER
+
+DAYS_PER_YEAR = 365.25
+#: Share of a threshold's range drawn in the acceptability curve (thresholds from 0 to this x the largest).
+CURVE_SPAN = 3.0
+CURVE_POINTS = 31
+NOT_COSTED = "no cost row for this event in the currency: its episodes add nothing to the costs"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One exposure: what is counted per patient and the row whose value multiplies it."""
+
+    key: tuple[str, str]  # (parameter, scope) of the row, or (SCENARIO_SOURCE, costs field)
+    kind: str  # "qalys", "cost" or "life_years"
+    component: str  # health, disease, product, delivery, harvest, conditioning, events
+
+
+@dataclass(frozen=True)
+class Exposures:
+    """Per patient of replicate 0: its arm and its exposure to every column."""
+
+    arms: list[str]
+    arm: np.ndarray  # (patients,) arm index
+    matrix: np.ndarray  # (patients, columns)
+    columns: list[Column]
+
+
+# ---------------------------------------------------------------- rows
+
+
+def _knots(params: ParameterSet, parameter: str, prefix: str) -> list[tuple[float, Entry]]:
+    """Rows ``parameter[<prefix>=<value>]`` sorted by value."""
+    found = []
+    for (name, scope), entry in params.entries.items():
+        if name == parameter and scope.startswith(prefix + "="):
+            found.append((float(scope[len(prefix) + 1 :]), entry))
+    return sorted(found, key=lambda item: item[0])
+
+
+def mapped_endpoints(params: ParameterSet, condition: str) -> list[str]:
+    """Endpoints of ``condition`` that have a utility mapping."""
+    return sorted(
+        {
+            scope.split("/", 1)[1].split("=")[0]
+            for (name, scope) in params.entries
+            if name == "utility" and scope.startswith(condition + "/")
+        }
+    )
+
+
+def _price_year(entry: Entry, currency: str, field: str) -> str:
+    """The ``GBP2023`` part of a cost row's unit, checked against the analysis currency."""
+    head = entry.unit.split("/")[0]
+    if not head.upper().startswith(currency):
+        raise DataError(field, f"{entry.parameter}[{entry.scope}] is in {entry.unit}, not {currency}")
+    return head
+
+
+def settings(scenario: Scenario, params: ParameterSet) -> dict:
+    """The analysis settings with the currency's reference-case rows filling what the section leaves
+    unset; one-line errors for what cannot be analysed (no mapping, no rows in the currency)."""
+    econ = scenario.economics
+    condition = scenario.condition.name
+    currency = econ.currency.lower()
+    available = mapped_endpoints(params, condition)
+    if not available:
+        with_maps = sorted({s.split("/")[0] for (n, s) in params.entries if n == "utility"})
+        raise InfusimError(
+            "economics",
+            f"no utility mapping is bundled for {condition}; conditions with one: {', '.join(with_maps)}",
+        )
+    endpoint = econ.endpoint or (
+        scenario.trial.primary.endpoint if scenario.trial.primary.endpoint in available else available[0]
+    )
+    if endpoint not in available:
+        raise InfusimError(
+            "economics.endpoint",
+            f"{endpoint!r} has no utility mapping for {condition}; allowed: {', '.join(available)}",
+        )
+
+    def reference(parameter: str, scope: str, given, field: str):
+        if given is not None:
+            return given
+        if not params.has(parameter, scope):
+            raise InfusimError(
+                field,
+                f"no reference value for {econ.currency} ({parameter}[{scope}]); "
+                f"give economics.{field.split('.')[-1]}",
+            )
+        return params.get(parameter, scope, params.entry(parameter, scope).unit)
+
+    discount = reference("discount_rate", currency, econ.discount, "economics.discount")
+    thresholds = econ.thresholds or tuple(
+        params.get(
+            "wtp_threshold", f"{currency}/{level}", params.entry("wtp_threshold", f"{currency}/{level}").unit
+        )
+        for level in ("lower", "upper")
+        if params.has("wtp_threshold", f"{currency}/{level}")
+    )
+    if not thresholds:
+        raise InfusimError(
+            "economics.thresholds", f"no reference threshold for {econ.currency}; give thresholds"
+        )
+    arms = [a.name for a in scenario.trial.arms]
+    for name in econ.costs.annual:
+        if name not in arms:
+            raise InfusimError(
+                f"economics.costs.annual.{name}", f"not an arm of the trial; allowed: {', '.join(arms)}"
+            )
+    return {
+        "currency": econ.currency,
+        "endpoint": endpoint,
+        "discount_costs": float(discount),
+        "discount_qalys": float(econ.discount_qalys if econ.discount_qalys is not None else discount),
+        "thresholds": [float(t) for t in thresholds],
+    }
+
+
+# ---------------------------------------------------------------- exposures
+
+
+def discount_factor(days: np.ndarray, rate: float) -> np.ndarray:
+    """Continuous discounting at an annual ``rate``: ``(1 + rate) ** -(days / 365.25)``."""
+    return np.exp(-np.log1p(rate) * np.asarray(days, dtype=float) / DAYS_PER_YEAR)
+
+
+def time_weights(times_d: np.ndarray, died_d: np.ndarray, rate: float) -> np.ndarray:
+    """Discounted years each visit's value stands for (patients, visits): the trapezoid rule between
+    visits; in the interval of a death the earlier value is carried to the day of death."""
+    times = np.asarray(times_d, dtype=float)
+    died = np.where(np.isnan(died_d), np.inf, died_d)
+    weights = np.zeros((died.size, times.size))
+    for j in range(times.size - 1):
+        start, length = times[j], times[j + 1] - times[j]
+        lived = np.clip(died - start, 0.0, length)
+        full = lived >= length
+        d0, d1 = discount_factor(start, rate), discount_factor(times[j + 1], rate)
+        weights[:, j] += np.where(
+            full, 0.5 * length * d0, lived * 0.5 * (d0 + discount_factor(start + lived, rate))
+        )
+        weights[:, j + 1] += np.where(full, 0.5 * length * d1, 0.0)
+    return weights / DAYS_PER_YEAR
+
+
+def interpolation(values: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Weights (..., knots) of linear interpolation between ``knots``, held at the end knots."""
+    x = np.clip(values, knots[0], knots[-1])
+    right = np.clip(np.searchsorted(knots, x, side="right"), 1, knots.size - 1)
+    left = right - 1
+    span = knots[right] - knots[left]
+    t = (x - knots[left]) / span
+    out = np.zeros((*x.shape, knots.size))
+    np.put_along_axis(out, left[..., None], (1.0 - t)[..., None], axis=-1)
+    # += on the right knot: at the last knot t = 1 and left's weight is 0
+    out += np.eye(knots.size)[right] * t[..., None]
+    return out
+
+
+def _state_exposures(values: np.ndarray, weights: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Discounted years spent at each knot (patients, knots)."""
+    alive_value = np.where(weights > 0, values, knots[0])
+    if np.any(np.isnan(alive_value)):
+        raise DataError("patients", "an endpoint value is missing at a visit before the patient's death")
+    return np.einsum("pv,pvk->pk", weights, interpolation(alive_value, knots))
+
+
+def _dose_days(arm_scenario: Scenario) -> np.ndarray:
+    repeat = arm_scenario.administration.repeat
+    return np.arange(repeat.count) * repeat.interval_h / 24.0
+
+
+def exposures(scenario: Scenario, out: Path, params: ParameterSet, chosen: dict) -> Exposures:
+    """Every patient of replicate 0 reduced to exposures (``chosen``: from ``settings``)."""
+    trial = scenario.trial
+    condition, endpoint = scenario.condition.name, chosen["endpoint"]
+    cur = chosen["currency"].lower()
+    rate_c, rate_q = chosen["discount_costs"], chosen["discount_qalys"]
+    frame = pd.read_parquet(
+        out / "patients",
+        columns=["patient", "arm", "time_d", "body_weight_kg", "died_d", endpoint],
+        filters=[("replicate", "==", 0)],
+    ).sort_values(["patient", "time_d"], kind="stable")
+    times = np.sort(frame["time_d"].unique()).astype(float)
+    visits = times.size
+    values = frame[endpoint].to_numpy(float).reshape(-1, visits)
+    first = frame.iloc[::visits]
+    died = first["died_d"].to_numpy(float)
+    weight_kg = first["body_weight_kg"].to_numpy(float)
+    arms = [a.name for a in trial.arms]
+    arm = first["arm"].astype(str).map({name: i for i, name in enumerate(arms)}).to_numpy(int)
+
+    blocks: list[np.ndarray] = []
+    columns: list[Column] = []
+    q_weights = time_weights(times, died, rate_q)
+    knots = _knots(params, "utility", f"{condition}/{endpoint}")
+    at = np.array([k for k, _ in knots])
+    blocks.append(_state_exposures(values, q_weights, at))
+    columns += [Column(("utility", e.scope), "qalys", "health") for _, e in knots]
+    blocks.append(q_weights.sum(axis=1, keepdims=True))
+    columns.append(Column(("life_years", ""), "life_years", "health"))
+    states = _knots(params, "state_cost", f"{cur}/{condition}/{endpoint}")
+    if states:
+        c_weights = time_weights(times, died, rate_c)
+        blocks.append(_state_exposures(values, c_weights, np.array([k for k, _ in states])))
+        columns += [Column(("state_cost", e.scope), "cost", "disease") for _, e in states]
+    annual = scenario.economics.costs.annual
+    if annual:
+        alive_years = time_weights(times, died, rate_c).sum(axis=1)
+        for name in annual:
+            blocks.append((alive_years * (arm == arms.index(name)))[:, None])
+            columns.append(Column((SCENARIO_SOURCE, f"annual.{name}"), "cost", "ongoing care"))
+    procedure, procedure_columns = _procedures(scenario, params, chosen, arm, died, weight_kg)
+    blocks.append(procedure)
+    columns += procedure_columns
+    events, event_columns = _events(out, params, cur, rate_c, first["patient"].to_numpy(), scenario)
+    blocks.append(events)
+    columns += event_columns
+    return Exposures(arms, arm, np.hstack(blocks), columns)
+
+
+def find(params: ParameterSet, parameter: str, scope: str) -> Entry | None:
+    """The most specific row for ``scope`` (``gbp/msc/allogeneic/bone_marrow``, then ``gbp/msc/allogeneic``,
+    ...), never beyond the currency: None when the currency has none."""
+    parts = scope.split("/")
+    for n in range(len(parts), 1, -1):
+        entry = params.entries.get((parameter, "/".join(parts[:n])))
+        if entry is not None:
+            return entry
+    return None
+
+
+def _cost_key(params: ParameterSet, parameter: str, scope: str, override, field: str) -> tuple[str, str]:
+    """The row (or the scenario's override) that prices one cost column."""
+    if override is not None:
+        return (SCENARIO_SOURCE, field)
+    entry = find(params, parameter, scope)
+    if entry is None:
+        raise InfusimError(
+            f"economics.costs.{field}",
+            f"no bundled {parameter} for {scope.replace('/', ' / ')}; give economics.costs.{field}",
+        )
+    return (entry.parameter, entry.scope)
+
+
+def _procedures(
+    scenario: Scenario, params: ParameterSet, chosen: dict, arm: np.ndarray, died: np.ndarray, weight_kg
+) -> tuple[np.ndarray, list[Column]]:
+    """Discounted doses (or million cells), deliveries, harvests and transplant episodes per patient."""
+    econ = scenario.economics.costs
+    cur = chosen["currency"].lower()
+    rate = chosen["discount_costs"]
+    alive_until = np.where(np.isnan(died), np.inf, died)
+    by_column: dict[Column, np.ndarray] = {}
+
+    def add(column: Column, amount: np.ndarray) -> None:
+        by_column[column] = by_column.get(column, np.zeros(arm.size)) + amount
+
+    for index, spec in enumerate(scenario.trial.arms):
+        if spec.kind == "none":
+            continue
+        mine = (arm == index).astype(float)
+        variant = scenario.for_arm(spec)
+        admin, product = variant.administration, variant.product
+        doses = sum(discount_factor(day, rate) * (alive_until > day) for day in _dose_days(variant))
+        transplant = spec.kind == "cells" and admin.conditioning != "none"
+        if transplant:
+            key = _cost_key(
+                params, "transplant_cost", f"{cur}/{admin.conditioning}", econ.conditioning, "conditioning"
+            )
+            add(Column(key, "cost", "conditioning"), mine)
+        if product.donor == "autologous" and not transplant:
+            key = _cost_key(params, "harvest_cost", f"{cur}/{product.tissue_source}", econ.harvest, "harvest")
+            add(Column(key, "cost", "harvest"), mine)
+        if not transplant:
+            site = variant.site if admin.route in ("local", "intra_arterial") else None
+            scope = f"{cur}/{admin.route}" + (f"/{site}" if site else "")
+            key = _cost_key(params, "delivery_cost", scope, econ.delivery_per_dose, "delivery_per_dose")
+            add(Column(key, "cost", "delivery"), mine * doses)
+        if spec.kind != "cells" or transplant:  # an autologous graft is part of its transplant episode
+            continue
+        product_scope = f"{cur}/{product.cell_type}/{product.donor}/{product.tissue_source}"
+        if econ.product_per_dose is not None or (
+            econ.product_per_million_cells is None and find(params, "product_cost_per_dose", product_scope)
+        ):
+            key = _cost_key(
+                params, "product_cost_per_dose", product_scope, econ.product_per_dose, "product_per_dose"
+            )
+            add(Column(key, "cost", "product"), mine * doses)
+        else:
+            key = _cost_key(
+                params,
+                "product_cost_per_million_cells",
+                product_scope,
+                econ.product_per_million_cells,
+                "product_per_million_cells",
+            )
+            cells = variant.dose_cells_for(weight_kg) / 1e6
+            add(Column(key, "cost", "product"), mine * doses * cells)
+    columns = list(by_column)
+    return np.column_stack([by_column[c] for c in columns]) if columns else np.zeros((arm.size, 0)), columns
+
+
+def _events(
+    out: Path, params: ParameterSet, cur: str, rate: float, patients: np.ndarray, scenario: Scenario
+) -> tuple[np.ndarray, list[Column]]:
+    """Discounted serious episodes (grade 3-5) per patient and event that has a cost in the currency."""
+    found = pd.read_parquet(
+        out / "adverse_events",
+        columns=["patient", "event", "time_d", "serious"],
+        filters=[("replicate", "==", 0)],
+    )
+    found = found[found["serious"]]
+    overrides = scenario.economics.costs.events
+    position = pd.Series(np.arange(patients.size), index=patients)
+    columns, blocks = [], []
+    for event in sorted(set(found["event"].astype(str)) | set(overrides)):
+        rows = found[found["event"].astype(str) == event]
+        if event in overrides:
+            key = (SCENARIO_SOURCE, f"events.{event}")
+        elif find(params, "event_cost", f"{cur}/{event}"):
+            key = ("event_cost", params.entry("event_cost", f"{cur}/{event}").scope)
+        else:
+            continue
+        amount = np.zeros(patients.size)
+        np.add.at(
+            amount, position[rows["patient"].to_numpy()].to_numpy(), discount_factor(rows["time_d"], rate)
+        )
+        columns.append(Column(key, "cost", "events"))
+        blocks.append(amount)
+    return (np.column_stack(blocks) if blocks else np.zeros((patients.size, 0))), columns
+
+
+def uncosted_events(out: Path, params: ParameterSet, scenario: Scenario, currency: str) -> dict[str, dict]:
+    """Serious episodes per arm of events without a cost (they are listed, not silently priced)."""
+    found = pd.read_parquet(
+        out / "adverse_events", columns=["arm", "event", "serious"], filters=[("replicate", "==", 0)]
+    )
+    found = found[found["serious"]]
+    missing = {}
+    for event, rows in found.groupby(found["event"].astype(str)):
+        if event.endswith("death"):  # a death ends the QALYs; its care is not an episode infusim prices
+            continue
+        if event in scenario.economics.costs.events or params.has(
+            "event_cost", f"{currency.lower()}/{event}"
+        ):
+            continue
+        missing[event] = {str(a): int(n) for a, n in rows["arm"].astype(str).value_counts().items()}
+    return missing
+
+
+# ---------------------------------------------------------------- analysis
+
+
+def _values(found: Exposures, params: ParameterSet, scenario: Scenario, currency: str) -> np.ndarray:
+    """Point value of every column's row (utilities, 1 for life years, unit costs)."""
+    costs = scenario.economics.costs
+    out = []
+    for column in found.columns:
+        parameter, scope = column.key
+        if column.kind == "life_years":
+            out.append(1.0)
+        elif parameter == SCENARIO_SOURCE:
+            field = scope
+            group, _, name = field.partition(".")
+            out.append(getattr(costs, group)[name] if name else getattr(costs, field))
+        else:
+            entry = params.entry(parameter, scope)
+            if column.kind == "cost":
+                _price_year(entry, currency, f"economics.costs ({parameter}[{scope}])")
+            out.append(float(entry.value))
+    return np.array(out, dtype=float)
+
+
+def _row_draws(
+    found: Exposures, params: ParameterSet, point: np.ndarray, count: int, seed: int
+) -> np.ndarray:
+    """``count`` draws of the column values: table rows from their priors, the rest held."""
+    keys = [c.key for c in found.columns if c.key[0] not in (SCENARIO_SOURCE, "life_years")]
+    drawn = uncertainty.draw(uncertainty.priors(params, keys), count, seed)
+    out = np.tile(point, (count, 1))
+    for i, column in enumerate(found.columns):
+        if column.key in drawn:
+            out[:, i] = drawn[column.key]
+    return out
+
+
+def _arm_means(found: Exposures, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per arm: patients, mean exposures, and ``count`` draws of the mean from its normal approximation
+    (the sampling error of a finite trial)."""
+    rng = np.random.default_rng([seed, 0xEC0])
+    arms = len(found.arms)
+    sizes = np.bincount(found.arm, minlength=arms)
+    means = np.zeros((arms, found.matrix.shape[1]))
+    draws = np.zeros((arms, count, found.matrix.shape[1]))
+    for a in range(arms):
+        rows = found.matrix[found.arm == a]
+        means[a] = rows.mean(axis=0)
+        cov = (
+            np.cov(rows, rowvar=False) / rows.shape[0]
+            if rows.shape[0] > 1
+            else np.zeros((means.shape[1],) * 2)
+        )
+        draws[a] = rng.multivariate_normal(means[a], np.atleast_2d(cov), size=count, method="eigh")
+    return sizes, means, draws
+
+
+def _interval(samples: np.ndarray) -> list[float]:
+    return [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]
+
+
+def quadrant(d_cost: float, d_qalys: float) -> str:
+    """Where an arm lies against control on the cost-effectiveness plane."""
+    if d_qalys > 0:
+        return "dominant (more QALYs, lower cost)" if d_cost <= 0 else "more QALYs at a higher cost"
+    if d_qalys < 0:
+        return "dominated (fewer QALYs, higher cost)" if d_cost >= 0 else "fewer QALYs at a lower cost"
+    return "no QALY difference"
+
+
+def analyse(scenario: Scenario, out: str | Path) -> dict:
+    """Cost-effectiveness of each cells arm of the trial in ``out`` against its control (a dict for
+    ``economics.json``)."""
+    out = Path(out)
+    params = for_scenario(scenario)
+    chosen = settings(scenario, params)
+    found = exposures(scenario, out, params, chosen)
+    point = _values(found, params, scenario, chosen["currency"])
+    count = scenario.economics.draws
+    seed = scenario.simulation.seed
+    rows = _row_draws(found, params, point, count, seed)
+    sizes, means, sampled = _arm_means(found, count, seed)
+    kinds = np.array([c.kind for c in found.columns])
+    cost_cols, qaly_cols = kinds == "cost", kinds == "qalys"
+    life_cols = kinds == "life_years"
+    product_cols = np.array([c.component == "product" for c in found.columns])
+    other_cols = cost_cols & ~product_cols
+
+    def totals(mean: np.ndarray, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return (mean[..., mask] * values[..., mask]).sum(axis=-1)
+
+    control = [a.name for a in scenario.trial.arms].index(scenario.trial.control.name)
+    by_arm = {}
+    for a, name in enumerate(found.arms):
+        components: dict[str, float] = {}
+        for i, column in enumerate(found.columns):
+            if column.kind == "cost":
+                components[column.component] = components.get(column.component, 0.0) + means[a, i] * point[i]
+        by_arm[name] = {
+            "patients": int(sizes[a]),
+            "qalys": _summary(totals(means[a], point, qaly_cols), totals(sampled[a], rows, qaly_cols)),
+            "life_years": _summary(totals(means[a], point, life_cols), totals(sampled[a], rows, life_cols)),
+            "cost": _summary(totals(means[a], point, cost_cols), totals(sampled[a], rows, cost_cols)),
+            "cost_components": {k: round(v, 2) for k, v in components.items()},
+        }
+    comparisons = {}
+    grid = np.linspace(0.0, CURVE_SPAN * max(chosen["thresholds"]), CURVE_POINTS)
+    for a, name in enumerate(found.arms):
+        if a == control or scenario.trial.arms[a].kind != "cells":
+            continue
+        d_cost = totals(means[a], point, cost_cols) - totals(means[control], point, cost_cols)
+        d_qalys = totals(means[a], point, qaly_cols) - totals(means[control], point, qaly_cols)
+        cost_draws = totals(sampled[a], rows, cost_cols) - totals(sampled[control], rows, cost_cols)
+        qaly_draws = totals(sampled[a], rows, qaly_cols) - totals(sampled[control], rows, qaly_cols)
+        comparisons[name] = {
+            "incremental_cost": _summary(d_cost, cost_draws),
+            "incremental_qalys": _summary(d_qalys, qaly_draws),
+            "icer": float(d_cost / d_qalys) if d_qalys != 0 else None,
+            "quadrant": quadrant(d_cost, d_qalys),
+            "thresholds": {
+                f"{t:g}": {
+                    "net_monetary_benefit": _summary(t * d_qalys - d_cost, t * qaly_draws - cost_draws),
+                    "probability_cost_effective": float(np.mean(t * qaly_draws - cost_draws > 0)),
+                }
+                for t in chosen["thresholds"]
+            },
+            "value_based_price": _headroom(
+                chosen["thresholds"],
+                d_qalys,
+                totals(means[a], point, other_cols) - totals(means[control], point, other_cols),
+                means[a, product_cols].sum(),
+                qaly_draws,
+                totals(sampled[a], rows, other_cols) - totals(sampled[control], rows, other_cols),
+                sampled[a][:, product_cols].sum(axis=1),
+                _product_unit(found),
+            ),
+            "acceptability_curve": {
+                "threshold": [float(t) for t in grid],
+                "probability": [float(np.mean(t * qaly_draws - cost_draws > 0)) for t in grid],
+            },
+        }
+    return {
+        "kind": "infusim-economics",
+        "scenario_name": scenario.name,
+        "scenario_hash": scenario.hash(),
+        "disclaimer": DISCLAIMER,
+        "settings": chosen | {"horizon_d": float(scenario.trial.visits_h[-1] / 24.0), "draws": count},
+        "control": scenario.trial.control.name,
+        "utility_mapping": _mapping(params, scenario.condition.name, chosen["endpoint"]),
+        "by_arm": by_arm,
+        "comparisons": comparisons,
+        "unit_costs": _unit_costs(found, params, point, chosen["currency"]),
+        "events_not_costed": uncosted_events(out, params, scenario, chosen["currency"]),
+        "sources": {
+            key: citation_line(key)
+            for key in sorted(
+                {
+                    params.entry(*c.key).source
+                    for c in found.columns
+                    if c.key[0] not in (SCENARIO_SOURCE, "life_years")
+                }
+            )
+        },
+        "notes": [
+            "within the trial's horizon only: QALYs and costs end at the last visit (no extrapolation)",
+            "QALYs: utility of the recorded endpoint at each visit, trapezoid rule, continuous discounting, "
+            "zero after death; costs discounted at their day",
+            "95% intervals combine the trial's sampling error (normal approximation of each arm's mean "
+            "exposures) and the rows' priors (probabilistic sensitivity analysis); "
+            f"{count} draws",
+            "prices are as their sources give them (price years in unit_costs), not inflated or converted",
+            "intention to treat: every randomised patient counts in their arm, whatever happened",
+        ],
+    }
+
+
+def _headroom(thresholds, d_qalys, d_other, exposure, qaly_draws, other_draws, exposure_draws, unit) -> dict:
+    """The highest product price (per dose or per million cells) at which the arm's net monetary
+    benefit is zero at each threshold: (threshold x incremental QALYs - other incremental costs) /
+    the arm's discounted product exposure; negative when even a free product is not cost-effective."""
+    if exposure <= 0:
+        return {}
+    return {
+        "unit": unit,
+        "by_threshold": {
+            f"{t:g}": _summary(
+                (t * d_qalys - d_other) / exposure,
+                (t * qaly_draws - other_draws) / np.maximum(exposure_draws, 1e-12),
+            )
+            for t in thresholds
+        },
+    }
+
+
+def _product_unit(found: Exposures) -> str:
+    keys = [c.key for c in found.columns if c.component == "product"]
+    per_cell = any("million_cells" in k[0] or "million_cells" in k[1] for k in keys)
+    return "per million cells" if per_cell else "per dose"
+
+
+def _summary(point: float, draws: np.ndarray) -> dict:
+    return {"mean": float(point), "ci95": _interval(draws)}
+
+
+def _mapping(params: ParameterSet, condition: str, endpoint: str) -> list[dict]:
+    return [
+        {"value": x, "utility": float(e.value), "source": e.source, "provenance": e.provenance}
+        for x, e in _knots(params, "utility", f"{condition}/{endpoint}")
+    ]
+
+
+def _unit_costs(found: Exposures, params: ParameterSet, point: np.ndarray, currency: str) -> list[dict]:
+    out = []
+    for column, value in zip(found.columns, point, strict=True):
+        if column.kind != "cost":
+            continue
+        parameter, scope = column.key
+        if parameter == SCENARIO_SOURCE:
+            out.append(
+                {
+                    "item": f"economics.costs.{scope}",
+                    "value": float(value),
+                    "unit": currency,
+                    "source": "scenario",
+                }
+            )
+        else:
+            e = params.entry(parameter, scope)
+            out.append(
+                {
+                    "item": f"{parameter}[{scope}]",
+                    "value": float(value),
+                    "unit": e.unit,
+                    "source": e.source,
+                    "provenance": e.provenance,
+                }
+            )
+    return out
+
+
+def check(scenario: Scenario) -> None:
+    """Fail before a trial runs when its economics cannot be analysed (no mapping, a missing cost
+    row, a row in another currency): the same lookups as ``analyse`` on no patients."""
+    params = for_scenario(scenario)
+    chosen = settings(scenario, params)
+    empty = np.zeros(0)
+    _, columns = _procedures(scenario, params, chosen, np.zeros(0, dtype=int), empty, empty)
+    _values(
+        Exposures([], np.zeros(0, dtype=int), np.zeros((0, len(columns))), columns),
+        params,
+        scenario,
+        chosen["currency"],
+    )
