@@ -1,0 +1,226 @@
+"""Cost-effectiveness of a virtual trial: QALYs and costs against expectations written here from the
+trial's own rows, uncertainty against the sampling error computed independently, errors."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.integrate
+import yaml
+from typer.testing import CliRunner
+
+from infusim import api, economics
+from infusim.cli import app
+from infusim.errors import InfusimError, ScenarioError
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "trial-stroke-economics.yaml"
+#: Wang 2020's utility-weighted mRS (0-6), the rows the analysis must use.
+UW_MRS = [0.96, 0.83, 0.72, 0.54, 0.22, -0.18, 0.0]
+DELIVERY_IV, PRODUCT_DOSE = 307.58, 54000.0
+
+
+def _spec(**economics_fields) -> dict:
+    spec = yaml.safe_load(EXAMPLE.read_text())
+    spec["trial"]["patients"] = 120
+    spec["economics"] = {"currency": "GBP", **economics_fields}
+    return spec
+
+
+@pytest.fixture(scope="module")
+def stroke(tmp_path_factory) -> tuple[dict, Path, dict]:
+    out = tmp_path_factory.mktemp("stroke")
+    spec = _spec()
+    summary = api.trial(spec, out).summary
+    return spec, out, summary["economics"]
+
+
+def _qalys_by_hand(out: Path, rate: float) -> pd.Series:
+    """Each patient's discounted QALYs, written from the definition: utility of the recorded mRS
+    between visits (linear in time, the last value carried to death), times (1 + rate)^-t, integrated
+    with scipy's quad."""
+    rows = pd.read_parquet(out / "patients").query("replicate == 0")
+    result = {}
+    for patient, visits in rows.groupby("patient"):
+        visits = visits.sort_values("time_d")
+        times = visits["time_d"].to_numpy(float)
+        utility = np.interp(visits["mrs"].to_numpy(float), np.arange(7), UW_MRS)
+        died = visits["died_d"].iloc[0]
+        end = times[-1] if np.isnan(died) else min(died, times[-1])
+        alive = ~np.isnan(utility)
+
+        def integrand(t, times=times[alive], u=utility[alive]):
+            return np.interp(t, times, u) * (1 + rate) ** (-t / 365.25)
+
+        total = sum(
+            scipy.integrate.quad(integrand, a, min(b, end))[0]
+            for a, b in itertools.pairwise(times)
+            if a < end
+        )
+        result[(visits["arm"].iloc[0], patient)] = total / 365.25
+    return pd.Series(result)
+
+
+def test_qalys_per_arm_match_an_integral_written_from_the_definition(stroke):
+    _, out, found = stroke
+    by_hand = _qalys_by_hand(out, 0.035).groupby(level=0).mean()
+    for arm in ("placebo", "msc"):
+        # trapezoid of utility x discount against the exact integral: equal to 1e-4 over a year
+        assert found["by_arm"][arm]["qalys"]["mean"] == pytest.approx(by_hand[arm], rel=1e-3)
+    assert found["settings"]["discount_qalys"] == 0.035
+    assert found["settings"]["thresholds"] == [25000.0, 35000.0]  # NICE from April 2026
+
+
+def test_costs_are_the_rows_priced_per_dose_and_the_comparison_adds_up(stroke):
+    _, _, found = stroke
+    # one dose at day 0 (undiscounted): the sham infusion visit, and the product on top in the cells arm
+    assert found["by_arm"]["placebo"]["cost"]["mean"] == pytest.approx(DELIVERY_IV)
+    assert found["by_arm"]["msc"]["cost_components"] == {"delivery": DELIVERY_IV, "product": PRODUCT_DOSE}
+    result = found["comparisons"]["msc"]
+    d_cost, d_qalys = result["incremental_cost"]["mean"], result["incremental_qalys"]["mean"]
+    assert d_cost == pytest.approx(PRODUCT_DOSE)
+    assert result["icer"] == pytest.approx(d_cost / d_qalys)
+    for threshold, entry in result["thresholds"].items():
+        assert entry["net_monetary_benefit"]["mean"] == pytest.approx(float(threshold) * d_qalys - d_cost)
+        # the value-based price leaves the other costs and the QALYs where they are
+        price = result["value_based_price"]["by_threshold"][threshold]["mean"]
+        assert price == pytest.approx(float(threshold) * d_qalys)
+    # a product this price is never cost-effective at a zero threshold
+    assert result["acceptability_curve"]["probability"][0] == 0.0
+    assert found["events_not_costed"] == {}  # deaths end QALYs; no event without a price is hidden
+
+
+def test_at_the_value_based_price_the_net_benefit_is_zero(stroke, tmp_path):
+    spec, out, found = stroke
+    threshold = "25000"
+    price = found["comparisons"]["msc"]["value_based_price"]["by_threshold"][threshold]["mean"]
+    priced = copy.deepcopy(spec)
+    priced["economics"]["costs"] = {"product_per_dose": max(price, 0.0)}
+    again = api.economics(priced, out)
+    benefit = again["comparisons"]["msc"]["thresholds"][threshold]["net_monetary_benefit"]["mean"]
+    assert benefit == pytest.approx(min(price, 0.0), abs=1e-6)
+    # the re-analysis rewrote the trial's summary
+    assert (
+        json.loads((out / "summary.json").read_text())["economics"]["unit_costs"][-1]["source"] == "scenario"
+    )
+
+
+def test_interval_with_rows_held_is_the_trials_sampling_error(stroke):
+    """With every utility set in the scenario (held), the QALY interval of an arm is the sampling error
+    of its mean: 1.96 standard errors of the patients' QALYs computed by hand."""
+    spec, out, _ = stroke
+    held = copy.deepcopy(spec)
+    held["parameters"] = {f"utility[ischemic_stroke/mrs={k}]": u for k, u in enumerate(UW_MRS)}
+    found = economics.analyse(api.as_scenario(held), out)
+    by_hand = _qalys_by_hand(out, 0.035)
+    for arm in ("placebo", "msc"):
+        values = by_hand[arm]
+        half = 1.96 * values.std(ddof=1) / np.sqrt(len(values))
+        low, high = found["by_arm"][arm]["qalys"]["ci95"]
+        assert (high - low) / 2 == pytest.approx(half, rel=0.1)
+        assert (low + high) / 2 == pytest.approx(values.mean(), abs=0.15 * half)
+
+
+def test_same_seed_same_numbers_whatever_the_chunks(stroke, tmp_path):
+    spec, _, found = stroke
+    again = api.trial(spec, tmp_path / "chunked", chunk_size=7).summary["economics"]
+    assert again["comparisons"] == found["comparisons"]
+
+
+def test_ongoing_care_costs_per_year_alive_discounted():
+    """A control arm's yearly drug cost: the years alive, discounted continuously (checked on the
+    weights themselves: a patient alive the whole year, one who dies at day 100)."""
+    weights = economics.time_weights(np.array([0.0, 90, 180, 365]), np.array([np.nan, 100.0]), 0.035)
+    exact = scipy.integrate.quad(lambda t: 1.035 ** (-t / 365.25), 0, 365)[0] / 365.25
+    assert weights[0].sum() == pytest.approx(exact, rel=1e-4)
+    assert weights[1].sum() == pytest.approx(
+        scipy.integrate.quad(lambda t: 1.035 ** (-t / 365.25), 0, 100)[0] / 365.25, rel=1e-4
+    )
+    assert weights[1, 2:].sum() == 0.0  # nothing after death
+
+
+def test_interpolation_is_linear_between_levels_and_held_beyond():
+    knots = np.array([0.0, 1.0, 3.0])
+    w = economics.interpolation(np.array([-1.0, 0.5, 2.0, 3.0, 5.0]), knots)
+    assert w @ np.array([10.0, 20.0, 60.0]) == pytest.approx([10, 15, 40, 60, 60])
+    assert w.sum(axis=1) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"currency": "EUR"}, "economics.discount"),
+        ({"endpoint": "lvef"}, "economics.endpoint"),
+        ({"costs": {"annual": {"nobody": 10}}}, "economics.costs.annual.nobody"),
+    ],
+)
+def test_what_cannot_be_analysed_fails_before_the_trial_runs(change, field, tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(InfusimError) as caught:
+        api.trial(_spec(**change), out)
+    assert caught.value.field == field
+    assert not out.exists()
+
+
+def test_a_condition_without_a_utility_mapping_names_those_with_one(tmp_path):
+    spec = yaml.safe_load((EXAMPLE.parent / "trial-knee-osteoarthritis.yaml").read_text())
+    spec["economics"] = {"currency": "GBP"}
+    with pytest.raises(
+        InfusimError, match=r"no utility mapping is bundled for knee_osteoarthritis.*ischemic_stroke"
+    ):
+        api.trial(spec, tmp_path / "oa")
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [
+        ({"currency": "pounds"}, "economics.currency"),
+        ({"discount": "-1%"}, "economics.discount"),
+        ({"thresholds": [0]}, "economics.thresholds"),
+        (
+            {"costs": {"product_per_dose": 1, "product_per_million_cells": 1}},
+            "economics.costs.product_per_dose",
+        ),
+        ({"costs": {"events": {"serious_infection": -5}}}, "economics.costs.events.serious_infection"),
+    ],
+)
+def test_bad_economics_fields_are_one_line_errors(section, field):
+    spec = _spec()
+    spec["economics"] = section
+    with pytest.raises(ScenarioError) as caught:
+        api.as_scenario(spec)
+    assert caught.value.field == field
+
+
+def test_economics_without_a_trial_is_refused():
+    spec = _spec()
+    del spec["trial"]
+    with pytest.raises(ScenarioError, match="needs a trial section"):
+        api.as_scenario(spec)
+
+
+def test_cli_reanalyses_and_refuses_another_scenario(stroke, tmp_path):
+    spec, out, _ = stroke
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(spec | {"economics": {"currency": "GBP", "discount": "1.5%"}}))
+    result = CliRunner().invoke(app, ["economics", str(path), str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1.5% costs" in result.output and "highest cost-effective product price" in result.output
+    other = copy.deepcopy(spec)
+    other["administration"]["dose"] = "1e6 cells/kg"
+    path.write_text(yaml.safe_dump(other))
+    result = CliRunner().invoke(app, ["economics", str(path), str(out)])
+    assert result.exit_code == 2
+    assert "is not the scenario the trial" in result.output and "Traceback" not in result.output
+
+
+def test_trial_report_shows_the_cost_effectiveness_section(stroke):
+    _, out, _ = stroke
+    page = (out / "report.html").read_text()
+    assert "Cost-effectiveness (within the trial, GBP)" in page
+    assert "acceptability curve" in page and "highest cost-effective product price" in page
