@@ -70,8 +70,8 @@ def test_qalys_per_arm_match_an_integral_written_from_the_definition(stroke):
     _, out, found = stroke
     by_hand = _qalys_by_hand(out, 0.035).groupby(level=0).mean()
     for arm in ("placebo", "msc"):
-        # trapezoid of utility x discount against the exact integral: equal to 1e-4 over a year
-        assert found["by_arm"][arm]["qalys"]["mean"] == pytest.approx(by_hand[arm], rel=1e-3)
+        # exact integrals of a utility linear between visits times the discount
+        assert found["by_arm"][arm]["qalys"]["mean"] == pytest.approx(by_hand[arm], rel=1e-7)
     assert found["settings"]["discount_qalys"] == 0.035
     assert found["settings"]["thresholds"] == [25000.0, 35000.0]  # NICE from April 2026
 
@@ -137,10 +137,13 @@ def test_ongoing_care_costs_per_year_alive_discounted():
     weights themselves: a patient alive the whole year, one who dies at day 100)."""
     weights = economics.time_weights(np.array([0.0, 90, 180, 365]), np.array([np.nan, 100.0]), 0.035)
     exact = scipy.integrate.quad(lambda t: 1.035 ** (-t / 365.25), 0, 365)[0] / 365.25
-    assert weights[0].sum() == pytest.approx(exact, rel=1e-4)
+    assert weights[0].sum() == pytest.approx(exact, rel=1e-10)
     assert weights[1].sum() == pytest.approx(
-        scipy.integrate.quad(lambda t: 1.035 ** (-t / 365.25), 0, 100)[0] / 365.25, rel=1e-4
+        scipy.integrate.quad(lambda t: 1.035 ** (-t / 365.25), 0, 100)[0] / 365.25, rel=1e-10
     )
+    # no discounting: plain trapezoid weights (days / 365.25)
+    plain = economics.time_weights(np.array([0.0, 90, 180, 365]), np.array([np.nan]), 0.0)[0]
+    assert plain * 365.25 == pytest.approx([45, 90, 137.5, 92.5])
     assert weights[1, 2:].sum() == 0.0  # nothing after death
 
 
@@ -224,3 +227,16 @@ def test_trial_report_shows_the_cost_effectiveness_section(stroke):
     page = (out / "report.html").read_text()
     assert "Cost-effectiveness (within the trial, GBP)" in page
     assert "acceptability curve" in page and "highest cost-effective product price" in page
+
+
+def test_each_patients_qalys_and_costs_are_written(stroke):
+    spec, out, _ = stroke
+    found = economics.analyse(api.as_scenario(spec), out)  # other tests re-analyse the same folder
+    table = pd.read_parquet(out / "economics.parquet")
+    assert len(table) == 120 and set(table.columns) >= {"patient", "arm", "qalys", "cost", "cost_product"}
+    by_hand = _qalys_by_hand(out, 0.035)
+    mine = table.set_index(["arm", "patient"])["qalys"]
+    for key, value in by_hand.items():
+        assert mine[key] == pytest.approx(value, rel=1e-7, abs=1e-9)
+    means = table.groupby("arm", observed=True)["cost"].mean()
+    assert means["msc"] == pytest.approx(found["by_arm"]["msc"]["cost"]["mean"])

@@ -58,6 +58,7 @@ class Exposures:
     arm: np.ndarray  # (patients,) arm index
     matrix: np.ndarray  # (patients, columns)
     columns: list[Column]
+    patients: np.ndarray | None = None  # (patients,) patient index within the replicate
 
 
 # ---------------------------------------------------------------- rows
@@ -159,22 +160,36 @@ def discount_factor(days: np.ndarray, rate: float) -> np.ndarray:
     return np.exp(-np.log1p(rate) * np.asarray(days, dtype=float) / DAYS_PER_YEAR)
 
 
+def _ramp_integrals(length: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact integrals over [0, L] of (1 - s/L) e^(-delta s) and (s/L) e^(-delta s) (L in years)."""
+    a = delta * length
+    small = a < 1e-6
+    safe = np.where(small, 1.0, a)
+    whole = np.where(small, length * (1 - a / 2), length * -np.expm1(-safe) / safe)
+    late = np.where(
+        small, length * (0.5 - a / 3), length * (-np.expm1(-safe) - safe * np.exp(-safe)) / safe**2
+    )
+    return whole - late, late
+
+
 def time_weights(times_d: np.ndarray, died_d: np.ndarray, rate: float) -> np.ndarray:
-    """Discounted years each visit's value stands for (patients, visits): the trapezoid rule between
-    visits; in the interval of a death the earlier value is carried to the day of death."""
-    times = np.asarray(times_d, dtype=float)
-    died = np.where(np.isnan(died_d), np.inf, died_d)
+    """Discounted years each visit's value stands for (patients, visits): the value is linear in time
+    between visits and the discount continuous, integrated exactly; in the interval of a death the
+    earlier value is carried to the day of death, and nothing accrues after it."""
+    times = np.asarray(times_d, dtype=float) / DAYS_PER_YEAR
+    died = np.where(np.isnan(died_d), np.inf, np.asarray(died_d, dtype=float) / DAYS_PER_YEAR)
+    delta = np.log1p(rate)
     weights = np.zeros((died.size, times.size))
     for j in range(times.size - 1):
         start, length = times[j], times[j + 1] - times[j]
         lived = np.clip(died - start, 0.0, length)
         full = lived >= length
-        d0, d1 = discount_factor(start, rate), discount_factor(times[j + 1], rate)
-        weights[:, j] += np.where(
-            full, 0.5 * length * d0, lived * 0.5 * (d0 + discount_factor(start + lived, rate))
-        )
-        weights[:, j + 1] += np.where(full, 0.5 * length * d1, 0.0)
-    return weights / DAYS_PER_YEAR
+        d0 = np.exp(-delta * start)
+        early, late = _ramp_integrals(np.array(length), delta)
+        carried = _ramp_integrals(lived, delta)  # the earlier value held: both ramps of the lived span
+        weights[:, j] += d0 * np.where(full, early, carried[0] + carried[1])
+        weights[:, j + 1] += d0 * np.where(full, late, 0.0)
+    return weights
 
 
 def interpolation(values: np.ndarray, knots: np.ndarray) -> np.ndarray:
@@ -250,7 +265,7 @@ def exposures(scenario: Scenario, out: Path, params: ParameterSet, chosen: dict)
     events, event_columns = _events(out, params, cur, rate_c, first["patient"].to_numpy(), scenario)
     blocks.append(events)
     columns += event_columns
-    return Exposures(arms, arm, np.hstack(blocks), columns)
+    return Exposures(arms, arm, np.hstack(blocks), columns, first["patient"].to_numpy())
 
 
 def find(params: ParameterSet, parameter: str, scope: str) -> Entry | None:
@@ -452,14 +467,39 @@ def quadrant(d_cost: float, d_qalys: float) -> str:
     return "no QALY difference"
 
 
+PATIENTS_FILE = "economics.parquet"
+
+
+def patient_table(found: Exposures, point: np.ndarray) -> pd.DataFrame:
+    """Each patient's discounted QALYs, life years and costs (total and by item) at the rows' values."""
+    values = found.matrix * point
+    kinds = np.array([c.kind for c in found.columns])
+    table = pd.DataFrame(
+        {
+            "patient": found.patients,
+            "arm": pd.Categorical.from_codes(found.arm, found.arms),
+            "qalys": values[:, kinds == "qalys"].sum(axis=1),
+            "life_years": values[:, kinds == "life_years"].sum(axis=1),
+            "cost": values[:, kinds == "cost"].sum(axis=1),
+        }
+    )
+    for component in dict.fromkeys(c.component for c in found.columns if c.kind == "cost"):
+        mask = np.array([c.kind == "cost" and c.component == component for c in found.columns])
+        table[f"cost_{component.replace(' ', '_')}"] = values[:, mask].sum(axis=1)
+    return table
+
+
 def analyse(scenario: Scenario, out: str | Path) -> dict:
     """Cost-effectiveness of each cells arm of the trial in ``out`` against its control (a dict for
-    ``economics.json``)."""
+    ``summary.json``); writes each patient's QALYs and costs to ``out/economics.parquet``."""
     out = Path(out)
     params = for_scenario(scenario)
     chosen = settings(scenario, params)
     found = exposures(scenario, out, params, chosen)
     point = _values(found, params, scenario, chosen["currency"])
+    partial = out / f".{PATIENTS_FILE}.tmp"
+    patient_table(found, point).to_parquet(partial, index=False, compression="zstd")
+    partial.replace(out / PATIENTS_FILE)
     count = scenario.economics.draws
     seed = scenario.simulation.seed
     rows = _row_draws(found, params, point, count, seed)
@@ -529,6 +569,7 @@ def analyse(scenario: Scenario, out: str | Path) -> dict:
         "scenario_hash": scenario.hash(),
         "disclaimer": DISCLAIMER,
         "settings": chosen | {"horizon_d": float(scenario.trial.visits_h[-1] / 24.0), "draws": count},
+        "patients_file": PATIENTS_FILE,
         "control": scenario.trial.control.name,
         "utility_mapping": _mapping(params, scenario.condition.name, chosen["endpoint"]),
         "by_arm": by_arm,

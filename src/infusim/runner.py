@@ -462,7 +462,7 @@ def _prepare(out: Path, manifest: dict, resume: bool) -> None:
             return
         for name in ("patients", "stats", "adverse_events"):
             shutil.rmtree(out / name, ignore_errors=True)
-        for name in ("summary.json", "report.html"):
+        for name in ("summary.json", "report.html", "economics.parquet"):
             (out / name).unlink(missing_ok=True)
     elif resume:
         raise OutputError("--resume", f"{out} holds no trial to resume")
