@@ -40,7 +40,9 @@ def stroke(tmp_path_factory) -> tuple[dict, Path, dict]:
     return spec, out, summary["economics"]
 
 
-def _qalys_by_hand(out: Path, rate: float) -> pd.Series:
+def _qalys_by_hand(
+    out: Path, rate: float, endpoint="mrs", levels=tuple(range(7)), utilities=UW_MRS
+) -> pd.Series:
     """Each patient's discounted QALYs, written from the definition: utility of the recorded mRS
     between visits (linear in time, the last value carried to death), times (1 + rate)^-t, integrated
     with scipy's quad."""
@@ -49,7 +51,7 @@ def _qalys_by_hand(out: Path, rate: float) -> pd.Series:
     for patient, visits in rows.groupby("patient"):
         visits = visits.sort_values("time_d")
         times = visits["time_d"].to_numpy(float)
-        utility = np.interp(visits["mrs"].to_numpy(float), np.arange(7), UW_MRS)
+        utility = np.interp(visits[endpoint].to_numpy(float), levels, utilities)
         died = visits["died_d"].iloc[0]
         end = times[-1] if np.isnan(died) else min(died, times[-1])
         alive = ~np.isnan(utility)
@@ -171,12 +173,32 @@ def test_what_cannot_be_analysed_fails_before_the_trial_runs(change, field, tmp_
 
 
 def test_a_condition_without_a_utility_mapping_names_those_with_one(tmp_path):
-    spec = yaml.safe_load((EXAMPLE.parent / "trial-knee-osteoarthritis.yaml").read_text())
+    spec = yaml.safe_load((EXAMPLE.parent / "trial-copd.yaml").read_text())
     spec["economics"] = {"currency": "GBP"}
-    with pytest.raises(
-        InfusimError, match=r"no utility mapping is bundled for knee_osteoarthritis.*ischemic_stroke"
-    ):
+    with pytest.raises(InfusimError, match=r"no utility mapping is bundled for copd.*knee_osteoarthritis"):
+        api.trial(spec, tmp_path / "copd")
+
+
+def test_knee_osteoarthritis_needs_the_costs_no_row_gives_then_runs(tmp_path):
+    """WOMAC total maps to utility by band (Spanish EQ-5D-5L); no GBP harvest or intra-articular
+    injection cost was read, so the error names the field to give, and given it the trial runs."""
+    spec = yaml.safe_load((EXAMPLE.parent / "trial-knee-osteoarthritis.yaml").read_text())
+    spec["trial"]["patients"] = 60
+    spec["economics"] = {"currency": "GBP"}
+    with pytest.raises(InfusimError) as caught:
         api.trial(spec, tmp_path / "oa")
+    assert caught.value.field in ("economics.costs.harvest", "economics.costs.delivery_per_dose")
+    spec["economics"]["costs"] = {"harvest": 1000, "delivery_per_dose": 200}
+    found = api.trial(spec, tmp_path / "oa").summary["economics"]
+    assert found["settings"]["endpoint"] == "womac_total"
+    # saline: the sham harvest and one sham injection; MSC arms add one GBP 54,000 dose
+    assert found["by_arm"]["saline"]["cost"]["mean"] == pytest.approx(1200)
+    assert found["by_arm"]["msc_5e7"]["cost"]["mean"] == pytest.approx(55200)
+    by_hand = _qalys_by_hand(
+        tmp_path / "oa", 0.035, "womac_total", (12, 36, 60, 84), (0.829, 0.665, 0.464, 0.189)
+    )
+    for arm, value in by_hand.groupby(level=0).mean().items():
+        assert found["by_arm"][arm]["qalys"]["mean"] == pytest.approx(value, rel=1e-7)
 
 
 @pytest.mark.parametrize(
