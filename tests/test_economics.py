@@ -54,7 +54,8 @@ def _qalys_by_hand(
         utility = np.interp(visits[endpoint].to_numpy(float), levels, utilities)
         died = visits["died_d"].iloc[0]
         end = times[-1] if np.isnan(died) else min(died, times[-1])
-        alive = ~np.isnan(utility)
+        # visits after a death record nothing (a rate endpoint records "no response" there)
+        alive = ~np.isnan(utility) & (np.isnan(died) | (times <= died))
 
         def integrand(t, times=times[alive], u=utility[alive]):
             return np.interp(t, times, u) * (1 + rate) ** (-t / 365.25)
@@ -262,3 +263,15 @@ def test_each_patients_qalys_and_costs_are_written(stroke):
         assert mine[key] == pytest.approx(value, rel=1e-7, abs=1e-9)
     means = table.groupby("arm", observed=True)["cost"].mean()
     assert means["msc"] == pytest.approx(found["by_arm"]["msc"]["cost"]["mean"])
+
+
+def test_a_remission_endpoint_counts_each_patients_remission_days(tmp_path):
+    """Rate endpoints are recorded 1 or 0 per patient and visit: the utility of remission (0.78) or
+    not (0.60), Kato 2023, between visits linearly, as for any endpoint."""
+    spec = yaml.safe_load((EXAMPLE.parent / "trial-crohns-fistula-economics.yaml").read_text())
+    spec["trial"]["patients"] = 80
+    found = api.trial(spec, tmp_path / "crohns").summary["economics"]
+    by_hand = _qalys_by_hand(tmp_path / "crohns", 0.035, "combined_remission", (0, 1), (0.60, 0.78))
+    for arm, value in by_hand.groupby(level=0).mean().items():
+        assert found["by_arm"][arm]["qalys"]["mean"] == pytest.approx(value, rel=1e-7)
+    assert found["by_arm"]["placebo"]["cost"]["mean"] == 0.0  # the procedure is set to 0 in both arms
