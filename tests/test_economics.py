@@ -275,3 +275,14 @@ def test_a_remission_endpoint_counts_each_patients_remission_days(tmp_path):
     for arm, value in by_hand.groupby(level=0).mean().items():
         assert found["by_arm"][arm]["qalys"]["mean"] == pytest.approx(value, rel=1e-7)
     assert found["by_arm"]["placebo"]["cost"]["mean"] == 0.0  # the procedure is set to 0 in both arms
+
+
+def test_after_a_loss_to_follow_up_the_last_value_is_carried_forward(tmp_path):
+    spec = _spec()
+    spec["trial"]["dropout"] = "30%"
+    found = api.trial(spec, tmp_path / "dropout").summary["economics"]
+    rows = pd.read_parquet(tmp_path / "dropout" / "patients")
+    assert rows.groupby("patient").withdrawn_d.first().notna().mean() > 0.15
+    by_hand = _qalys_by_hand(tmp_path / "dropout", 0.035)  # np.interp holds the last recorded value
+    for arm, value in by_hand.groupby(level=0).mean().items():
+        assert found["by_arm"][arm]["qalys"]["mean"] == pytest.approx(value, rel=1e-7)

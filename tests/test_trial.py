@@ -203,3 +203,51 @@ def test_deaths_in_the_records_do_not_depend_on_chunking():
     assert pa.concat_tables(parts).equals(whole)
     died = whole.to_pandas().groupby("patient").died_d.first()
     assert died.notna().sum() > 40  # about a quarter die within the year (ANSWER)
+
+
+def test_loss_to_follow_up_removes_later_visits_at_the_stated_yearly_rate():
+    """trial.dropout: 20% a year lost to follow-up: about 20% withdrawn within a year (exact binomial
+    test against 1 - (1 - 0.2)^(365/365.25)); their later continuous values are missing and their
+    later responses count as none; the analysed numbers fall by the same share; chunk-invariant."""
+    visits, primary = ["90 day", "365 day"], {"endpoint": "womac_total", "at": "365 day"}
+    base = _trial("knee_osteoarthritis", visits, primary, 4_000)
+    s = _trial("knee_osteoarthritis", visits, primary, 4_000, trial={"dropout": "20%"})
+    assert s.trial.dropout == pytest.approx(0.2)
+    table, partial = simulate_chunk(s, 0, 0, 4_000)
+    rows = table.to_pandas()
+    first = rows.groupby("patient").first()
+    withdrawn = first.withdrawn_d.notna()
+    expected = 1 - 0.8 ** (365 / 365.25)
+    assert scipy.stats.binomtest(int(withdrawn.sum()), len(first), expected).pvalue > 0.001
+    after = rows.time_d > rows.withdrawn_d
+    assert after.any() and rows.womac_total[after].isna().all()
+    # without dropout the same patients are all recorded (deaths aside), with identical values before
+    plain, plain_partial = simulate_chunk(base, 0, 0, 4_000)
+    plain_rows = plain.to_pandas()
+    before = ~after
+    assert np.array_equal(
+        rows.womac_total[before].to_numpy(), plain_rows.womac_total[before].to_numpy(), equal_nan=True
+    )
+    plan = design(s)
+    n_drop = stats.combine([partial], 1, partial.sums.shape)[0][:, plan.primary, 2, FIELDS.index("n")].sum()
+    n_all = stats.combine([plain_partial], 1, plain_partial.sums.shape)[0][
+        :, plan.primary, 2, FIELDS.index("n")
+    ].sum()
+    assert n_drop / n_all == pytest.approx(1 - expected, abs=0.03)
+    parts = [simulate_chunk(s, 0, c.start, c.stop)[0] for c in chunks(s, chunk_size=333)]
+    assert pa.concat_tables(parts).equals(table)
+
+
+def test_dropout_is_a_share_per_year_between_0_and_0_9():
+    from infusim.errors import ScenarioError
+
+    for bad in ("95%", "lots", -0.1):
+        with pytest.raises(ScenarioError) as caught:
+            _trial(
+                "knee_osteoarthritis",
+                ["90 day"],
+                {"endpoint": "womac_total", "at": "90 day"},
+                20,
+                trial={"dropout": bad},
+            )
+        assert caught.value.field == "trial.dropout"

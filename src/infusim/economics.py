@@ -210,7 +210,7 @@ def _state_exposures(values: np.ndarray, weights: np.ndarray, knots: np.ndarray)
     """Discounted years spent at each knot (patients, knots)."""
     alive_value = np.where(weights > 0, values, knots[0])
     if np.any(np.isnan(alive_value)):
-        raise DataError("patients", "an endpoint value is missing at a visit before the patient's death")
+        raise DataError("patients", "an endpoint value is missing at baseline")
     return np.einsum("pv,pvk->pk", weights, interpolation(alive_value, knots))
 
 
@@ -232,7 +232,8 @@ def exposures(scenario: Scenario, out: Path, params: ParameterSet, chosen: dict)
     ).sort_values(["patient", "time_d"], kind="stable")
     times = np.sort(frame["time_d"].unique()).astype(float)
     visits = times.size
-    values = frame[endpoint].to_numpy(float).reshape(-1, visits)
+    # after a loss to follow-up (trial.dropout) the last recorded value is carried forward (LOCF)
+    values = pd.DataFrame(frame[endpoint].to_numpy(float).reshape(-1, visits)).ffill(axis=1).to_numpy()
     first = frame.iloc[::visits]
     died = first["died_d"].to_numpy(float)
     weight_kg = first["body_weight_kg"].to_numpy(float)

@@ -189,6 +189,7 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
             for a in trial.arms
         ],
         "visit_times_d": [float(f"{d:g}") for d in plan.visits_d],
+        "dropout_per_year": trial.dropout,
         "primary": {
             "endpoint": primary.name,
             "unit": primary.unit,

@@ -86,6 +86,20 @@ class Trial(_Section):
     visits_h: tuple[Hours, ...] = Field(alias="visits", min_length=1, max_length=400)
     primary: Primary
     replicates: int = Field(1, ge=1, le=100_000)
+    #: Share of patients lost to follow-up per year (withdrawal at a constant hazard; 0-0.9): a design
+    #: assumption of the trial, with no default but none.
+    dropout: float = Field(0.0, ge=0.0, le=0.9)
+
+    @field_validator("dropout", mode="before")
+    @classmethod
+    def _share(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().removesuffix("/year").removesuffix("per year").strip()
+            try:
+                return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a share per year; write e.g. 0.1 or '10%'") from None
+        return value
 
     @model_validator(mode="after")
     def _arms_and_visits(self) -> Trial:

@@ -188,23 +188,36 @@ def simulate_chunk(
     if events is None:
         events = safety.chunk_events(scenario, replicate, start, stop, params)[0]
     died, trm = safety.death_days(events, start, stop)
-    alive = plan.visits_d[None, :] < died[:, None]
-    alive[:, 0] = True  # the baseline visit comes before the first dose
+    withdrawn = withdrawal_days(seed, index, trial.dropout, plan.visits_d[-1])
+    followed = plan.visits_d[None, :] < np.minimum(died, withdrawn)[:, None]
+    followed[:, 0] = True  # the baseline visit comes before the first dose
     measured, twin = _measure(seed, index, plan, true, untreated, params)
-    measured, counted = _after_deaths(plan, measured, alive, trm)
+    measured, counted = _after_deaths(plan, measured, followed, trm)
     sums = _partial_sums(plan, arm, measured, true, untreated, counted)
     stats = ChunkStats(replicate, start, sums, _baseline_sums(cohort, arm, len(trial.arms)))
     if not table:
         return None, stats
-    return _table(replicate, index, arm, cohort, plan, measured, twin, counted, died, recovery_d), stats
+    rows = _table(replicate, index, arm, cohort, plan, measured, twin, counted, died, recovery_d, withdrawn)
+    return rows, stats
+
+
+def withdrawal_days(seed: int, index: np.ndarray, dropout: float, horizon_d: float) -> np.ndarray:
+    """Day each patient is lost to follow-up (inf when not within ``horizon_d``): a constant hazard
+    that loses ``dropout`` of the patients per year, from the patient's own stream."""
+    if dropout <= 0:
+        return np.full(index.shape, np.inf)
+    rate = -np.log1p(-dropout) / 365.25  # per day
+    days = -np.log(uniforms(seed, index, stream("withdrawal"))) / rate
+    return np.where(days <= horizon_d, days, np.inf)
 
 
 def _after_deaths(
     plan: Design, measured: dict[str, np.ndarray], alive: np.ndarray, trm_d: np.ndarray
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """What is recorded once a patient has died, and which values count (patients, visits): a
-    continuous endpoint is missing; a response is a non-response; treatment-related mortality is
-    whether the patient died of the treatment by the visit (the adverse events' own draw)."""
+    """What is recorded once a patient has died or was lost to follow-up (``alive``: still followed),
+    and which values count (patients, visits): a continuous endpoint is missing; a response is a
+    non-response (non-responder imputation); treatment-related mortality is whether the patient died
+    of the treatment by the visit (the adverse events' own draw, known whatever the follow-up)."""
     out, counted = {}, {}
     for endpoint in plan.endpoints:
         name, value = endpoint.name, measured[endpoint.name]
@@ -380,10 +393,12 @@ def _table(
     counted: dict[str, np.ndarray],
     died_d: np.ndarray,
     recovery_d: np.ndarray,
+    withdrawn_d: np.ndarray,
 ) -> pa.Table:
-    """One row per patient and visit: covariates, arm, recorded endpoints (null after a death for a
-    continuous endpoint), the untreated twin, the day of death (null if none) and the day neutrophils
-    recovered after conditioning (null without conditioning and a haematopoietic graft)."""
+    """One row per patient and visit: covariates, arm, recorded endpoints (null after a death or a
+    loss to follow-up for a continuous endpoint), the untreated twin, the day of death and the day of
+    the loss to follow-up (null if none) and the day neutrophils recovered after conditioning (null
+    without conditioning and a haematopoietic graft)."""
     visits = len(plan.visits_d)
 
     def per_row(values: np.ndarray, dtype) -> np.ndarray:
@@ -403,6 +418,9 @@ def _table(
         "died_d": pa.array(per_row(died_d, np.float32), mask=per_row(~np.isfinite(died_d), np.bool_)),
         "neutrophil_recovery_d": pa.array(
             per_row(recovery_d, np.float32), mask=per_row(~np.isfinite(recovery_d), np.bool_)
+        ),
+        "withdrawn_d": pa.array(
+            per_row(withdrawn_d, np.float32), mask=per_row(~np.isfinite(withdrawn_d), np.bool_)
         ),
     }
     for endpoint in plan.endpoints:

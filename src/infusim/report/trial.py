@@ -38,7 +38,8 @@ def render(summary: dict) -> str:
     )
     return f"""{page_start(f"infusim virtual trial: {summary['scenario_name']}", summary["disclaimer"])}
 <p>{html.escape(summary["condition"])}; {summary["patients"]} patients per replicate,
-{summary["replicates"]} replicate(s); arms: {arms}. Scenario hash
+{summary["replicates"]} replicate(s); arms: {arms}; lost to follow-up
+{summary.get("dropout_per_year", 0):.0%} a year. Scenario hash
 {html.escape(summary["scenario_hash"][:16])}, seed {summary["seed"]}, infusim
 {html.escape(summary["infusim_version"])}.</p>
 <h2>Primary comparison: {html.escape(primary["endpoint"])} at day {primary["time_d"]:g}
