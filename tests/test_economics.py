@@ -286,3 +286,18 @@ def test_after_a_loss_to_follow_up_the_last_value_is_carried_forward(tmp_path):
     by_hand = _qalys_by_hand(tmp_path / "dropout", 0.035)  # np.interp holds the last recorded value
     for arm, value in by_hand.groupby(level=0).mean().items():
         assert found["by_arm"][arm]["qalys"]["mean"] == pytest.approx(value, rel=1e-7)
+
+
+def test_expected_value_of_perfect_information_by_hand():
+    # two draws: cells better by 10 in one, worse by 30 in the other; on average control (0) is best
+    assert economics.evpi([np.array([10.0, -30.0])]) == pytest.approx(5.0)  # mean(max(0, .)) - 0
+    # a decision never in doubt is worth nothing to resolve
+    assert economics.evpi([np.array([5.0, 7.0])]) == 0.0
+    # two arms: best per draw 20 and 8, best on average arm 1 (mean 9)
+    assert economics.evpi([np.array([20.0, -2.0]), np.array([4.0, 8.0])]) == pytest.approx(14.0 - 9.0)
+
+
+def test_value_of_information_is_reported_per_threshold(stroke):
+    _, _, found = stroke
+    assert set(found["value_of_information"]) == {"25000", "35000"}
+    assert all(v >= 0 for v in found["value_of_information"].values())

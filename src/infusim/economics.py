@@ -529,6 +529,7 @@ def analyse(scenario: Scenario, out: str | Path) -> dict:
             "cost_components": {k: round(v, 2) for k, v in components.items()},
         }
     comparisons = {}
+    benefit_draws: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     grid = np.linspace(0.0, CURVE_SPAN * max(chosen["thresholds"]), CURVE_POINTS)
     for a, name in enumerate(found.arms):
         if a == control or scenario.trial.arms[a].kind != "cells":
@@ -537,6 +538,7 @@ def analyse(scenario: Scenario, out: str | Path) -> dict:
         d_qalys = totals(means[a], point, qaly_cols) - totals(means[control], point, qaly_cols)
         cost_draws = totals(sampled[a], rows, cost_cols) - totals(sampled[control], rows, cost_cols)
         qaly_draws = totals(sampled[a], rows, qaly_cols) - totals(sampled[control], rows, qaly_cols)
+        benefit_draws[name] = (qaly_draws, cost_draws)
         comparisons[name] = {
             "incremental_cost": _summary(d_cost, cost_draws),
             "incremental_qalys": _summary(d_qalys, qaly_draws),
@@ -575,6 +577,9 @@ def analyse(scenario: Scenario, out: str | Path) -> dict:
         "utility_mapping": _mapping(params, scenario.condition.name, chosen["endpoint"]),
         "by_arm": by_arm,
         "comparisons": comparisons,
+        "value_of_information": {
+            f"{t:g}": evpi([t * q - c for q, c in benefit_draws.values()]) for t in chosen["thresholds"]
+        },
         "unit_costs": _unit_costs(found, params, point, chosen["currency"]),
         "events_not_costed": uncosted_events(out, params, scenario, chosen["currency"]),
         "sources": {
@@ -595,9 +600,21 @@ def analyse(scenario: Scenario, out: str | Path) -> dict:
             "exposures) and the rows' priors (probabilistic sensitivity analysis); "
             f"{count} draws",
             "prices are as their sources give them (price years in unit_costs), not inflated or converted",
+            "value_of_information: expected value of perfect information per patient at each threshold "
+            "(what resolving every uncertainty above would be worth, in the currency, per patient treated)",
             "intention to treat: every randomised patient counts in their arm, whatever happened",
         ],
     }
+
+
+def evpi(benefits: list[np.ndarray]) -> float:
+    """Expected value of perfect information per patient: the mean over draws of the best strategy's
+    net monetary benefit, less that of the strategy best on average (control's benefit is 0 by
+    definition; ``benefits``: each cells arm's incremental net benefit per draw)."""
+    if not benefits:
+        return 0.0
+    table = np.column_stack([np.zeros_like(benefits[0]), *benefits])
+    return float(np.mean(table.max(axis=1)) - table.mean(axis=0).max())
 
 
 def _headroom(thresholds, d_qalys, d_other, exposure, qaly_draws, other_draws, exposure_draws, unit) -> dict:

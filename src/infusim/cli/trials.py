@@ -153,6 +153,12 @@ def _print_economics(found: dict) -> None:
                 f"  highest cost-effective product price {price['unit']} at {cur}/QALY {prices}",
                 highlight=False,
             )
+    if found.get("value_of_information"):
+        worth = ", ".join(f"{float(t):,.0f}: {v:,.0f}" for t, v in found["value_of_information"].items())
+        console.print(
+            f"expected value of perfect information per patient ({cur}) at {cur}/QALY {worth}",
+            highlight=False,
+        )
     for event, arms in found["events_not_costed"].items():
         counts = ", ".join(f"{a} {n}" for a, n in arms.items())
         console.print(f"[dim]not costed (no {cur} row): {escape(event)} ({counts} serious episodes)[/dim]")

@@ -60,6 +60,9 @@ utility rows' priors ({chosen["draws"]} draws). A research model, not advice for
 <th>quadrant</th><th>probability cost-effective at {cur}/QALY</th>
 <th>highest cost-effective product price</th></tr>{"".join(comparisons)}</table>
 {figure}
+<p>Expected value of perfect information per patient ({cur}): {html.escape(_worth(found))}: what
+resolving every uncertainty above would be worth for each patient treated, an upper bound on the
+value of further research.</p>
 <h3>Unit costs</h3><table><tr><th>row</th><th>value</th><th>unit</th><th>source</th></tr>{costs}</table>
 {f"<p>Serious episodes without a cost row (not costed):</p><ul>{missing}</ul>" if missing else ""}
 <ul>{"".join(f"<li>{html.escape(n)}</li>" for n in found["notes"])}</ul>
@@ -94,6 +97,12 @@ def _qalys(entry: dict, signed: bool = False) -> str:
     fmt = "{:+.4f}" if signed else "{:.4f}"
     low, high = entry["ci95"]
     return f"{fmt.format(entry['mean'])} ({fmt.format(low)} to {fmt.format(high)})"
+
+
+def _worth(found: dict) -> str:
+    return ", ".join(
+        f"at {float(t):,.0f} per QALY {v:,.0f}" for t, v in (found.get("value_of_information") or {}).items()
+    )
 
 
 def _components(components: dict) -> str:
