@@ -104,7 +104,7 @@ def test_at_the_value_based_price_the_net_benefit_is_zero(stroke, tmp_path):
     price = found["comparisons"]["msc"]["value_based_price"]["by_threshold"][threshold]["mean"]
     priced = copy.deepcopy(spec)
     priced["economics"]["costs"] = {"product_per_dose": max(price, 0.0)}
-    again = api.economics(priced, out)
+    again = api.cost_effectiveness(priced, out)
     benefit = again["comparisons"]["msc"]["thresholds"][threshold]["net_monetary_benefit"]["mean"]
     assert benefit == pytest.approx(min(price, 0.0), abs=1e-6)
     # the re-analysis rewrote the trial's summary
@@ -301,3 +301,12 @@ def test_value_of_information_is_reported_per_threshold(stroke):
     _, _, found = stroke
     assert set(found["value_of_information"]) == {"25000", "35000"}
     assert all(v >= 0 for v in found["value_of_information"].values())
+
+
+def test_the_public_function_survives_the_modules_import():
+    """``infusim.cost_effectiveness`` is the API; the module ``infusim.economics`` is imported lazily
+    and must not replace a function of the same name (it did when the function was called economics)."""
+    import infusim
+    import infusim.economics
+
+    assert callable(infusim.cost_effectiveness) and infusim.economics is economics

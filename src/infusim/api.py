@@ -93,12 +93,12 @@ def power(
     return PowerResult(loaded.name, primary.endpoint, primary.at_h / 24.0, replicates, curve)
 
 
-def economics(scenario: Scenario | dict | str | Path, out: str | Path) -> dict:
+def cost_effectiveness(scenario: Scenario | dict | str | Path, out: str | Path) -> dict:
     """Cost-effectiveness of the finished trial in ``out`` by the scenario's ``economics`` section
     (``infusim.economics``); rewrites ``summary.json`` and ``report.html`` with it and returns it."""
     import json
 
-    from infusim import economics as cost_effectiveness
+    from infusim import economics
     from infusim.errors import OutputError
     from infusim.report.trial import render
     from infusim.runner import MANIFEST, _write_atomic_json, with_size
@@ -121,7 +121,7 @@ def economics(scenario: Scenario | dict | str | Path, out: str | Path) -> dict:
             "scenario",
             f"it is not the scenario the trial in {folder} ran (its content differs outside economics)",
         )
-    found = cost_effectiveness.analyse(loaded, folder)
+    found = economics.analyse(loaded, folder)
     summary["economics"] = found
     (folder / ".report.html.tmp").write_text(render(summary), encoding="utf-8")
     (folder / ".report.html.tmp").replace(folder / "report.html")

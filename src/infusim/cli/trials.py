@@ -104,7 +104,7 @@ def economics(
     """
     from infusim import api
 
-    found = api.economics(scenario, out)
+    found = api.cost_effectiveness(scenario, out)
     _print_economics(found)
     console.print(f"[dim]{found['disclaimer']}[/dim]")
     console.print(f"Updated: [bold]{escape(str(out))}[/bold] (summary.json economics, report.html)")
