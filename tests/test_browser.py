@@ -57,6 +57,11 @@ def reports(tmp_path_factory) -> dict[str, Path]:
     trial = yaml.safe_load((EXAMPLES / "trial-copd.yaml").read_text())
     trial["name"] = HOSTILE
     pages["trial"] = infusim.trial(trial, root / "trial", patients=60).write_report(root / "trial.html")
+    costed = yaml.safe_load((EXAMPLES / "trial-stroke-economics.yaml").read_text())
+    costed["name"] = HOSTILE
+    pages["economics"] = infusim.trial(costed, root / "costed", patients=60).write_report(
+        root / "economics.html"
+    )
     scenario = infusim.load(EXAMPLES / "msc-iv-human.yaml")
     pages["doses"] = infusim.doses(scenario, [1e6, 1e8]).write_report(root / "doses.html")
     ranks = infusim.sensitivity(
@@ -70,7 +75,9 @@ def reports(tmp_path_factory) -> dict[str, Path]:
     return pages
 
 
-@pytest.mark.parametrize("kind", ["simulation", "trial", "doses", "sensitivity", "validation", "power"])
+@pytest.mark.parametrize(
+    "kind", ["simulation", "trial", "economics", "doses", "sensitivity", "validation", "power"]
+)
 def test_report_loads_offline_and_draws_every_plot(browser, reports, kind):
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     problems, requests = [], []
@@ -91,7 +98,10 @@ def test_report_loads_offline_and_draws_every_plot(browser, reports, kind):
     assert "research tool" in page.inner_text("body")
     ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "screenshots" / f"{kind}.png"), full_page=True)
-    if kind in ("simulation", "trial"):
+    if kind == "economics":  # the trial's cost-effectiveness section and its acceptability curve
+        assert "Cost-effectiveness (within the trial, GBP)" in page.inner_text("body")
+        assert page.locator(".plotly-graph-div").count() >= 2
+    if kind in ("simulation", "trial", "economics"):
         assert page.evaluate("() => window.pwned") is None  # the tag did not run
         assert HOSTILE in page.inner_text("h1")  # it is shown as the text the user wrote
     page.close()
