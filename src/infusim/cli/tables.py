@@ -172,6 +172,7 @@ def list_parameters(
 def list_conditions() -> None:
     """List the conditions infusim models: endpoints, units, potencies with 95% intervals, evidence."""
     from infusim import conditions, evidence, posterior
+    from infusim.economics import mapped_endpoints
     from infusim.parameters import bundled
 
     params = bundled()
@@ -181,7 +182,11 @@ def list_conditions() -> None:
     for column in ("area / site", "endpoints (unit)", "potency (95% interval)", "evidence", "sources"):
         table.add_column(column, overflow="fold")
     for info in conditions.registry().values():
-        endpoints = "\n".join(f"{e.name} ({e.unit}){' *' if e.primary else ''}" for e in info.endpoints)
+        valued = set(mapped_endpoints(params, info.name))
+        endpoints = "\n".join(
+            f"{e.name} ({e.unit}){' *' if e.primary else ''}{' $' if e.name in valued else ''}"
+            for e in info.endpoints
+        )
         mechanisms, sources = [], set()
         fitted = posterior.load(info.name)
         summary = fitted.record.get("summary", {}) if fitted else {}
@@ -217,7 +222,8 @@ def list_conditions() -> None:
         )
     console.print(table)
     console.print(
-        "* primary endpoint. Potency: improvement of the primary endpoint at full response, posterior "
+        "* primary endpoint; $ has a utility mapping, so a trial can add an economics section "
+        "(docs/economics.md). Potency: improvement of the primary endpoint at full response, posterior "
         "median and 95% interval of the fit to all controlled trials (docs/conditions.md); tau: "
         "between-trial SD in standardised mean difference units."
     )
