@@ -26,9 +26,11 @@ DELIVERY_IV, PRODUCT_DOSE = 307.58, 54000.0
 
 
 def _spec(**economics_fields) -> dict:
+    """The stroke example at 120 patients; the effect held at its posterior median (no replicate
+    trials) unless a test asks for them."""
     spec = yaml.safe_load(EXAMPLE.read_text())
     spec["trial"]["patients"] = 120
-    spec["economics"] = {"currency": "GBP", **economics_fields}
+    spec["economics"] = {"currency": "GBP", "evidence_draws": 0, **economics_fields}
     return spec
 
 
@@ -40,13 +42,11 @@ def stroke(tmp_path_factory) -> tuple[dict, Path, dict]:
     return spec, out, summary["economics"]
 
 
-def _qalys_by_hand(
-    out: Path, rate: float, endpoint="mrs", levels=tuple(range(7)), utilities=UW_MRS
-) -> pd.Series:
+def _qalys_by_hand(out, rate: float, endpoint="mrs", levels=tuple(range(7)), utilities=UW_MRS) -> pd.Series:
     """Each patient's discounted QALYs, written from the definition: utility of the recorded mRS
     between visits (linear in time, the last value carried to death), times (1 + rate)^-t, integrated
-    with scipy's quad."""
-    rows = pd.read_parquet(out / "patients").query("replicate == 0")
+    with scipy's quad. ``out``: a trial folder (replicate 0) or a table of patient rows."""
+    rows = out if isinstance(out, pd.DataFrame) else pd.read_parquet(out / "patients").query("replicate == 0")
     result = {}
     for patient, visits in rows.groupby("patient"):
         visits = visits.sort_values("time_d")
@@ -83,7 +83,11 @@ def test_costs_are_the_rows_priced_per_dose_and_the_comparison_adds_up(stroke):
     _, _, found = stroke
     # one dose at day 0 (undiscounted): the sham infusion visit, and the product on top in the cells arm
     assert found["by_arm"]["placebo"]["cost"]["mean"] == pytest.approx(DELIVERY_IV)
-    assert found["by_arm"]["msc"]["cost_components"] == {"delivery": DELIVERY_IV, "product": PRODUCT_DOSE}
+    assert found["by_arm"]["msc"]["cost_components"] == {
+        "delivery": DELIVERY_IV,
+        "product": PRODUCT_DOSE,
+        "events": 0.0,
+    }
     result = found["comparisons"]["msc"]
     d_cost, d_qalys = result["incremental_cost"]["mean"], result["incremental_qalys"]["mean"]
     assert d_cost == pytest.approx(PRODUCT_DOSE)
@@ -108,9 +112,8 @@ def test_at_the_value_based_price_the_net_benefit_is_zero(stroke, tmp_path):
     benefit = again["comparisons"]["msc"]["thresholds"][threshold]["net_monetary_benefit"]["mean"]
     assert benefit == pytest.approx(min(price, 0.0), abs=1e-6)
     # the re-analysis rewrote the trial's summary
-    assert (
-        json.loads((out / "summary.json").read_text())["economics"]["unit_costs"][-1]["source"] == "scenario"
-    )
+    written = json.loads((out / "summary.json").read_text())["economics"]["unit_costs"]
+    assert {c["item"]: c["source"] for c in written}["economics.costs.product_per_dose"] == "scenario"
 
 
 def test_interval_with_rows_held_is_the_trials_sampling_error(stroke):
@@ -180,21 +183,17 @@ def test_a_condition_without_a_utility_mapping_names_those_with_one(tmp_path):
         api.trial(spec, tmp_path / "copd")
 
 
-def test_knee_osteoarthritis_needs_the_costs_no_row_gives_then_runs(tmp_path):
-    """WOMAC total maps to utility by band (Spanish EQ-5D-5L); no GBP harvest or intra-articular
-    injection cost was read, so the error names the field to give, and given it the trial runs."""
+def test_knee_osteoarthritis_costs_the_harvest_and_injections_from_nhs_rows(tmp_path):
+    """WOMAC total maps to utility by band (Spanish EQ-5D-5L); the autologous fat harvest (a day-case
+    minor skin procedure, GBP 868.05) and the injection (outpatient joint injection, GBP 155.39) are
+    NHS 2024/25 rows, in both arms (the saline arm is harvested too); the cells add one dose."""
     spec = yaml.safe_load((EXAMPLE.parent / "trial-knee-osteoarthritis.yaml").read_text())
     spec["trial"]["patients"] = 60
-    spec["economics"] = {"currency": "GBP"}
-    with pytest.raises(InfusimError) as caught:
-        api.trial(spec, tmp_path / "oa")
-    assert caught.value.field in ("economics.costs.harvest", "economics.costs.delivery_per_dose")
-    spec["economics"]["costs"] = {"harvest": 1000, "delivery_per_dose": 200}
+    spec["economics"] = {"currency": "GBP", "evidence_draws": 0}
     found = api.trial(spec, tmp_path / "oa").summary["economics"]
     assert found["settings"]["endpoint"] == "womac_total"
-    # saline: the sham harvest and one sham injection; MSC arms add one GBP 54,000 dose
-    assert found["by_arm"]["saline"]["cost"]["mean"] == pytest.approx(1200)
-    assert found["by_arm"]["msc_5e7"]["cost"]["mean"] == pytest.approx(55200)
+    assert found["by_arm"]["saline"]["cost"]["mean"] == pytest.approx(868.05 + 155.39)
+    assert found["by_arm"]["msc_5e7"]["cost"]["mean"] == pytest.approx(868.05 + 155.39 + 54000)
     by_hand = _qalys_by_hand(
         tmp_path / "oa", 0.035, "womac_total", (12, 36, 60, 84), (0.829, 0.665, 0.464, 0.189)
     )
@@ -233,7 +232,9 @@ def test_economics_without_a_trial_is_refused():
 def test_cli_reanalyses_and_refuses_another_scenario(stroke, tmp_path):
     spec, out, _ = stroke
     path = tmp_path / "scenario.yaml"
-    path.write_text(yaml.safe_dump(spec | {"economics": {"currency": "GBP", "discount": "1.5%"}}))
+    path.write_text(
+        yaml.safe_dump(spec | {"economics": {"currency": "GBP", "discount": "1.5%", "evidence_draws": 0}})
+    )
     result = CliRunner().invoke(app, ["economics", str(path), str(out)])
     assert result.exit_code == 0, result.output
     assert "1.5% costs" in result.output and "highest cost-effective product price" in result.output
@@ -270,11 +271,14 @@ def test_a_remission_endpoint_counts_each_patients_remission_days(tmp_path):
     not (0.60), Kato 2023, between visits linearly, as for any endpoint."""
     spec = yaml.safe_load((EXAMPLE.parent / "trial-crohns-fistula-economics.yaml").read_text())
     spec["trial"]["patients"] = 80
+    spec["economics"]["evidence_draws"] = 0
     found = api.trial(spec, tmp_path / "crohns").summary["economics"]
     by_hand = _qalys_by_hand(tmp_path / "crohns", 0.035, "combined_remission", (0, 1), (0.60, 0.78))
     for arm, value in by_hand.groupby(level=0).mean().items():
         assert found["by_arm"][arm]["qalys"]["mean"] == pytest.approx(value, rel=1e-7)
-    assert found["by_arm"]["placebo"]["cost"]["mean"] == 0.0  # the procedure is set to 0 in both arms
+    # the day-case procedure in both arms (NHS FF41C), the list price in the cells arm
+    assert found["by_arm"]["placebo"]["cost"]["mean"] == pytest.approx(2035.41)
+    assert found["by_arm"]["msc"]["cost"]["mean"] == pytest.approx(2035.41 + 54000)
 
 
 def test_after_a_loss_to_follow_up_the_last_value_is_carried_forward(tmp_path):
@@ -310,3 +314,41 @@ def test_the_public_function_survives_the_modules_import():
     import infusim.economics
 
     assert callable(infusim.cost_effectiveness) and infusim.economics is economics
+
+
+def test_evidence_draws_carry_the_effects_posterior_into_the_intervals(stroke):
+    """Each evidence draw is one replicate trial whose truth is drawn from the posterior: its arms'
+    QALYs equal those computed by hand from that replicate's own rows, and the incremental QALY
+    interval is wider than with the effect held at its median."""
+    from infusim import safety
+    from infusim.parameters import for_scenario
+    from infusim.virtual_trial import simulate_chunk
+
+    spec, out, held = stroke
+    drawn = copy.deepcopy(spec)
+    drawn["economics"]["evidence_draws"] = 40
+    scenario = api.as_scenario(drawn)
+    params = for_scenario(scenario)
+    chosen = economics.settings(scenario, params)
+    columns = economics.exposures(scenario, out, params, chosen).columns
+    replicates = economics._evidence_means(scenario, params, chosen, columns)
+    utilities = np.array([params.entry(*c.key).value if c.kind == "qalys" else 0.0 for c in columns])
+    for r in (0, 7):
+        events = safety.chunk_events(scenario, r + 1, 0, 120, params)[0]
+        rows = simulate_chunk(scenario, r + 1, 0, 120, params=params, uncertain=True, events=events)[
+            0
+        ].to_pandas()
+        by_hand = _qalys_by_hand(rows, 0.035).groupby(level=0).mean()
+        for a, arm in enumerate(("placebo", "msc")):
+            assert replicates[r, a] @ utilities == pytest.approx(by_hand[arm], rel=1e-7)
+    found = economics.analyse(scenario, out)
+    assert found["settings"]["evidence_draws"] == 40 and found["settings"]["evidence_patients"] == 120
+    width = np.diff(found["comparisons"]["msc"]["incremental_qalys"]["ci95"])[0]
+    assert width > np.diff(held["comparisons"]["msc"]["incremental_qalys"]["ci95"])[0]
+    economics.analyse(api.as_scenario(spec), out)  # leave the folder as the other tests expect
+
+
+def test_no_icer_is_given_where_one_arm_dominates():
+    assert economics.quadrant(-100.0, 0.1).startswith("dominant")
+    assert economics.quadrant(100.0, -0.1).startswith("dominated")
+    assert economics.quadrant(-100.0, -0.1) == "fewer QALYs at a lower cost"

@@ -220,16 +220,31 @@ def _dose_days(arm_scenario: Scenario) -> np.ndarray:
 
 
 def exposures(scenario: Scenario, out: Path, params: ParameterSet, chosen: dict) -> Exposures:
-    """Every patient of replicate 0 reduced to exposures (``chosen``: from ``settings``)."""
+    """Every patient of replicate 0 of the trial in ``out`` reduced to exposures (``chosen``: from
+    ``settings``)."""
+    frame = pd.read_parquet(
+        out / "patients",
+        columns=["patient", "arm", "time_d", "body_weight_kg", "died_d", chosen["endpoint"]],
+        filters=[("replicate", "==", 0)],
+    )
+    events = pd.read_parquet(
+        out / "adverse_events",
+        columns=["patient", "event", "time_d", "serious"],
+        filters=[("replicate", "==", 0)],
+    )
+    return exposures_of(scenario, frame, events, params, chosen)
+
+
+def exposures_of(
+    scenario: Scenario, frame: pd.DataFrame, events: pd.DataFrame, params: ParameterSet, chosen: dict
+) -> Exposures:
+    """Patients' rows (one per visit) and their adverse events reduced to exposures; the columns
+    depend on the scenario and the rows only, never on which events happened to occur."""
     trial = scenario.trial
     condition, endpoint = scenario.condition.name, chosen["endpoint"]
     cur = chosen["currency"].lower()
     rate_c, rate_q = chosen["discount_costs"], chosen["discount_qalys"]
-    frame = pd.read_parquet(
-        out / "patients",
-        columns=["patient", "arm", "time_d", "body_weight_kg", "died_d", endpoint],
-        filters=[("replicate", "==", 0)],
-    ).sort_values(["patient", "time_d"], kind="stable")
+    frame = frame.sort_values(["patient", "time_d"], kind="stable")
     times = np.sort(frame["time_d"].unique()).astype(float)
     visits = times.size
     # after a loss to follow-up (trial.dropout) the last recorded value is carried forward (LOCF)
@@ -263,7 +278,7 @@ def exposures(scenario: Scenario, out: Path, params: ParameterSet, chosen: dict)
     procedure, procedure_columns = _procedures(scenario, params, chosen, arm, died, weight_kg)
     blocks.append(procedure)
     columns += procedure_columns
-    events, event_columns = _events(out, params, cur, rate_c, first["patient"].to_numpy(), scenario)
+    events, event_columns = _events(events, params, cur, rate_c, first["patient"].to_numpy(), scenario)
     blocks.append(events)
     columns += event_columns
     return Exposures(arms, arm, np.hstack(blocks), columns, first["patient"].to_numpy())
@@ -352,19 +367,20 @@ def _procedures(
 
 
 def _events(
-    out: Path, params: ParameterSet, cur: str, rate: float, patients: np.ndarray, scenario: Scenario
+    found: pd.DataFrame, params: ParameterSet, cur: str, rate: float, patients: np.ndarray, scenario: Scenario
 ) -> tuple[np.ndarray, list[Column]]:
-    """Discounted serious episodes (grade 3-5) per patient and event that has a cost in the currency."""
-    found = pd.read_parquet(
-        out / "adverse_events",
-        columns=["patient", "event", "time_d", "serious"],
-        filters=[("replicate", "==", 0)],
-    )
-    found = found[found["serious"]]
+    """Discounted serious episodes (grade 3-5) per patient of every event that has a cost in the
+    currency (a column whether or not the event occurred)."""
+    found = found[found["serious"].astype(bool)]
     overrides = scenario.economics.costs.events
     position = pd.Series(np.arange(patients.size), index=patients)
     columns, blocks = [], []
-    for event in sorted(set(found["event"].astype(str)) | set(overrides)):
+    priced = {
+        scope.split("/", 1)[1]
+        for (name, scope) in params.entries
+        if name == "event_cost" and scope.startswith(cur + "/")
+    }
+    for event in sorted(priced | set(overrides)):
         rows = found[found["event"].astype(str) == event]
         if event in overrides:
             key = (SCENARIO_SOURCE, f"events.{event}")
@@ -455,6 +471,30 @@ def _arm_means(found: Exposures, count: int, seed: int) -> tuple[np.ndarray, np.
     return sizes, means, draws
 
 
+def _evidence_means(
+    scenario: Scenario, params: ParameterSet, chosen: dict, columns: list[Column]
+) -> np.ndarray:
+    """Mean exposures per arm (replicates, arms, columns) of replicate trials 1, 2, ... whose truth is
+    drawn from the condition's posterior (``virtual_trial.simulate_chunk(uncertain=True)``, as the
+    assurance replicates are), each with ``evidence_patients`` patients."""
+    from infusim import safety
+    from infusim.virtual_trial import simulate_chunk
+
+    econ = scenario.economics
+    size = min(econ.evidence_patients, scenario.trial.patients)
+    arms = len(scenario.trial.arms)
+    out = np.zeros((econ.evidence_draws, arms, len(columns)))
+    for r in range(econ.evidence_draws):
+        events = safety.chunk_events(scenario, r + 1, 0, size, params)[0]
+        table, _ = simulate_chunk(scenario, r + 1, 0, size, params=params, uncertain=True, events=events)
+        found = exposures_of(scenario, table.to_pandas(), events, params, chosen)
+        if found.columns != columns:
+            raise DataError("economics", "a replicate trial gave other exposure columns than the trial")
+        for a in range(arms):
+            out[r, a] = found.matrix[found.arm == a].mean(axis=0)
+    return out
+
+
 def _interval(samples: np.ndarray) -> list[float]:
     return [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]
 
@@ -505,6 +545,10 @@ def analyse(scenario: Scenario, out: str | Path) -> dict:
     seed = scenario.simulation.seed
     rows = _row_draws(found, params, point, count, seed)
     sizes, means, sampled = _arm_means(found, count, seed)
+    evidence = scenario.economics.evidence_draws
+    if evidence:  # each draw takes one replicate trial's arm means: effect, sample and rows uncertain
+        replicates = _evidence_means(scenario, params, chosen, found.columns)
+        sampled = np.transpose(replicates[np.arange(count) % evidence], (1, 0, 2))
     kinds = np.array([c.kind for c in found.columns])
     cost_cols, qaly_cols = kinds == "cost", kinds == "qalys"
     life_cols = kinds == "life_years"
@@ -542,7 +586,8 @@ def analyse(scenario: Scenario, out: str | Path) -> dict:
         comparisons[name] = {
             "incremental_cost": _summary(d_cost, cost_draws),
             "incremental_qalys": _summary(d_qalys, qaly_draws),
-            "icer": float(d_cost / d_qalys) if d_qalys != 0 else None,
+            # a negative ratio (one arm dominates) has no meaning as a price per QALY: the quadrant says it
+            "icer": float(d_cost / d_qalys) if d_cost * d_qalys > 0 else None,
             "quadrant": quadrant(d_cost, d_qalys),
             "thresholds": {
                 f"{t:g}": {
@@ -571,7 +616,15 @@ def analyse(scenario: Scenario, out: str | Path) -> dict:
         "scenario_name": scenario.name,
         "scenario_hash": scenario.hash(),
         "disclaimer": DISCLAIMER,
-        "settings": chosen | {"horizon_d": float(scenario.trial.visits_h[-1] / 24.0), "draws": count},
+        "settings": chosen
+        | {
+            "horizon_d": float(scenario.trial.visits_h[-1] / 24.0),
+            "draws": count,
+            "evidence_draws": evidence,
+            "evidence_patients": min(scenario.economics.evidence_patients, scenario.trial.patients)
+            if evidence
+            else 0,
+        },
         "patients_file": PATIENTS_FILE,
         "control": scenario.trial.control.name,
         "utility_mapping": _mapping(params, scenario.condition.name, chosen["endpoint"]),
@@ -596,9 +649,16 @@ def analyse(scenario: Scenario, out: str | Path) -> dict:
             "within the trial's horizon only: QALYs and costs end at the last visit (no extrapolation)",
             "QALYs: utility of the recorded endpoint at each visit, trapezoid rule, continuous discounting, "
             "zero after death; costs discounted at their day",
-            "95% intervals combine the trial's sampling error (normal approximation of each arm's mean "
-            "exposures) and the rows' priors (probabilistic sensitivity analysis); "
-            f"{count} draws",
+            (
+                f"95% intervals over {count} draws: each takes one of {evidence} replicate trials whose "
+                "truth (potencies, fitted K, the trial's own effect) is drawn from the posterior, "
+                "as for assurance (the effect's uncertainty and a replicate's sampling error), and the "
+                "cost and utility rows from their priors (probabilistic sensitivity analysis)"
+                if evidence
+                else f"95% intervals over {count} draws of the trial's sampling error (normal approximation "
+                "of each arm's mean exposures) and the rows' priors; the treatment effect is held at its "
+                "posterior median (economics.evidence_draws: 0)"
+            ),
             "prices are as their sources give them (price years in unit_costs), not inflated or converted",
             "value_of_information: expected value of perfect information per patient at each threshold "
             "(what resolving every uncertainty above would be worth, in the currency, per patient treated)",

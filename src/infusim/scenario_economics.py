@@ -68,6 +68,12 @@ class Economics(_Section):
     endpoint: str | None = None
     costs: Costs = Costs()
     draws: int = Field(2000, ge=200, le=100_000)
+    #: Replicate trials whose truth (potencies, fitted K, the trial's own effect) is drawn from the
+    #: condition's posterior, as for assurance: the intervals then carry how uncertain the treatment
+    #: effect is. 0: the effect at its posterior median, uncertain through the trial's sample only.
+    evidence_draws: int = Field(100, ge=0, le=10_000)
+    #: Patients in each of those replicate trials (at most the trial's own).
+    evidence_patients: int = Field(1000, ge=2, le=100_000)
 
     _rates = field_validator("discount", "discount_qalys", mode="before")(lambda value: _fraction(value))
 
