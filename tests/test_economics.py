@@ -352,3 +352,21 @@ def test_no_icer_is_given_where_one_arm_dominates():
     assert economics.quadrant(-100.0, 0.1).startswith("dominant")
     assert economics.quadrant(100.0, -0.1).startswith("dominated")
     assert economics.quadrant(-100.0, -0.1) == "fewer QALYs at a lower cost"
+
+
+def test_relapses_cost_qalys_at_the_rate_the_patients_relapse(tmp_path):
+    """MS: 0.038 QALYs per relapse (Hawton 2016: -0.076 for 6 months) times the relapses implied by
+    each patient's annualised rate over the discounted time alive, computed here with quad."""
+    spec = yaml.safe_load((EXAMPLE.parent / "trial-ms-ahsct-economics.yaml").read_text())
+    spec["trial"]["patients"] = 40
+    spec["economics"]["evidence_draws"] = 0
+    found = api.trial(spec, tmp_path / "ms").summary["economics"]
+    spec["parameters"] = {"event_qaly_loss[multiple_sclerosis/relapse_rate]": 0}
+    without = economics.analyse(api.as_scenario(spec), tmp_path / "ms")
+    relapses = (
+        _qalys_by_hand(tmp_path / "ms", 0.035, "relapse_rate", (0, 10), (0, 10)).groupby(level=0).mean()
+    )
+    for arm in ("usual_care", "ahsct"):
+        loss = without["by_arm"][arm]["qalys"]["mean"] - found["by_arm"][arm]["qalys"]["mean"]
+        assert loss == pytest.approx(0.038 * relapses[arm], rel=1e-7)
+    assert relapses["ahsct"] < relapses["usual_care"]  # the reset lowers the relapse rate

@@ -73,6 +73,16 @@ def _knots(params: ParameterSet, parameter: str, prefix: str) -> list[tuple[floa
     return sorted(found, key=lambda item: item[0])
 
 
+def _event_losses(params: ParameterSet, condition: str) -> list[tuple[str, Entry]]:
+    """Rate endpoints (events per year) of ``condition`` with a QALY loss per event
+    (``event_qaly_loss[<condition>/<endpoint>]``)."""
+    return sorted(
+        (scope.split("/", 1)[1], entry)
+        for (name, scope), entry in params.entries.items()
+        if name == "event_qaly_loss" and scope.startswith(condition + "/")
+    )
+
+
 def mapped_endpoints(params: ParameterSet, condition: str) -> list[str]:
     """Endpoints of ``condition`` that have a utility mapping."""
     return sorted(
@@ -222,9 +232,17 @@ def _dose_days(arm_scenario: Scenario) -> np.ndarray:
 def exposures(scenario: Scenario, out: Path, params: ParameterSet, chosen: dict) -> Exposures:
     """Every patient of replicate 0 of the trial in ``out`` reduced to exposures (``chosen``: from
     ``settings``)."""
+    rates = [name for name, _ in _event_losses(params, scenario.condition.name)]
     frame = pd.read_parquet(
         out / "patients",
-        columns=["patient", "arm", "time_d", "body_weight_kg", "died_d", chosen["endpoint"]],
+        columns=[
+            "patient",
+            "arm",
+            "time_d",
+            "body_weight_kg",
+            "died_d",
+            *dict.fromkeys([chosen["endpoint"], *rates]),
+        ],
         filters=[("replicate", "==", 0)],
     )
     events = pd.read_parquet(
@@ -262,6 +280,11 @@ def exposures_of(
     at = np.array([k for k, _ in knots])
     blocks.append(_state_exposures(values, q_weights, at))
     columns += [Column(("utility", e.scope), "qalys", "health") for _, e in knots]
+    for name, entry in _event_losses(params, condition):
+        # events per year integrated over the discounted time alive, as a loss (negative exposure)
+        rate = pd.DataFrame(frame[name].to_numpy(float).reshape(-1, visits)).ffill(axis=1).to_numpy()
+        blocks.append(-np.nansum(q_weights * rate, axis=1, keepdims=True))
+        columns.append(Column((entry.parameter, entry.scope), "qalys", "health"))
     blocks.append(q_weights.sum(axis=1, keepdims=True))
     columns.append(Column(("life_years", ""), "life_years", "health"))
     states = _knots(params, "state_cost", f"{cur}/{condition}/{endpoint}")
