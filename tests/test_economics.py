@@ -15,7 +15,7 @@ import scipy.integrate
 import yaml
 from typer.testing import CliRunner
 
-from infusim import api, economics
+from infusim import api, economics, patient_economics
 from infusim.cli import app
 from infusim.errors import InfusimError, ScenarioError
 
@@ -141,21 +141,21 @@ def test_same_seed_same_numbers_whatever_the_chunks(stroke, tmp_path):
 def test_ongoing_care_costs_per_year_alive_discounted():
     """A control arm's yearly drug cost: the years alive, discounted continuously (checked on the
     weights themselves: a patient alive the whole year, one who dies at day 100)."""
-    weights = economics.time_weights(np.array([0.0, 90, 180, 365]), np.array([np.nan, 100.0]), 0.035)
+    weights = patient_economics.time_weights(np.array([0.0, 90, 180, 365]), np.array([np.nan, 100.0]), 0.035)
     exact = scipy.integrate.quad(lambda t: 1.035 ** (-t / 365.25), 0, 365)[0] / 365.25
     assert weights[0].sum() == pytest.approx(exact, rel=1e-10)
     assert weights[1].sum() == pytest.approx(
         scipy.integrate.quad(lambda t: 1.035 ** (-t / 365.25), 0, 100)[0] / 365.25, rel=1e-10
     )
     # no discounting: plain trapezoid weights (days / 365.25)
-    plain = economics.time_weights(np.array([0.0, 90, 180, 365]), np.array([np.nan]), 0.0)[0]
+    plain = patient_economics.time_weights(np.array([0.0, 90, 180, 365]), np.array([np.nan]), 0.0)[0]
     assert plain * 365.25 == pytest.approx([45, 90, 137.5, 92.5])
     assert weights[1, 2:].sum() == 0.0  # nothing after death
 
 
 def test_interpolation_is_linear_between_levels_and_held_beyond():
     knots = np.array([0.0, 1.0, 3.0])
-    w = economics.interpolation(np.array([-1.0, 0.5, 2.0, 3.0, 5.0]), knots)
+    w = patient_economics.interpolation(np.array([-1.0, 0.5, 2.0, 3.0, 5.0]), knots)
     assert w @ np.array([10.0, 20.0, 60.0]) == pytest.approx([10, 15, 40, 60, 60])
     assert w.sum(axis=1) == pytest.approx(1.0)
 
@@ -330,7 +330,7 @@ def test_evidence_draws_carry_the_effects_posterior_into_the_intervals(stroke):
     scenario = api.as_scenario(drawn)
     params = for_scenario(scenario)
     chosen = economics.settings(scenario, params)
-    columns = economics.exposures(scenario, out, params, chosen).columns
+    columns = patient_economics.exposures(scenario, out, params, chosen).columns
     replicates = economics._evidence_means(scenario, params, chosen, columns)
     utilities = np.array([params.entry(*c.key).value if c.kind == "qalys" else 0.0 for c in columns])
     for r in (0, 7):

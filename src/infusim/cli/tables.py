@@ -172,8 +172,8 @@ def list_parameters(
 def list_conditions() -> None:
     """List the conditions infusim models: endpoints, units, potencies with 95% intervals, evidence."""
     from infusim import conditions, evidence, posterior
-    from infusim.economics import mapped_endpoints
     from infusim.parameters import bundled
+    from infusim.patient_economics import mapped_endpoints
 
     params = bundled()
     trials = evidence.load()
