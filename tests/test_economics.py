@@ -370,3 +370,20 @@ def test_relapses_cost_qalys_at_the_rate_the_patients_relapse(tmp_path):
         loss = without["by_arm"][arm]["qalys"]["mean"] - found["by_arm"][arm]["qalys"]["mean"]
         assert loss == pytest.approx(0.038 * relapses[arm], rel=1e-7)
     assert relapses["ahsct"] < relapses["usual_care"]  # the reset lowers the relapse rate
+
+
+def test_every_arm_must_have_patients_for_an_analysis(tmp_path):
+    spec = _spec()
+    spec["trial"]["arms"] = [
+        {"name": "placebo", "ratio": 1, "administration": "placebo"},
+        {"name": "msc", "ratio": 3},
+    ]
+    spec["trial"]["patients"] = 3
+    with pytest.raises(InfusimError) as caught:
+        api.trial(spec, tmp_path / "small")
+    assert caught.value.field == "trial.patients" and "give 4 or more" in str(caught.value)
+    spec["trial"]["patients"] = 40
+    spec["economics"].update(evidence_draws=5, evidence_patients=3)
+    with pytest.raises(InfusimError) as caught:
+        api.trial(spec, tmp_path / "small")
+    assert caught.value.field == "economics.evidence_patients"

@@ -448,6 +448,18 @@ def check(scenario: Scenario) -> None:
     row, a row in another currency): the same lookups as ``analyse`` on no patients."""
     params = for_scenario(scenario)
     chosen = settings(scenario, params)
+    trial, econ = scenario.trial, scenario.economics
+    block = sum(a.ratio for a in trial.arms)  # one permuted block gives every arm its ratio
+    if trial.patients < block:
+        raise InfusimError(
+            "trial.patients",
+            f"{trial.patients}: an economics analysis needs every arm to have patients: give {block} or more",
+        )
+    if econ.evidence_draws and min(econ.evidence_patients, trial.patients) < block:
+        raise InfusimError(
+            "economics.evidence_patients",
+            f"{econ.evidence_patients}: give {block} or more (one per arm's ratio)",
+        )
     empty = np.zeros(0)
     _, columns = _procedures(scenario, params, chosen, np.zeros(0, dtype=int), empty, empty)
     _values(
