@@ -4,11 +4,12 @@ Each patient's quality-adjusted life years (QALYs) come from the condition's uti
 endpoint (``utility[<condition>/<endpoint>=<value>]`` rows: EQ-5D means by level, interpolated
 linearly between levels and held at the end levels), linear in time between the trial's visits,
 discounted continuously at the annual rate and integrated exactly, and ended at death (the last value
-is carried to the day of death, zero after). Costs per patient: the product (per dose or per million
-cells), the delivery of each dose (the sham procedure too), the harvest of an autologous product, a
-transplant episode with conditioning, serious adverse events (grade 3-5, per episode) and, where the
-condition has them, the annual costs of its health states (``state_cost`` rows, integrated like the
-utilities). Every cost is discounted at its day.
+is carried to the day of death, zero after), less a loss per event of a rate endpoint where a row
+gives one (MS relapses). Costs per patient: the product (per dose or per million cells), the
+delivery of each dose (the sham procedure too), the harvest of an autologous product, a transplant
+episode with conditioning, serious adverse events (grade 3-5, per episode), the annual costs of the
+condition's health states where rows exist (integrated like the utilities) and per-arm costs per
+year alive set in the scenario. Every cost is discounted at its day.
 
 Both totals are linear in the rows (utilities, unit costs), so each patient is reduced once to
 *exposures* (``patient_economics``: discounted years at each utility level, discounted doses,
