@@ -108,3 +108,13 @@ def test_foreign_corrupt_or_different_folders_are_refused(reference, tmp_path):
     os.remove(part)
     run_trial(scenario, damaged, chunk_size=100, resume=True)  # a missing chunk is simply recomputed
     same_output(reference, damaged)
+
+
+def test_resume_refuses_a_folder_written_by_another_version(tmp_path):
+    s = with_size(load(OA), 20, 1)
+    run_trial(s, tmp_path / "t", chunk_size=10)
+    manifest = json.loads((tmp_path / "t" / "trial.json").read_text())
+    manifest["infusim_version"] = "0.0.9"
+    (tmp_path / "t" / "trial.json").write_text(json.dumps(manifest))
+    with pytest.raises(OutputError, match="infusim_version"):
+        run_trial(s, tmp_path / "t", chunk_size=10, resume=True)

@@ -65,6 +65,19 @@ def test_same_meaning_same_hash_and_different_content_different_hash():
     assert scenario().hash() != scenario(administration={"dose": "3e6 cells/kg"}).hash()
 
 
+def test_fields_written_at_their_defaults_keep_the_hash():
+    """A field added with a default (the seed, a trial's dropout) does not change the hash of a
+    scenario that does not set it, so old trial folders stay recognisable."""
+    assert scenario().hash() == scenario(simulation={"seed": 1}).hash()  # 1 is the default seed
+    assert scenario().hash() != scenario(simulation={"seed": 2}).hash()
+    from tests.test_trial import _trial
+
+    visits, primary = ["90 day"], {"endpoint": "womac_total", "at": "90 day"}
+    plain = _trial("knee_osteoarthritis", visits, primary, 20)
+    assert plain.hash() == _trial("knee_osteoarthritis", visits, primary, 20, trial={"dropout": 0}).hash()
+    assert plain.hash() != _trial("knee_osteoarthritis", visits, primary, 20, trial={"dropout": "5%"}).hash()
+
+
 BAD_INPUTS = [
     ({"administration": {"dose": "5 kg"}}, "administration.dose", "not a cell count"),
     ({"administration": {"dose": "-2e6 cells/kg"}}, "administration.dose", "positive"),

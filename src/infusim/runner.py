@@ -430,7 +430,7 @@ def _manifest(scenario: Scenario, chunk_size: int) -> dict:
     }
 
 
-_SAME_RUN = ("kind", "scenario_hash", "patients", "replicates", "chunk_size", "seed")
+_SAME_RUN = ("kind", "infusim_version", "scenario_hash", "patients", "replicates", "chunk_size", "seed")
 
 
 def _prepare(out: Path, manifest: dict, resume: bool) -> None:

@@ -263,9 +263,11 @@ class Scenario(_Section):
         return notes
 
     def hash(self) -> str:
-        """A SHA-256 of the validated content: equal for scenarios that simulate the same thing (the
-        ``economics`` section analyses a trial's output and is left out, so it can change afterwards)."""
-        content = self.model_dump(mode="json", exclude={"economics"})
+        """A SHA-256 of the validated content: equal for scenarios that simulate the same thing. Fields at
+        their defaults are left out, so a field added later with a default that keeps the old behaviour
+        does not change the hash of existing scenarios (a resume also checks the infusim version); the
+        ``economics`` section analyses a trial's output and is left out, so it can change afterwards."""
+        content = self.model_dump(mode="json", exclude={"economics"}, exclude_defaults=True)
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
