@@ -287,6 +287,8 @@ def test_after_a_loss_to_follow_up_the_last_value_is_carried_forward(tmp_path):
     found = api.trial(spec, tmp_path / "dropout").summary["economics"]
     rows = pd.read_parquet(tmp_path / "dropout" / "patients")
     assert rows.groupby("patient").withdrawn_d.first().notna().mean() > 0.15
+    page = (tmp_path / "dropout" / "report.html").read_text()
+    assert "loss to follow-up (30% a year" in page and "lost to follow-up\n30% a year" in page
     by_hand = _qalys_by_hand(tmp_path / "dropout", 0.035)  # np.interp holds the last recorded value
     for arm, value in by_hand.groupby(level=0).mean().items():
         assert found["by_arm"][arm]["qalys"]["mean"] == pytest.approx(value, rel=1e-7)

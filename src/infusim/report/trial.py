@@ -171,10 +171,17 @@ def _flow_and_baseline(summary: dict) -> str:
         for v in visits
     )
     out = f"<h2>Patient flow</h2><table><tr><th></th>{head}</tr>{flow}</table>"
+    lost = summary.get("dropout_per_year", 0.0)
     out += (
-        "<p>Patients leave only by dying (the condition's own deaths and fatal harms, as in the adverse"
-        " events): a continuous endpoint is analysed in those alive at the visit (complete case); a"
-        " response rate counts the dead as non-responders. No other drop-out is modelled.</p>"
+        "<p>Patients leave by dying (the condition's own deaths and fatal harms, as in the adverse"
+        " events)"
+        + (f" and by loss to follow-up ({lost:.0%} a year, at random, the same in every arm)" if lost else "")
+        + ": a continuous endpoint is analysed in those still followed at the visit (complete case); a"
+        " response rate counts the dead"
+        + (" and the lost" if lost else "")
+        + " as non-responders."
+        + ("" if lost else " No other drop-out is modelled (trial.dropout: 0).")
+        + "</p>"
     )
     baseline = summary.get("baseline")
     if baseline:
