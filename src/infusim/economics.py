@@ -165,6 +165,8 @@ def _arm_means(found: Exposures, count: int, seed: int) -> tuple[np.ndarray, np.
     for a in range(arms):
         rows = found.matrix[found.arm == a]
         means[a] = rows.mean(axis=0)
+        if not count:
+            continue
         cov = (
             np.cov(rows, rowvar=False) / rows.shape[0]
             if rows.shape[0] > 1
@@ -247,8 +249,8 @@ def analyse(scenario: Scenario, out: str | Path) -> dict:
     count = scenario.economics.draws
     seed = scenario.simulation.seed
     rows = _row_draws(found, params, point, count, seed)
-    sizes, means, sampled = _arm_means(found, count, seed)
     evidence = scenario.economics.evidence_draws
+    sizes, means, sampled = _arm_means(found, 0 if evidence else count, seed)
     if evidence:  # each draw takes one replicate trial's arm means: effect, sample and rows uncertain
         replicates = _evidence_means(scenario, params, chosen, found.columns)
         sampled = np.transpose(replicates[np.arange(count) % evidence], (1, 0, 2))

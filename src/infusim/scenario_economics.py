@@ -9,25 +9,13 @@ a percent sign (``3.5%``); unset, they and the thresholds come from the currency
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from infusim.scenario_sections import _FieldError, _Section
+from infusim.scenario_sections import _FieldError, _Section, share_per_year
 
 #: Largest discount rate accepted per year (an input guard: reference cases use 1.5-5%).
 MAX_DISCOUNT = 0.2
-
-
-def _fraction(value: Any) -> Any:
-    """``'3.5%'`` -> 0.035; numbers pass through."""
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return float(text[:-1]) / 100 if text.endswith("%") else float(text)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a rate; write e.g. 0.035 or '3.5%'") from None
-    return value
 
 
 class Costs(_Section):
@@ -75,7 +63,7 @@ class Economics(_Section):
     #: Patients in each of those replicate trials (at most the trial's own).
     evidence_patients: int = Field(1000, ge=2, le=100_000)
 
-    _rates = field_validator("discount", "discount_qalys", mode="before")(lambda value: _fraction(value))
+    _rates = field_validator("discount", "discount_qalys", mode="before")(lambda value: share_per_year(value))
 
     @field_validator("currency")
     @classmethod

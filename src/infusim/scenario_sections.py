@@ -74,6 +74,17 @@ def _parsed(unit: str, what: str):
     return pydantic.BeforeValidator(convert)
 
 
+def share_per_year(value: Any) -> Any:
+    """``'3.5%'``, ``'10% per year'`` or ``'0.1/year'`` -> a fraction per year; numbers pass through."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().removesuffix("/year").removesuffix("per year").strip()
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a share per year; write e.g. 0.1 or '10%'") from None
+
+
 def _hours():
     def convert(value: Any, info: pydantic.ValidationInfo) -> float:
         try:

@@ -10,7 +10,7 @@ import pydantic
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from infusim.scenario_errors import _first_error
-from infusim.scenario_sections import Administration, Hours, Product, _FieldError, _Section
+from infusim.scenario_sections import Administration, Hours, Product, _FieldError, _Section, share_per_year
 
 
 class Arm(_Section):
@@ -90,16 +90,7 @@ class Trial(_Section):
     #: assumption of the trial, with no default but none.
     dropout: float = Field(0.0, ge=0.0, le=0.9)
 
-    @field_validator("dropout", mode="before")
-    @classmethod
-    def _share(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip().removesuffix("/year").removesuffix("per year").strip()
-            try:
-                return float(text[:-1]) / 100 if text.endswith("%") else float(text)
-            except ValueError:
-                raise ValueError(f"{value!r} is not a share per year; write e.g. 0.1 or '10%'") from None
-        return value
+    _dropout = field_validator("dropout", mode="before")(lambda value: share_per_year(value))
 
     @model_validator(mode="after")
     def _arms_and_visits(self) -> Trial:

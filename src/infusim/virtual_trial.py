@@ -212,9 +212,9 @@ def withdrawal_days(seed: int, index: np.ndarray, dropout: float, horizon_d: flo
 
 
 def _after_deaths(
-    plan: Design, measured: dict[str, np.ndarray], alive: np.ndarray, trm_d: np.ndarray
+    plan: Design, measured: dict[str, np.ndarray], followed: np.ndarray, trm_d: np.ndarray
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """What is recorded once a patient has died or was lost to follow-up (``alive``: still followed),
+    """What is recorded once a patient has died or was lost to follow-up (``followed``: still followed),
     and which values count (patients, visits): a continuous endpoint is missing; a response is a
     non-response (non-responder imputation); treatment-related mortality is whether the patient died
     of the treatment by the visit (the adverse events' own draw, known whatever the follow-up)."""
@@ -223,11 +223,11 @@ def _after_deaths(
         name, value = endpoint.name, measured[endpoint.name]
         if name == disease.TRM_ENDPOINT.name:
             out[name] = (trm_d[:, None] <= plan.visits_d[None, :]).astype(float)
-            counted[name] = np.ones_like(alive)
+            counted[name] = np.ones_like(followed)
         elif is_rate(endpoint):
-            out[name], counted[name] = np.where(alive, value, 0.0), np.ones_like(alive)
+            out[name], counted[name] = np.where(followed, value, 0.0), np.ones_like(followed)
         else:
-            out[name], counted[name] = value, alive
+            out[name], counted[name] = value, followed
     return out, counted
 
 
@@ -404,6 +404,10 @@ def _table(
     def per_row(values: np.ndarray, dtype) -> np.ndarray:
         return np.repeat(values.astype(dtype), visits)
 
+    def optional_day(days: np.ndarray) -> pa.Array:
+        """A day per patient on every row, null where it did not happen (not finite)."""
+        return pa.array(per_row(days, np.float32), mask=per_row(~np.isfinite(days), np.bool_))
+
     columns = {
         "replicate": pa.array(np.full(len(index) * visits, replicate, dtype=np.int32)),
         "patient": pa.array(per_row(index, np.int64)),
@@ -415,13 +419,9 @@ def _table(
         "female": pa.array(per_row(cohort.female, np.bool_)),
         "body_weight_kg": pa.array(per_row(cohort.body_weight_kg, np.float32)),
         "severity": pa.array(per_row(cohort.severity, np.float32)),
-        "died_d": pa.array(per_row(died_d, np.float32), mask=per_row(~np.isfinite(died_d), np.bool_)),
-        "neutrophil_recovery_d": pa.array(
-            per_row(recovery_d, np.float32), mask=per_row(~np.isfinite(recovery_d), np.bool_)
-        ),
-        "withdrawn_d": pa.array(
-            per_row(withdrawn_d, np.float32), mask=per_row(~np.isfinite(withdrawn_d), np.bool_)
-        ),
+        "died_d": optional_day(died_d),
+        "neutrophil_recovery_d": optional_day(recovery_d),
+        "withdrawn_d": optional_day(withdrawn_d),
     }
     for endpoint in plan.endpoints:
         name = endpoint.name
