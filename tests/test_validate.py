@@ -379,3 +379,22 @@ def test_a_bad_background_risk_is_one_line(tmp_path, background, reason):
     result = validate([case_dir], curves=False)[0]
     assert reason in (result.error or ""), result.error
     assert "\n" not in result.error
+
+
+def test_a_leakage_corrected_image_is_the_activity_over_the_label_cells_keep_in_vitro(tmp_path):
+    # Li 2007 divided each heart count by the In-111 share labelled MSC kept in vitro at that time;
+    # the case compares like with like: the raw prediction times exp(efflux rate x t)
+    corrected = copy_case(tmp_path, "li2007_rat_im_bmsc_chronic_mi_in111")
+    raw = tmp_path / "raw"
+    shutil.copytree(corrected, raw)
+    _replace(raw / "case.yaml", "  leakage_corrected: true\n", "")
+    times = np.array([2.0, 168.0])
+    with_correction = predict(load_case(corrected), times).predicted.to_numpy()
+    without = predict(load_case(raw), times).predicted.to_numpy()
+    efflux = bundled().get("efflux_rate", "in111", "1/h")
+    assert efflux == pytest.approx(0.027)  # Charoenphun 2015: 43-52% kept at 24 h
+    assert with_correction == pytest.approx(without * np.exp(efflux * times), rel=1e-9)
+    assert with_correction[1] / without[1] > 90  # a week of leakage is a ~93-fold correction
+    _replace(corrected / "case.yaml", "leakage_corrected: true", "leakage_corrected: 'yes'")
+    error = validate([corrected], curves=False)[0].error or ""
+    assert "label.leakage_corrected must be true or false" in error and "\n" not in error

@@ -10,7 +10,7 @@ respected). Its spread beyond the parameter spread is the between-study standard
 
 over the points of the *other* out-of-sample studies, so no study widens its own interval. The
 scale is the median absolute residual (a normal's sd is 1.4826 x that), not the root mean square,
-because the residuals hold structural misses (li2007 is 1300-fold low) that would set a mean-square
+because the residuals hold structural misses (assis2010 is 42-fold low) that would set a mean-square
 scale by one study. Each interval is then widened on the log scale from ``s`` to
 ``sqrt(s^2 + tau^2)`` about its own bounds. This is the prediction interval of a random-effects
 meta-analysis (Higgins, Thompson and Spiegelhalter 2009, J R Stat Soc A 172:137) with the study

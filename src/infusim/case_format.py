@@ -6,7 +6,8 @@ A case is a folder:
 * ``observations.csv``: ``time_h, quantity, compartment, value, unit, sd, source``; ``value`` may be
   ``<x`` or ``>x`` for a detection limit or a bound;
 * ``case.yaml`` (optional): ``description``, ``citation``, ``tolerance_fold`` (2), ``calibration``
-  (false), ``label: {isotope, decay_corrected}`` for radiolabel rows, ``region``, ``background_risk``.
+  (false), ``label: {isotope, decay_corrected, leakage_corrected}`` for radiolabel rows, ``region``,
+  ``background_risk``.
 
 A case that cannot be used raises ``CaseError`` naming the case and the reason, in one line.
 """
@@ -68,6 +69,7 @@ class Case:
     tolerance_fold: float = 2.0
     calibration: bool = False
     label: Label | None = None
+    leakage_corrected: bool = False
     description: str = ""
     citation: str = ""
     source: str = ""
@@ -123,6 +125,7 @@ def load_case(path: Path) -> Case:
     except InfusimError as exc:
         raise CaseError(name, f"scenario.yaml: {exc}") from None
     label = _label(name, meta.get("label"), scenario)
+    leakage = _leakage_corrected(name, meta.get("label"))
     observations, skipped = _observations(name, path / "observations.csv", scenario, label)
     try:
         case_regions = regions.parse(meta.get("region"))
@@ -141,6 +144,7 @@ def load_case(path: Path) -> Case:
         tolerance_fold=float(tolerance),
         calibration=bool(meta.get("calibration", False)),
         label=label,
+        leakage_corrected=leakage,
         description=str(meta.get("description", "")),
         citation=str(meta.get("citation", "")),
         source=str(meta.get("source", "")),
@@ -180,6 +184,15 @@ def _label(name: str, spec, scenario: Scenario) -> Label | None:
     if not isinstance(spec, dict) or spec.get("isotope") not in LABELS:
         raise CaseError(name, f"case.yaml: label.isotope must be one of {', '.join(LABELS)}")
     return Label(isotope=spec["isotope"], decay_corrected=bool(spec.get("decay_corrected", True)))
+
+
+def _leakage_corrected(name: str, spec) -> bool:
+    """``label.leakage_corrected`` of case.yaml: the source divided each organ's activity by the share
+    of label that labelled cells keep in vitro at that time (its estimate of labelled cells left)."""
+    value = spec.get("leakage_corrected", False) if isinstance(spec, dict) else False
+    if not isinstance(value, bool):
+        raise CaseError(name, f"case.yaml: label.leakage_corrected must be true or false, not {value!r}")
+    return value
 
 
 def _observations(

@@ -201,9 +201,12 @@ def _series(
     given = np.stack([patient_sum(model.administered(t), k) for t in times], axis=1)
     first = next((d for d in observed.trajectory.model.doses if d.marker == "label"), None)
     injected = patient_sum(first.amount, k)[:, None] if first is not None else np.nan
-    decay = np.ones_like(times)
+    decay = np.ones((1, len(times)))
     if label is not None and not label.decay_corrected:
-        decay = np.exp(-np.log(2) * times / params.get("physical_half_life", label.isotope, "h"))
+        decay = np.exp(-np.log(2) * times / params.get("physical_half_life", label.isotope, "h"))[None, :]
+    if label is not None and case.leakage_corrected:  # the source's division by in-vitro label kept
+        efflux = np.reshape(patient_params.get("efflux_rate", label.isotope, "1/h"), (-1, 1))
+        decay = decay * np.exp(efflux * times[None, :])
     body = physiology(scenario.species, np.full(count, scenario.patient.body_weight_kg), patient_params)
     site = scenario.condition.site if scenario.condition else None
     share = (
