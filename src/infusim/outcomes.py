@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from infusim import conditions, posterior
+from infusim import conditions, modifiers, posterior
 from infusim.model import disease, mechanisms
 from infusim.model.declare import Model, patient_sum
 from infusim.model.disease import EndpointTrajectories, Variation
@@ -100,6 +100,9 @@ def endpoint_paths(
     else:
         patients = model.n_patients if model is not None else 1
     found = responses(scenario, model, grid, params, body_weight_kg, severity, patients, half_saturation)
+    if variation is None and modifiers.present(info, params):  # the scenario's patient's covariates
+        factor = np.full(patients, modifiers.scenario_factor(scenario, info, params))
+        variation = Variation(np.full(patients, scenario.condition.severity), factor, {})
     return disease.trajectories(scenario, info, found, grid, params, variation)
 
 
@@ -147,5 +150,6 @@ def drawn_paths(
     found = mechanisms.responses(
         signals, params, info.mechanisms, fitted_k(info.name, params, half_saturation)
     )
-    variation = Variation(severity, np.ones(count), {}, drawn)
+    factor = np.full(count, modifiers.scenario_factor(scenario, info, params))
+    variation = Variation(severity, factor, {}, drawn)
     return disease.trajectories(scenario, info, found, grid, params, variation)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.special
 
-from infusim import conditions
+from infusim import conditions, modifiers
 from infusim.conditions import ConditionInfo
 from infusim.model.declare import Model
 from infusim.model.disease import Variation, baseline, severity_of
@@ -139,7 +139,9 @@ def sample_cohort(
     scenario's severity and sets each patient's severity. Kinetic rates, response to cells, the
     untreated rate of change and the placebo response vary log-normally or normally between patients.
     Kinetic factors have median one (the tabulated rate is the typical patient's); the potency and
-    placebo factors have mean one, so an arm's mean response keeps the calibrated trial mean.
+    placebo factors have mean one, so an arm's mean response keeps the calibrated trial mean. Where
+    the condition has effect modifiers (``infusim.modifiers``), each patient's potency factor is
+    multiplied by its age and entry-value factor (mean one over the condition's reference population).
     """
     params = params or bundled()
     index = np.asarray(index, dtype=np.int64)
@@ -162,6 +164,9 @@ def sample_cohort(
         for rate in VARIABLE_RATES
     }
     potency_factor = _mean_one(seed, index, "potency", params.get("potency_cv", "", ""))
+    if modifiers.present(condition, params):  # covariates that change the response (Delewi 2014)
+        entry = baseline(condition, condition.primary, severity, params)
+        potency_factor = potency_factor * modifiers.factors(condition, params, age, entry)
     annual = {}
     for endpoint in condition.endpoints:
         scope = f"{name}/{endpoint.name}"

@@ -70,6 +70,15 @@ def _nested(model: type[BaseModel], value: Any, section: str) -> BaseModel:
         raise _FieldError(f".{section}.{field}".rstrip("."), exc.message) from None
 
 
+class Subgroup(_Section):
+    """A subgroup analysis: patients below ``cut`` against those at or above it, ``cut`` in the
+    covariate's unit (``age_years``: years; ``body_weight_kg``: kg; ``baseline``: the entry value of the
+    primary endpoint, in its unit, as measured at the day-0 visit)."""
+
+    covariate: Literal["age_years", "body_weight_kg", "baseline"]
+    cut: float
+
+
 class Primary(_Section):
     """The primary comparison: endpoint, visit, and the change (endpoint units) defining a responder."""
 
@@ -89,6 +98,8 @@ class Trial(_Section):
     #: Share of patients lost to follow-up per year (withdrawal at a constant hazard; 0-0.9): a design
     #: assumption of the trial, with no default but none.
     dropout: float = Field(0.0, ge=0.0, le=0.9)
+    #: Subgroup analyses of the primary comparison (effect below and at or above each cut, interaction).
+    subgroups: tuple[Subgroup, ...] = Field((), max_length=10)
 
     _dropout = field_validator("dropout", mode="before")(lambda value: share_per_year(value))
 

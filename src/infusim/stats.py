@@ -69,10 +69,25 @@ def arm_summary(totals: np.ndarray, plan: Design) -> dict:
 
 def compare(totals: np.ndarray, plan: Design, arm: int, endpoint: int, visit: int) -> dict:
     """Treated arm minus control at one visit: difference, 95% CI and two-sided p-value."""
+    found = _contrast(totals, plan, arm, endpoint, visit)
+    if found is None:
+        n1, n0 = totals[arm, endpoint, visit, _F["n"]], totals[plan.control, endpoint, visit, _F["n"]]
+        return {"difference": None, "ci95": [None, None], "p_value": None, "n": [int(n1), int(n0)]}
+    difference, _se, half, p, n = found
+    return _rounded(
+        {"difference": difference, "ci95": [difference - half, difference + half], "p_value": p, "n": n}
+    )
+
+
+def _contrast(
+    totals: np.ndarray, plan: Design, arm: int, endpoint: int, visit: int
+) -> tuple[float, float, float, float, list[int]] | None:
+    """(difference, its standard error, 95% CI half-width, two-sided p, [n treated, n control]) of
+    the treated arm against control (percentage points for rates), or None below two per arm."""
     treated, control = totals[arm, endpoint, visit], totals[plan.control, endpoint, visit]
     n1, n0 = treated[_F["n"]], control[_F["n"]]
     if n1 < 2 or n0 < 2:
-        return {"difference": None, "ci95": [None, None], "p_value": None, "n": [int(n1), int(n0)]}
+        return None
     if is_rate(plan.endpoints[endpoint]):
         p1, p0 = treated[_F["sum_value"]] / n1, control[_F["sum_value"]] / n0
         difference = p1 - p0
@@ -81,7 +96,7 @@ def compare(totals: np.ndarray, plan: Design, arm: int, endpoint: int, visit: in
         pooled = (treated[_F["sum_value"]] + control[_F["sum_value"]]) / (n1 + n0)
         se0 = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
         p = 2 * scipy.stats.norm.sf(abs(difference) / se0) if se0 > 0 else 1.0
-        difference, half = 100 * difference, 100 * half
+        difference, se, half = 100 * difference, 100 * se, 100 * half
     else:
         m1, s1 = _mean_sd(treated[_F["sum_change"]], treated[_F["sumsq_change"]], n1)
         m0, s0 = _mean_sd(control[_F["sum_change"]], control[_F["sumsq_change"]], n0)
@@ -94,14 +109,44 @@ def compare(totals: np.ndarray, plan: Design, arm: int, endpoint: int, visit: in
             df = (v1 + v0) ** 2 / (v1**2 / (n1 - 1) + v0**2 / (n0 - 1)) if v1 + v0 > 0 else n1 + n0 - 2
             p = 2 * scipy.stats.t.sf(abs(difference) / se, df)
             half = _t(df) * se
-    return _rounded(
-        {
-            "difference": difference,
-            "ci95": [difference - half, difference + half],
-            "p_value": float(p),
-            "n": [int(n1), int(n0)],
-        }
-    )
+    return float(difference), float(se), float(half), float(p), [int(n1), int(n0)]
+
+
+def subgroups(all_totals: np.ndarray, plan: Design, groups) -> list[dict]:
+    """Per subgroup of ``groups`` (``trial.subgroups``) and treated arm, the primary comparison below
+    and at or above the cut in replicate 0, and their difference (the interaction: z-test on the two
+    independent contrasts); with replicates, the share whose interaction is significant at 5%.
+
+    ``all_totals``: (replicates, subgroups, 2, arms, endpoints, visits, fields)."""
+    out = []
+    e, v = plan.primary, plan.primary_visit
+    for g, group in enumerate(groups):
+        for a, arm in enumerate(plan.arms):
+            if a == plan.control:
+                continue
+            entry = {"covariate": group.covariate, "cut": group.cut, "arm": arm}
+            for side, name in enumerate(("below", "at_or_above")):
+                entry[name] = compare(all_totals[0, g, side], plan, a, e, v)
+            tests = [_interaction(all_totals[r, g], plan, a) for r in range(all_totals.shape[0])]
+            entry["interaction"] = tests[0]
+            if len(tests) > 1:
+                significant = [t["p_value"] is not None and t["p_value"] < ALPHA for t in tests]
+                entry["interaction"]["power"] = float(np.mean(significant))
+            out.append(entry)
+    return out
+
+
+def _interaction(totals: np.ndarray, plan: Design, arm: int) -> dict:
+    """At-or-above minus below contrast of one replicate's subgroup totals (2, arms, ...): difference,
+    95% CI and two-sided p of a z-test (the two subgroups hold different patients)."""
+    below, above = (_contrast(totals[side], plan, arm, plan.primary, plan.primary_visit) for side in (0, 1))
+    if below is None or above is None:
+        return {"difference": None, "ci95": [None, None], "p_value": None}
+    difference = above[0] - below[0]
+    se = float(np.hypot(above[1], below[1]))
+    p = 2 * scipy.stats.norm.sf(abs(difference) / se) if se > 0 else float(difference == 0)
+    half = 1.96 * se
+    return _rounded({"difference": difference, "ci95": [difference - half, difference + half], "p_value": p})
 
 
 def comparisons(totals: np.ndarray, plan: Design) -> list[dict]:

@@ -149,6 +149,10 @@ def _posterior_columns() -> dict[tuple[str, str], tuple[str, np.ndarray]]:
     return found
 
 
+#: Dimensionless rows that are ratios, not shares: log-normal even below one.
+RATIOS = ("effect_modifier_ratio",)
+
+
 def prior_for(params: ParameterSet, key: tuple[str, str]) -> Prior:
     """The prior of the row ``key`` of ``params`` (see the module docstring for the rules)."""
     entry = params.entries[key]
@@ -182,7 +186,8 @@ def prior_for(params: ParameterSet, key: tuple[str, str]) -> Prior:
             0.0,
             basis if row.distribution == "fixed" else "structural value: held",
         )
-    distribution = "logitnormal" if dimensionless and 0 < value < 1 else "lognormal"
+    share = dimensionless and 0 < value < 1 and key[0] not in RATIOS
+    distribution = "logitnormal" if share else "lognormal"
     if value < 0:
         return Prior(key, value, entry.unit, "fixed", 0.0, "negative value: held (priors are multiplicative)")
     return Prior(key, value, entry.unit, distribution, row.spread, basis)

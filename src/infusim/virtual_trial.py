@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from infusim import conditions, engraftment, outcomes, posterior, safety
+from infusim import conditions, engraftment, modifiers, outcomes, posterior, safety, uncertainty
 from infusim.conditions import ConditionInfo, Endpoint
 from infusim.model import disease
 from infusim.model.disease import Variation
-from infusim.parameters import ParameterSet, for_scenario
+from infusim.parameters import ParameterSet, for_scenario, with_values
 from infusim.population import (
     Cohort,
     cohort_model,
@@ -46,6 +46,7 @@ from infusim.population import (
     uniforms,
 )
 from infusim.scenario import Scenario
+from infusim.scenario_trial import Trial
 
 #: Fields of the partial sums, last axis of ``ChunkStats.sums``.
 FIELDS = ("n", "sum_change", "sumsq_change", "sum_value", "sumsq_value", "sum_effect", "responders")
@@ -77,6 +78,9 @@ class ChunkStats:
     start: int
     sums: np.ndarray
     baseline: np.ndarray | None = None  # (arms, 1 + 2 covariates): see ``baseline_table``
+    #: (subgroups, 2, arms, endpoints, visits, fields): ``sums`` of the patients below and at or above
+    #: each cut of ``trial.subgroups`` (None without subgroups)
+    subgroups: np.ndarray | None = None
 
 
 def is_rate(endpoint: Endpoint) -> bool:
@@ -157,6 +161,8 @@ def simulate_chunk(
     trial = scenario.trial
     seed = replicate_seed(scenario.simulation.seed, replicate)
     index = np.arange(start, stop, dtype=np.int64)
+    if uncertain:  # how strongly covariates modify the response is uncertain too
+        params = _drawn_modifiers(plan, seed, params)
     cohort = sample_cohort(scenario, seed, index, params)
     truth = unknown_truth(plan, seed, len(index), params) if uncertain else _Truth({}, {}, {})
     if truth.drawn:
@@ -194,7 +200,8 @@ def simulate_chunk(
     measured, twin = _measure(seed, index, plan, true, untreated, params)
     measured, counted = _after_deaths(plan, measured, followed, trm)
     sums = _partial_sums(plan, arm, measured, true, untreated, counted)
-    stats = ChunkStats(replicate, start, sums, _baseline_sums(cohort, arm, len(trial.arms)))
+    groups = _subgroup_sums(trial, plan, cohort, arm, measured, true, untreated, counted, params)
+    stats = ChunkStats(replicate, start, sums, _baseline_sums(cohort, arm, len(trial.arms)), groups)
     if not table:
         return None, stats
     rows = _table(replicate, index, arm, cohort, plan, measured, twin, counted, died, recovery_d, withdrawn)
@@ -260,6 +267,17 @@ def unknown_truth(plan: Design, seed: int, patients: int, params: ParameterSet) 
         if scale is not None:
             shift[endpoint.name] = endpoint.direction * tau * scale * z
     return _Truth(fitted.drawn(index), fitted.half_saturation(index), shift)
+
+
+def _drawn_modifiers(plan: Design, seed: int, params: ParameterSet) -> ParameterSet:
+    """``params`` with the condition's effect-modifier ratios drawn from their priors for one replicate
+    (a pure function of its seed, the same for every chunk)."""
+    values = {}
+    for covariate in modifiers.present(plan.condition, params):
+        key = ("effect_modifier_ratio", f"{plan.condition.name}/{covariate}")
+        u = uniforms(seed, np.array([0]), stream(f"modifier:{key[1]}"))
+        values[key] = float(uncertainty.prior_for(params, key).quantile(u)[0])
+    return with_values(params, values) if values else params
 
 
 @dataclass(frozen=True)
@@ -380,6 +398,40 @@ def _partial_sums(
         for f, column in enumerate(columns):
             sums[:, e, :, f] = onehot.T @ column
     return sums
+
+
+def _subgroup_sums(
+    trial: Trial,
+    plan: Design,
+    cohort: Cohort,
+    arm: np.ndarray,
+    measured: dict[str, np.ndarray],
+    true: dict[str, np.ndarray],
+    untreated: dict[str, np.ndarray],
+    counted: dict[str, np.ndarray],
+    params: ParameterSet,
+) -> np.ndarray | None:
+    """Partial sums of the patients below and at or above each cut of ``trial.subgroups``."""
+    if not trial.subgroups:
+        return None
+    primary = plan.endpoints[plan.primary]
+    if is_rate(primary):  # a responder flag is no entry value: the model's entry value stands in
+        entry = disease.baseline(plan.condition, plan.condition.primary, cohort.severity, params)
+    else:
+        entry = measured[primary.name][:, 0]  # as a trial would split: at the day-0 visit
+    values = {"age_years": cohort.age_years, "body_weight_kg": cohort.body_weight_kg, "baseline": entry}
+    out = []
+    for group in trial.subgroups:
+        above = np.asarray(values[group.covariate], dtype=float) >= group.cut
+        out.append(
+            [
+                _partial_sums(
+                    plan, arm, measured, true, untreated, {k: v & side[:, None] for k, v in counted.items()}
+                )
+                for side in (~above, above)
+            ]
+        )
+    return np.asarray(out)
 
 
 def _table(

@@ -265,7 +265,36 @@ def _print_trial(summary: dict) -> None:
             if summary.get("assurance"):
                 line += f", assurance {summary['assurance'][arm]['assurance']:.0%}"
         console.print(line)
+    _print_subgroups(summary.get("subgroups"), unit)
     _print_adverse_events(summary.get("adverse_events"))
+
+
+def _print_subgroups(found: dict | None, unit: str) -> None:
+    """Each subgroup's contrast below and at or above its cut, and the interaction."""
+    if not found:
+        return
+    for entry in found["analyses"]:
+        parts = []
+        for side, label in (("below", "<"), ("at_or_above", ">=")):
+            result = entry[side]
+            if result["difference"] is None:
+                parts.append(f"{label} {entry['cut']:g}: n/a")
+                continue
+            low, high = result["ci95"]
+            parts.append(
+                f"{label} {entry['cut']:g}: {result['difference']:+.3g} ({low:+.3g} to {high:+.3g}; "
+                f"n {sum(result['n'])})"
+            )
+        test = entry["interaction"]
+        interaction = "n/a" if test["difference"] is None else f"{_p_text(test['p_value'])}"
+        if "power" in test:
+            interaction += f", significant in {test['power']:.0%} of replicates"
+        console.print(
+            f"  subgroup {entry['covariate']} ({entry['arm']}, {unit}): {'; '.join(parts)}; "
+            f"interaction {interaction}",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _print_adverse_events(found: dict | None) -> None:

@@ -53,6 +53,7 @@ evidence, including the trial's own departure from the average (between-trial SD
 <p>Responders: change of at least {primary["responder_change"]:g} {html.escape(primary["unit"])}.
 Dashed lines: the same patients' untreated twins (natural history without procedure).</p>
 {_flow_and_baseline(summary)}
+{_subgroup_section(summary.get("subgroups"), primary["unit"])}
 {"".join(parts)}
 {_forest_html(summary)}
 {_responder_html(summary)}
@@ -100,6 +101,36 @@ def _endpoint_figure(summary: dict, endpoint: str) -> go.Figure:
     figure.update_xaxes(title="day")
     figure.update_yaxes(title=what)
     return figure
+
+
+def _subgroup_section(found: dict | None, unit: str) -> str:
+    """The subgroup analyses of the primary comparison: a row per subgroup and treated arm."""
+    if not found:
+        return ""
+    rows = []
+    for entry in found["analyses"]:
+        cells = []
+        for side in ("below", "at_or_above"):
+            result = entry[side]
+            low, high = result["ci95"]
+            cells.append(
+                f"<td>{_number(result['difference'])} ({_number(low)} to {_number(high)})</td>"
+                f"<td>{sum(result['n'])}</td>"
+            )
+        test = entry["interaction"]
+        power = f"{test['power']:.0%}" if "power" in test else "n/a (one replicate)"
+        rows.append(
+            f"<tr><td>{html.escape(entry['covariate'])}, cut {entry['cut']:g}</td>"
+            f"<td>{html.escape(entry['arm'])}</td>{''.join(cells)}"
+            f"<td>{_number(test['difference'])}</td><td>{_p(test['p_value'])}</td><td>{power}</td></tr>"
+        )
+    return f"""<h2>Subgroups of the primary comparison ({html.escape(unit)})</h2>
+<table><tr><th>subgroup</th><th>arm</th><th>below the cut: difference (95% CI)</th><th>n</th>
+<th>at or above: difference (95% CI)</th><th>n</th><th>interaction</th><th>p</th>
+<th>interaction power</th></tr>{"".join(rows)}</table>
+<p>{html.escape(found["note"])} A subgroup difference in a virtual trial shows what the model's
+effect modifiers (docs/trials.md) and chance produce, not a finding about patients.</p>
+"""
 
 
 def _number(value) -> str:
