@@ -12,8 +12,8 @@ from infusim.errors import ScenarioError
 from infusim.model.disease import baseline
 from infusim.model.kinetics import assemble
 from infusim.parameters import bundled, with_values
-from infusim.population import sample_cohort
-from infusim.runner import chunks
+from infusim.population import beyond_most_severe, sample_cohort
+from infusim.runner import chunks, trial_warnings
 from infusim.scenario import Scenario, from_dict, load
 from infusim.simulation import disease_outcomes
 from infusim.uncertainty import prior_for
@@ -155,3 +155,54 @@ def test_a_bad_subgroup_is_a_one_line_error_naming_the_field(subgroups, reason):
     with pytest.raises(ScenarioError) as caught:
         from_dict(spec)
     assert caught.value.field == reason and "\n" not in str(caught.value)
+
+
+def _ami_trial(patients: int, **trial) -> Scenario:
+    spec = yaml.safe_load(TRIAL.read_text())
+    spec["trial"] |= {"patients": patients, "replicates": 1, **trial}
+    return from_dict(spec)
+
+
+def _cells_effect(scenario: Scenario) -> float:
+    plan = design(scenario)
+    sums = simulate_chunk(scenario, 0, 0, scenario.trial.patients, table=False)[1].sums
+    row = sums[plan.arms.index("bmc"), plan.primary, plan.primary_visit]
+    return row[FIELDS.index("sum_effect")] / row[FIELDS.index("n")]
+
+
+def test_an_enriched_trial_enrols_within_its_ranges_and_sees_its_subgroups_effect():
+    young = _ami_trial(6_000, eligibility={"age": [18, 54.999]})
+    table, _ = simulate_chunk(young, 0, 0, 600)
+    ages = table.column("age_years").to_numpy()
+    assert ages.min() >= 18 and ages.max() < 55
+    # the enriched trial's cells arm gains what the below-55 subgroup of an all-comers trial gains
+    everyone = _ami_trial(6_000)
+    plan = design(everyone)
+    groups = simulate_chunk(everyone, 0, 0, 6_000, table=False)[1].subgroups
+    below = groups[0, 0, plan.arms.index("bmc"), plan.primary, plan.primary_visit]
+    expected = below[FIELDS.index("sum_effect")] / below[FIELDS.index("n")]
+    assert _cells_effect(young) == pytest.approx(expected, rel=0.08)
+    assert _cells_effect(young) > 1.3 * _cells_effect(everyone)
+    # a baseline range: entry values within it; those beyond severity 1 are held at its value
+    low_ef = _ami_trial(2_000, eligibility={"baseline": [25, 40]})
+    cohort = sample_cohort(low_ef, 1, np.arange(2_000), bundled())
+    entry = baseline(AMI, AMI.primary, cohort.severity, bundled())
+    share, worst = beyond_most_severe(low_ef, bundled())
+    assert worst == pytest.approx(37.8) and entry.min() == pytest.approx(worst) and entry.max() <= 40
+    assert np.mean(cohort.severity == 1.0) == pytest.approx(share, abs=0.03)  # Monte Carlo vs exact
+    assert any("severity 1" in w for w in trial_warnings(low_ef))
+
+
+@pytest.mark.parametrize(
+    ("eligibility", "field"),
+    [
+        ({"age": [60, 50]}, "trial.eligibility.age"),
+        ({"age": [18, 150]}, "trial.eligibility.age"),
+        ({"baseline": [101, 120]}, "trial.eligibility.baseline"),
+        ({"weight": [50, 90]}, "trial.eligibility.weight"),
+    ],
+)
+def test_a_bad_eligibility_range_is_a_one_line_error_naming_the_field(eligibility, field):
+    with pytest.raises(ScenarioError) as caught:
+        _ami_trial(100, eligibility=eligibility)
+    assert caught.value.field == field and "\n" not in str(caught.value)

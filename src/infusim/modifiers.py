@@ -26,6 +26,7 @@ import scipy.special
 
 from infusim.conditions import ConditionInfo
 from infusim.model.disease import baseline as entry_value
+from infusim.model.disease import entry_range
 from infusim.parameters import ParameterSet
 from infusim.scenario import Scenario
 
@@ -61,13 +62,10 @@ def reference_share(condition: ConditionInfo, covariate: str, params: ParameterS
     else:
         primary = condition.primary
         scope = f"{name}/{primary.name}"
-        unit = params.entry("baseline", scope).unit
         level = params.get("severity_level", REFERENCE_SEVERITY, "")
         mean = float(entry_value(condition, primary, level, params))
-        sd = params.get("baseline_sd", scope, unit)
-        low = params.get("baseline_min", scope, unit) if params.has("baseline_min", scope) else primary.low
-        high = params.get("baseline_max", scope, unit) if params.has("baseline_max", scope) else primary.high
-        low, high = min(low, high), max(low, high)
+        sd = params.get("baseline_sd", scope, params.entry("baseline", scope).unit)
+        low, high = entry_range(condition, params)
     below, top, bottom = (scipy.special.ndtr((x - mean) / sd) for x in (threshold, high, low))
     return float(np.clip((top - below) / (top - bottom), 0.0, 1.0))
 

@@ -18,7 +18,7 @@ import scipy.special
 from infusim import conditions, modifiers
 from infusim.conditions import ConditionInfo
 from infusim.model.declare import Model
-from infusim.model.disease import Variation, baseline, severity_of
+from infusim.model.disease import Variation, baseline, entry_range, severity_of
 from infusim.model.kinetics import VARIABLE_RATES, assemble
 from infusim.parameters import ParameterSet, bundled
 from infusim.scenario import BODY_WEIGHT_RANGE_KG, Scenario
@@ -147,14 +147,12 @@ def sample_cohort(
     index = np.asarray(index, dtype=np.int64)
     condition = conditions.get(scenario.condition.name)
     name = condition.name
+    eligible = scenario.trial.eligibility if scenario.trial else None
+    ages = (params.get("age_min", name, "year"), params.get("age_max", name, "year"))
+    if eligible is not None and eligible.age_years is not None:
+        ages = eligible.age_years
     age = truncated_normal(
-        seed,
-        index,
-        "age",
-        params.get("age_mean", name, "year"),
-        params.get("age_sd", name, "year"),
-        params.get("age_min", name, "year"),
-        params.get("age_max", name, "year"),
+        seed, index, "age", params.get("age_mean", name, "year"), params.get("age_sd", name, "year"), *ages
     )
     female = uniforms(seed, index, stream("sex")) < params.get("female_fraction", name, "")
     weight = _body_weight(seed, index, name, age, female, params)
@@ -227,6 +225,33 @@ def _mean_one(seed: int, index: np.ndarray, name: str, cv: float) -> np.ndarray:
     return np.exp(np.sqrt(sigma2) * standard_normals(seed, index, stream(name)) - sigma2 / 2)
 
 
+def beyond_most_severe(scenario: Scenario, params: ParameterSet) -> tuple[float, float] | None:
+    """(share, value): the share of the trial's patients whose drawn entry value of the primary
+    endpoint is worse than ``value``, the entry value at severity 1 (the most severe the model holds;
+    they are simulated at it). None when the endpoint does not follow severity."""
+    condition = conditions.get(scenario.condition.name)
+    primary = condition.primary
+    if not primary.by_severity:
+        return None
+    scope = f"{condition.name}/{primary.name}"
+    low, high = _entry_bounds(scenario, condition, params)
+    mean = baseline(condition, primary, scenario.condition.severity, params)
+    sd = params.get("baseline_sd", scope, params.entry("baseline", scope).unit)
+    worst = float(baseline(condition, primary, 1.0, params))
+    cdf = {x: scipy.special.ndtr((x - mean) / sd) for x in (low, high, min(max(worst, low), high))}
+    below = (cdf[min(max(worst, low), high)] - cdf[low]) / (cdf[high] - cdf[low])
+    return float(below if primary.direction > 0 else 1.0 - below), worst
+
+
+def _entry_bounds(scenario: Scenario, condition: ConditionInfo, params: ParameterSet) -> tuple[float, float]:
+    """Entry values the trial admits: its eligibility range within the endpoint's, else the population's."""
+    eligible = scenario.trial.eligibility if scenario.trial else None
+    if eligible is not None and eligible.baseline is not None:
+        primary = condition.primary
+        return max(eligible.baseline[0], primary.low), min(eligible.baseline[1], primary.high)
+    return entry_range(condition, params)
+
+
 def _severity(
     seed: int, index: np.ndarray, scenario: Scenario, condition: ConditionInfo, params: ParameterSet
 ) -> np.ndarray:
@@ -238,13 +263,10 @@ def _severity(
     if not primary.by_severity:
         sd = params.get("severity_sd", condition.name, "")
         return truncated_normal(seed, index, "severity", level, sd, 0.05, 1.0)
+    low, high = _entry_bounds(scenario, condition, params)
     unit = params.entry("baseline", scope).unit
-    low = params.get("baseline_min", scope, unit) if params.has("baseline_min", scope) else primary.low
-    high = params.get("baseline_max", scope, unit) if params.has("baseline_max", scope) else primary.high
     mean = baseline(condition, primary, level, params)
-    value = truncated_normal(
-        seed, index, "severity", mean, params.get("baseline_sd", scope, unit), min(low, high), max(low, high)
-    )
+    value = truncated_normal(seed, index, "severity", mean, params.get("baseline_sd", scope, unit), low, high)
     return np.clip(severity_of(condition, primary, value, params), 0.01, 1.0)
 
 

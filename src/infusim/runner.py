@@ -27,6 +27,7 @@ from infusim import __version__, engraftment, safety, stats
 from infusim.errors import OutputError
 from infusim.io import write_json
 from infusim.parameters import for_scenario
+from infusim.population import beyond_most_severe
 from infusim.scenario import Scenario
 from infusim.simulation import DISCLAIMER
 from infusim.virtual_trial import ChunkStats, baseline_table, design, simulate_chunk
@@ -320,6 +321,14 @@ def trial_warnings(scenario: Scenario) -> list[str]:
     if "patient" in scenario.model_fields_set:
         notes.append("patient: ignored in a trial; patients come from the condition's virtual population")
     info = conditions.get(scenario.condition.name)
+    clipped = beyond_most_severe(scenario, for_scenario(scenario))
+    if clipped is not None and clipped[0] > 0.05:
+        primary = info.primary
+        notes.append(
+            f"{clipped[0]:.0%} of the patients enter with {primary.name} worse than {clipped[1]:.3g} "
+            f"{primary.unit}, the most severe entry value the model represents (severity 1): they are "
+            "simulated at it (docs/trials.md)"
+        )
     for arm in scenario.trial.arms:
         if arm.kind == "cells":
             notes.extend(f"arm {arm.name}: {w}" for w in extrapolation_warnings(scenario.for_arm(arm), info))

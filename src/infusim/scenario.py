@@ -184,6 +184,21 @@ class Scenario(_Section):
                 "trial.primary.responder_change",
                 f"improvement of {endpoint.name} is {better}: give a {sign} change",
             )
+        entry = trial.eligibility.baseline if trial.eligibility else None
+        if entry is not None:
+            primary = info.primary
+            if not primary.by_severity:
+                raise _FieldError(
+                    "trial.eligibility.baseline",
+                    f"{info.name}'s entry value ({primary.name}) does not vary with severity; "
+                    "allowed: age_years only",
+                )
+            if entry[1] <= primary.low or entry[0] >= primary.high:
+                raise _FieldError(
+                    "trial.eligibility.baseline",
+                    f"[{entry[0]:g}, {entry[1]:g}] lies outside {primary.name}'s range "
+                    f"{primary.low:g}-{primary.high:g} {primary.unit}",
+                )
         if trial.visits_h[-1] > self.simulation.duration_h:
             raise _FieldError(
                 "trial.visits",

@@ -79,6 +79,27 @@ class Subgroup(_Section):
     cut: float
 
 
+class Eligibility(_Section):
+    """Inclusion ranges of a trial: its patients are drawn from the condition's population within them
+    (``age`` in years; ``baseline``: the entry value of the condition's primary endpoint, in its
+    unit), in place of the population rows' bounds."""
+
+    age_years: tuple[float, float] | None = Field(None, alias="age")
+    baseline: tuple[float, float] | None = None
+
+    @field_validator("age_years", "baseline")
+    @classmethod
+    def _range(cls, value: tuple[float, float] | None, info: pydantic.ValidationInfo):
+        if value is None:
+            return value
+        low, high = value
+        if not low < high:
+            raise ValueError(f"give [low, high] with low below high, got [{low:g}, {high:g}]")
+        if info.field_name == "age_years" and not (0 <= low and high <= 120):
+            raise ValueError(f"[{low:g}, {high:g}] is outside 0-120 years")
+        return value
+
+
 class Primary(_Section):
     """The primary comparison: endpoint, visit, and the change (endpoint units) defining a responder."""
 
@@ -98,6 +119,8 @@ class Trial(_Section):
     #: Share of patients lost to follow-up per year (withdrawal at a constant hazard; 0-0.9): a design
     #: assumption of the trial, with no default but none.
     dropout: float = Field(0.0, ge=0.0, le=0.9)
+    #: Inclusion ranges (an enriched trial); none: the condition's trial population as tabulated.
+    eligibility: Eligibility | None = None
     #: Subgroup analyses of the primary comparison (effect below and at or above each cut, interaction).
     subgroups: tuple[Subgroup, ...] = Field((), max_length=10)
 

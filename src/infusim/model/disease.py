@@ -94,6 +94,17 @@ def baseline(condition: ConditionInfo, endpoint: Endpoint, severity, params: Par
     return float(clipped) if clipped.ndim == 0 else clipped
 
 
+def entry_range(condition: ConditionInfo, params: ParameterSet) -> tuple[float, float]:
+    """(low, high) entry values of the condition's primary endpoint in its trials' populations (the
+    population rows' eligibility bounds, else the endpoint's range)."""
+    primary = condition.primary
+    scope = f"{condition.name}/{primary.name}"
+    unit = params.entry("baseline", scope).unit
+    low = params.get("baseline_min", scope, unit) if params.has("baseline_min", scope) else primary.low
+    high = params.get("baseline_max", scope, unit) if params.has("baseline_max", scope) else primary.high
+    return min(low, high), max(low, high)
+
+
 def severity_of(condition: ConditionInfo, endpoint: Endpoint, value, params: ParameterSet):
     """The severity (0-1) whose entry value of ``endpoint`` is ``value`` (inverse of ``baseline``)."""
     scope = f"{condition.name}/{endpoint.name}"
