@@ -216,3 +216,38 @@ def test_every_bundled_scenario_round_trips_through_its_yaml_spec():
         assert from_dict(yaml.safe_load(text)).hash() == scenario.hash(), path.name
     chronic = to_spec(load(EXAMPLES / "condition-acute-myocardial-infarction.yaml"))
     assert chronic["condition"]["onset"] != "chronic"  # the condition's own onset is written out
+
+
+def test_a_rodent_with_a_named_condition_gets_its_kinetics_but_no_human_endpoints():
+    from infusim.ensemble import parse_output
+    from infusim.simulation import simulate
+
+    spec = {
+        "name": "rat-ami",
+        "species": "rat",
+        "patient": {"body_weight": "250 g"},
+        "condition": {"name": "acute_myocardial_infarction", "severity": "moderate", "onset": "1 day"},
+        "product": {"cell_type": "msc", "tissue_source": "bone_marrow", "donor": "autologous"},
+        "administration": {"route": "local", "into": "heart", "dose": "2e6 cells"},
+        "simulation": {"duration": "28 day", "outputs": ["1 day", "28 day"]},
+    }
+    rat = from_dict(spec)
+    result = simulate(rat)
+    assert not rat.clinical and result.summary["endpoints"] == {} and result.endpoints.empty
+    assert any("no rat disease model" in w for w in result.summary["warnings"])
+    assert not any("extrapolation" in w for w in result.summary["warnings"])  # about human evidence
+    assert "target" in set(result.cells.compartment)  # the infarct still holds cells
+    with pytest.raises(ScenarioError) as caught:
+        parse_output("effect:lvef@28 day", rat)
+    assert "human patients" in caught.value.message
+    trial = {
+        "patients": 20,
+        "arms": [{"name": "placebo", "administration": "placebo"}, {"name": "msc"}],
+        "visits": ["28 day"],
+        "primary": {"endpoint": "lvef", "at": "28 day"},
+    }
+    with pytest.raises(ScenarioError) as caught:
+        from_dict({**spec, "trial": trial})
+    assert caught.value.field == "species" and "human" in caught.value.message
+    human = from_dict({**spec, "species": "human", "patient": {"body_weight": "80 kg"}})
+    assert human.clinical and simulate(human).summary["endpoints"]

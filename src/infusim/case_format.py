@@ -279,6 +279,8 @@ def _endpoint_row(name: str, where: str, row, scenario: Scenario) -> dict:
     condition = scenario.condition
     if condition is None or condition.name is None:
         raise CaseError(name, f"{where}: {quantity} needs a named condition in scenario.yaml")
+    if not scenario.clinical:
+        raise CaseError(name, f"{where}: {quantity} needs species human (conditions come from human trials)")
     info = conditions.get(condition.name)
     names = [e.name for e in info.endpoints]
     if endpoint_name not in names:

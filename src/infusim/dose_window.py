@@ -103,7 +103,7 @@ def _evaluate(scenario: Scenario) -> tuple[dict, tuple[str, str] | None]:
     }
     endpoint = None
     condition = scenario.condition
-    if condition is not None and condition.name is not None:
+    if scenario.clinical:
         info = conditions.get(condition.name)
         primary = info.primary
         end_d = scenario.simulation.duration_h / 24.0

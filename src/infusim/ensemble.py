@@ -79,6 +79,10 @@ def parse_output(text: str, scenario: Scenario, field: str = "--output") -> Outp
         condition = scenario.condition
         if condition is None or condition.name is None:
             raise ScenarioError(field, f"{text!r}: effects need a named condition in the scenario")
+        if not scenario.clinical:
+            raise ScenarioError(
+                field, f"{text!r}: effects are of human patients (conditions come from human trials)"
+            )
         endpoints = {e.name: e.unit for e in conditions.get(condition.name).endpoints}
         if where not in endpoints:
             raise ScenarioError(field, f"{text!r}: endpoint must be one of {', '.join(endpoints)}")
@@ -212,7 +216,7 @@ def bands(scenario: Scenario, count: int, seed: int, params: ParameterSet | None
     radiolabel signal per compartment (with ``simulation.label``) and each endpoint effect. Returns the
     summary's ``uncertainty`` section and its long table rows."""
     params = params or for_scenario(scenario)
-    named = scenario.condition is not None and scenario.condition.name is not None
+    named = scenario.clinical
     times = np.asarray(scenario.simulation.outputs_h, dtype=float)
     probe = assemble(scenario, params=params)
     live = list(dict.fromkeys(s.compartment for s in probe.states if s.kind == "live"))

@@ -346,7 +346,9 @@ def build_app():
         view = evaluate(dict(zip(names, args, strict=True)))
         empty = go.Figure(layout={"title": "(no result: see the message beside the field)"})
         messages = [view.errors.get(e.removesuffix("-error"), "") for e in error_ids]
-        effect = view.effect or go.Figure(layout={"title": "no named condition: no endpoint effect"})
+        effect = view.effect or go.Figure(
+            layout={"title": "no endpoint effect (no named condition, or not a human)"}
+        )
         return (
             view.fate or empty,
             effect if view.fate else empty,

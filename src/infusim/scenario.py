@@ -167,6 +167,13 @@ class Scenario(_Section):
             raise _FieldError(
                 "trial", f"a trial needs condition.name; allowed: {', '.join(conditions.names())}"
             )
+        if self.species != "human":
+            raise _FieldError(
+                "species",
+                "virtual trials are of human patients (populations, endpoints and evidence come from "
+                f"human trials), got {self.species}; allowed: human "
+                f"(`infusim simulate` runs one {self.species})",
+            )
         info = conditions.get(self.condition.name)
         allowed = [e.name for e in info.endpoints]
         if trial.primary.endpoint not in allowed:
@@ -254,9 +261,22 @@ class Scenario(_Section):
             return CSF_SITE
         return admin.into or (self.condition.site if self.condition else None)
 
+    @property
+    def clinical(self) -> bool:
+        """Whether the scenario has clinical endpoints: a named condition in a human patient (the
+        conditions' endpoints, natural history and potencies come from human trials)."""
+        return self.condition is not None and self.condition.name is not None and self.species == "human"
+
     def warnings(self) -> list[str]:
         """Inputs that are valid but have no effect, one line each."""
         notes = []
+        if self.condition is not None and self.condition.name is not None and not self.clinical:
+            notes.append(
+                f"condition.name: {self.condition.name} is a human disease whose endpoints, natural history "
+                f"and potencies come from human trials; in a {self.species} only its site, severity and "
+                f"timing act (on the cell kinetics) and no clinical endpoint is reported: infusim has no "
+                f"{self.species} disease model and no rule to translate effects between species"
+            )
         if self.administration.route == "intravenous" and self.administration.into is not None:
             notes.append(
                 "administration.into is ignored for an intravenous infusion (cells enter venous blood)"

@@ -69,8 +69,7 @@ def disease_outcomes(
     scenario: Scenario, model: Model, params: ParameterSet, extra_days: np.ndarray | None = None
 ) -> EndpointTrajectories | None:
     """Endpoint trajectories (treated and untreated twin) of the scenario's named condition."""
-    condition = scenario.condition
-    if condition is None or condition.name is None:
+    if not scenario.clinical:  # no named condition, or not a human patient
         return None
     outputs_d = np.asarray(scenario.simulation.outputs_h, dtype=float) / 24.0
     if extra_days is not None:
@@ -128,7 +127,9 @@ EFFECT_DRAWS = 400
 def effect_intervals(scenario: Scenario, model: Model, params: ParameterSet) -> dict[tuple[float, str], dict]:
     """Mean and 95% interval of each endpoint effect at each output time, over posterior draws of the
     condition's potencies (and fitted K): ``(time_d, endpoint) -> {mean, low, high}``. Empty when the
-    condition has no fitted posterior (no controlled evidence with a CI)."""
+    condition has no fitted posterior (no controlled evidence with a CI) or no clinical endpoints."""
+    if not scenario.clinical:
+        return {}
     times_d = np.asarray(scenario.simulation.outputs_h, dtype=float) / 24.0
     draws = outcomes.effect_draws(
         scenario, model, params, times_d, scenario.simulation.duration_h / 24.0, EFFECT_DRAWS
@@ -193,7 +194,7 @@ def _summary(
     warnings = scenario.warnings()
     effects: dict[str, dict[str, dict[str, float | str]]] = {}
     name = scenario.condition.name if scenario.condition else None
-    if name is not None:
+    if scenario.clinical:
         warnings += disease.extrapolation_warnings(scenario, conditions.get(name))
         for row in endpoints[endpoints.patient == 0].itertuples():
             band = (intervals or {}).get((float(row.time_d), row.endpoint))
