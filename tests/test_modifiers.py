@@ -12,7 +12,7 @@ from infusim.errors import ScenarioError
 from infusim.model.disease import baseline
 from infusim.model.kinetics import assemble
 from infusim.parameters import bundled, with_values
-from infusim.population import beyond_most_severe, sample_cohort
+from infusim.population import SEVERITY_MAX, beyond_most_severe, sample_cohort
 from infusim.runner import chunks, trial_warnings
 from infusim.scenario import Scenario, from_dict, load
 from infusim.simulation import disease_outcomes
@@ -183,14 +183,25 @@ def test_an_enriched_trial_enrols_within_its_ranges_and_sees_its_subgroups_effec
     expected = below[FIELDS.index("sum_effect")] / below[FIELDS.index("n")]
     assert _cells_effect(young) == pytest.approx(expected, rel=0.08)
     assert _cells_effect(young) > 1.3 * _cells_effect(everyone)
-    # a baseline range: entry values within it; those beyond severity 1 are held at its value
+    # a baseline range: entry values within it, down to LVEF 25 (the model holds patients to twice the
+    # typical deficit, LVEF 15.6; until 2026-12-03 it stopped at 37.8)
     low_ef = _ami_trial(2_000, eligibility={"baseline": [25, 40]})
     cohort = sample_cohort(low_ef, 1, np.arange(2_000), bundled())
     entry = baseline(AMI, AMI.primary, cohort.severity, bundled())
+    assert 25 <= entry.min() < 30 and entry.max() <= 40
     share, worst = beyond_most_severe(low_ef, bundled())
-    assert worst == pytest.approx(37.8) and entry.min() == pytest.approx(worst) and entry.max() <= 40
-    assert np.mean(cohort.severity == 1.0) == pytest.approx(share, abs=0.03)  # Monte Carlo vs exact
-    assert any("severity 1" in w for w in trial_warnings(low_ef))
+    assert (
+        worst == pytest.approx(15.6)
+        and share == 0
+        and not any("severity 2" in w for w in trial_warnings(low_ef))
+    )
+    # a range reaching past it: the held share is exact against Monte Carlo, and the trial warns
+    beyond = _ami_trial(2_000, eligibility={"baseline": [5, 20]})
+    cohort = sample_cohort(beyond, 1, np.arange(2_000), bundled())
+    share, _ = beyond_most_severe(beyond, bundled())
+    assert 0.1 < share < 0.9
+    assert np.mean(cohort.severity == SEVERITY_MAX) == pytest.approx(share, abs=0.03)
+    assert any("severity 2" in w for w in trial_warnings(beyond))
 
 
 @pytest.mark.parametrize(

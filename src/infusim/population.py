@@ -225,10 +225,16 @@ def _mean_one(seed: int, index: np.ndarray, name: str, cv: float) -> np.ndarray:
     return np.exp(np.sqrt(sigma2) * standard_normals(seed, index, stream(name)) - sigma2 / 2)
 
 
+#: The most severe patient the model holds: twice the typical trial patient's deficit (severity 0.5 is
+#: the typical patient; an injured organ's lesion is then 0.6 of it at most, lesion_fraction_max 0.3).
+#: The scenario's severity (the population's centre) stays within 0-1.
+SEVERITY_MAX = 2.0
+
+
 def beyond_most_severe(scenario: Scenario, params: ParameterSet) -> tuple[float, float] | None:
     """(share, value): the share of the trial's patients whose drawn entry value of the primary
-    endpoint is worse than ``value``, the entry value at severity 1 (the most severe the model holds;
-    they are simulated at it). None when the endpoint does not follow severity."""
+    endpoint is worse than ``value``, the entry value at ``SEVERITY_MAX`` (the most severe the model
+    holds; they are simulated at it). None when the endpoint does not follow severity."""
     condition = conditions.get(scenario.condition.name)
     primary = condition.primary
     if not primary.by_severity:
@@ -237,7 +243,7 @@ def beyond_most_severe(scenario: Scenario, params: ParameterSet) -> tuple[float,
     low, high = _entry_bounds(scenario, condition, params)
     mean = baseline(condition, primary, scenario.condition.severity, params)
     sd = params.get("baseline_sd", scope, params.entry("baseline", scope).unit)
-    worst = float(baseline(condition, primary, 1.0, params))
+    worst = float(baseline(condition, primary, SEVERITY_MAX, params))
     cdf = {x: scipy.special.ndtr((x - mean) / sd) for x in (low, high, min(max(worst, low), high))}
     below = (cdf[min(max(worst, low), high)] - cdf[low]) / (cdf[high] - cdf[low])
     return float(below if primary.direction > 0 else 1.0 - below), worst
@@ -267,7 +273,7 @@ def _severity(
     unit = params.entry("baseline", scope).unit
     mean = baseline(condition, primary, level, params)
     value = truncated_normal(seed, index, "severity", mean, params.get("baseline_sd", scope, unit), low, high)
-    return np.clip(severity_of(condition, primary, value, params), 0.01, 1.0)
+    return np.clip(severity_of(condition, primary, value, params), 0.01, SEVERITY_MAX)
 
 
 def cohort_model(scenario: Scenario, cohort: Cohort, params: ParameterSet | None = None) -> Model:

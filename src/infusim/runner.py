@@ -326,7 +326,7 @@ def trial_warnings(scenario: Scenario) -> list[str]:
         primary = info.primary
         notes.append(
             f"{clipped[0]:.0%} of the patients enter with {primary.name} worse than {clipped[1]:.3g} "
-            f"{primary.unit}, the most severe entry value the model represents (severity 1): they are "
+            f"{primary.unit}, the most severe entry value the model represents (severity 2): they are "
             "simulated at it (docs/trials.md)"
         )
     for arm in scenario.trial.arms:
