@@ -246,6 +246,7 @@ def test_conditions_lists_every_condition_with_endpoints_and_sources():
     for name in conditions.names():
         assert name in result.stdout, name
     assert "womac_total" in result.stdout and "BoneJointRes2020" in result.stdout
+    assert "Delewi2014" in result.stdout and "modifier:" in result.stdout  # acute MI's effect modifiers
 
 
 def test_export_sbml_writes_a_valid_file_and_refuses_bad_input(tmp_path):

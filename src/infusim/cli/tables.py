@@ -171,7 +171,7 @@ def list_parameters(
 @_user_errors
 def list_conditions() -> None:
     """List the conditions infusim models: endpoints, units, potencies with 95% intervals, evidence."""
-    from infusim import conditions, evidence, posterior
+    from infusim import conditions, evidence, modifiers, posterior
     from infusim.parameters import bundled
     from infusim.patient_economics import mapped_endpoints
 
@@ -210,6 +210,13 @@ def list_conditions() -> None:
                 evidence += f"; K {k['median']:.2g} ({k['low']:.2g}-{k['high']:.2g})"
         else:
             evidence = "no controlled estimate with a CI: not fitted"
+        for covariate in modifiers.present(info, params):
+            scope = f"{info.name}/{covariate}"
+            evidence += (
+                f"; modifier: {covariate} >= {modifiers.cut(info, covariate, params):g} x"
+                f"{modifiers.ratio(info, covariate, params):.2g} potency"
+            )
+            sources.add(params.entry("effect_modifier_ratio", scope).source)
         for endpoint in info.endpoints:
             sources.add(params.entry("annual_change", f"{info.name}/{endpoint.name}").source)
         table.add_row(
@@ -225,5 +232,6 @@ def list_conditions() -> None:
         "* primary endpoint; $ has a utility mapping, so a trial can add an economics section "
         "(docs/economics.md). Potency: improvement of the primary endpoint at full response, posterior "
         "median and 95% interval of the fit to all controlled trials (docs/conditions.md); tau: "
-        "between-trial SD in standardised mean difference units."
+        "between-trial SD in standardised mean difference units; modifier: a covariate at or above "
+        "its cut multiplies the potency (subgroup analyses of trials; docs/trials.md)."
     )
