@@ -56,6 +56,7 @@ def reports(tmp_path_factory) -> dict[str, Path]:
     pages = {"simulation": infusim.simulate(infusim.from_dict(spec)).write_report(root / "simulation.html")}
     trial = yaml.safe_load((EXAMPLES / "trial-copd.yaml").read_text())
     trial["name"] = HOSTILE
+    trial["trial"]["subgroups"] = [{"covariate": "age_years", "cut": 65}]
     pages["trial"] = infusim.trial(trial, root / "trial", patients=60).write_report(root / "trial.html")
     costed = yaml.safe_load((EXAMPLES / "trial-stroke-economics.yaml").read_text())
     costed["name"] = HOSTILE
@@ -101,6 +102,8 @@ def test_report_loads_offline_and_draws_every_plot(browser, reports, kind):
     if kind == "economics":  # the trial's cost-effectiveness section and its acceptability curve
         assert "Cost-effectiveness (within the trial, GBP)" in page.inner_text("body")
         assert page.locator(".plotly-graph-div").count() >= 2
+    if kind == "trial":  # the subgroup table
+        assert "Subgroups of the primary comparison" in page.inner_text("body")
     if kind in ("simulation", "trial", "economics"):
         assert page.evaluate("() => window.pwned") is None  # the tag did not run
         assert HOSTILE in page.inner_text("h1")  # it is shown as the text the user wrote
