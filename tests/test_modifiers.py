@@ -217,3 +217,13 @@ def test_a_bad_eligibility_range_is_a_one_line_error_naming_the_field(eligibilit
     with pytest.raises(ScenarioError) as caught:
         _ami_trial(100, eligibility=eligibility)
     assert caught.value.field == field and "\n" not in str(caught.value)
+
+
+def test_subgroups_and_eligibility_round_trip_through_a_written_scenario():
+    from infusim.scenario_spec import to_spec
+
+    s = _ami_trial(100, eligibility={"age": [18, 55], "baseline": [25, 40]})
+    again = from_dict(yaml.safe_load(yaml.safe_dump(to_spec(s))))
+    assert again.hash() == s.hash() and again.trial.eligibility.age_years == (18.0, 55.0)
+    assert [g.covariate for g in again.trial.subgroups] == ["age_years", "baseline"]
+    assert _ami_trial(100).hash() != s.hash()  # the ranges are part of what is simulated
