@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,8 @@ TARGETS = (
 
 @dataclass(frozen=True)
 class Fit:
+    """A fitted potency ratio and the virtual subgroup effects it gives."""
+
     target: Target
     ratio: float  # fitted potency ratio
     below: float  # model effect below the cut at the fit (endpoint unit)
@@ -77,9 +80,11 @@ class Fit:
     share_above: float  # of the virtual population
 
 
-def subgroup_effects(target: Target, params: ParameterSet, patients: int = PATIENTS):
-    """A function of the potency ratio giving the virtual population's mean effect below and at or
-    above the cut (kinetics solved once)."""
+def subgroup_effects(
+    target: Target, params: ParameterSet, patients: int = PATIENTS
+) -> tuple[Callable[[float], tuple[float, float]], float]:
+    """(effects, share): ``effects(ratio)`` gives the virtual population's mean effect below and at or
+    above the cut for a potency ratio (kinetics solved once); ``share`` is the share at or above."""
     scenario = Scenario.model_validate(target.design)
     info = conditions.get(target.condition)
     cohort = sample_cohort(scenario, FIT_SEED, np.arange(patients), params)

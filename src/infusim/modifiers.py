@@ -1,7 +1,7 @@
 """Effect modifiers: patient covariates that change how much the cells help (docs/trials.md).
 
 A subgroup analysis of controlled trials reports the effect of cells in patients below and at or above
-a cut of one covariate. A condition carries such a finding as three rows of ``data/variability.csv``::
+a cut of one covariate. A condition carries such a finding as two rows of ``data/variability.csv``::
 
     effect_modifier_cut[condition/covariate]     the cut (the covariate's unit)
     effect_modifier_ratio[condition/covariate]   potency at or above the cut / potency below it
@@ -16,7 +16,9 @@ of the cut sees the effect of that side.
 
 The ratio is a potency ratio: where the mechanism itself makes the effect depend on the covariate (the
 baseline sets severity, which sets homing and room to improve), the ratio was fitted so that the
-subgroup effects of a virtual trial match the source's (``python -m infusim.modifiers``).
+subgroup effects of a virtual trial match the source's (``python -m infusim.modifier_fit``). The
+evidence synthesis gives its virtual trial patients these factors too, so potency and ratios are
+fitted in turn (docs/conditions.md, Known limits).
 """
 
 from __future__ import annotations
