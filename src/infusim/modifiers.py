@@ -24,7 +24,6 @@ fitted in turn (docs/conditions.md, Known limits).
 from __future__ import annotations
 
 import numpy as np
-import scipy.special
 
 from infusim.conditions import ConditionInfo
 from infusim.model.disease import baseline as entry_value
@@ -56,6 +55,8 @@ def ratio(condition: ConditionInfo, covariate: str, params: ParameterSet) -> flo
 def reference_share(condition: ConditionInfo, covariate: str, params: ParameterSet) -> float:
     """Share of the condition's reference population at or above the cut (exact: the truncated
     normal its population rows describe)."""
+    from infusim.population import truncated_normal_cdf  # population imports this module
+
     name = condition.name
     threshold = cut(condition, covariate, params)
     if covariate == "age_years":
@@ -68,8 +69,7 @@ def reference_share(condition: ConditionInfo, covariate: str, params: ParameterS
         mean = float(entry_value(condition, primary, level, params))
         sd = params.get("baseline_sd", scope, params.entry("baseline", scope).unit)
         low, high = entry_range(condition, params)
-    below, top, bottom = (scipy.special.ndtr((x - mean) / sd) for x in (threshold, high, low))
-    return float(np.clip((top - below) / (top - bottom), 0.0, 1.0))
+    return 1.0 - truncated_normal_cdf(threshold, float(mean), sd, low, high)
 
 
 def factors(

@@ -87,6 +87,13 @@ def truncated_normal(
     return np.clip(mean + sd * scipy.special.ndtri(a + u * (b - a)), low, high)
 
 
+def truncated_normal_cdf(x: float, mean: float, sd: float, low: float, high: float) -> float:
+    """P(X <= x) for X normal (``mean``, ``sd``) truncated to [low, high], as ``truncated_normal`` draws."""
+    x = min(max(x, low), high)
+    at, top, bottom = (scipy.special.ndtr((v - mean) / sd) for v in (x, high, low))
+    return float(np.clip((at - bottom) / (top - bottom), 0.0, 1.0))
+
+
 def lognormal_mean_one(seed: int, patients: np.ndarray, name: str, cv: float) -> np.ndarray:
     """Log-normal factors with median one and coefficient of variation ``cv`` (stream ``name``)."""
     sigma = np.sqrt(np.log1p(cv**2))
@@ -244,9 +251,8 @@ def beyond_most_severe(scenario: Scenario, params: ParameterSet) -> tuple[float,
     mean = baseline(condition, primary, scenario.condition.severity, params)
     sd = params.get("baseline_sd", scope, params.entry("baseline", scope).unit)
     worst = float(baseline(condition, primary, SEVERITY_MAX, params))
-    cdf = {x: scipy.special.ndtr((x - mean) / sd) for x in (low, high, min(max(worst, low), high))}
-    below = (cdf[min(max(worst, low), high)] - cdf[low]) / (cdf[high] - cdf[low])
-    return float(below if primary.direction > 0 else 1.0 - below), worst
+    below = truncated_normal_cdf(worst, float(mean), sd, low, high)
+    return (below if primary.direction > 0 else 1.0 - below), worst
 
 
 def _entry_bounds(scenario: Scenario, condition: ConditionInfo, params: ParameterSet) -> tuple[float, float]:

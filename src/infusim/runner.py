@@ -238,11 +238,11 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
 def _subgroups(out: Path, plan_chunks: list[Chunk], scenario: Scenario, plan) -> dict:
     """The subgroup analyses of the primary comparison (``stats.subgroups``) with their reading."""
     trial = scenario.trial
-    totals = np.zeros(
-        (trial.replicates, *np.load(out / "stats" / f"{plan_chunks[0].stem}-subgroups.npy").shape)
-    )
-    for c in plan_chunks:
-        totals[c.replicate] += np.load(out / "stats" / f"{c.stem}-subgroups.npy")
+    parts = [
+        ChunkStats(c.replicate, c.start, np.load(out / "stats" / f"{c.stem}-subgroups.npy"))
+        for c in plan_chunks
+    ]
+    totals = stats.combine(parts, trial.replicates, parts[0].sums.shape)
     return {
         "analyses": stats.subgroups(totals, plan, trial.subgroups),
         "note": "primary endpoint at the primary visit, treated arm against control within patients below "

@@ -198,7 +198,7 @@ class Scenario(_Section):
                 raise _FieldError(
                     "trial.eligibility.baseline",
                     f"{info.name}'s entry value ({primary.name}) does not vary with severity; "
-                    "allowed: age_years only",
+                    "allowed: age only",
                 )
             if entry[1] <= primary.low or entry[0] >= primary.high:
                 raise _FieldError(

@@ -25,6 +25,7 @@ builds means, confidence intervals, comparisons and power without reading the ro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -200,7 +201,15 @@ def simulate_chunk(
     measured, twin = _measure(seed, index, plan, true, untreated, params)
     measured, counted = _after_deaths(plan, measured, followed, trm)
     sums = _partial_sums(plan, arm, measured, true, untreated, counted)
-    groups = _subgroup_sums(trial, plan, cohort, arm, measured, true, untreated, counted, params)
+    groups = _subgroup_sums(
+        trial,
+        plan,
+        cohort,
+        measured,
+        counted,
+        params,
+        lambda kept: _partial_sums(plan, arm, measured, true, untreated, kept),
+    )
     stats = ChunkStats(replicate, start, sums, _baseline_sums(cohort, arm, len(trial.arms)), groups)
     if not table:
         return None, stats
@@ -404,14 +413,13 @@ def _subgroup_sums(
     trial: Trial,
     plan: Design,
     cohort: Cohort,
-    arm: np.ndarray,
     measured: dict[str, np.ndarray],
-    true: dict[str, np.ndarray],
-    untreated: dict[str, np.ndarray],
     counted: dict[str, np.ndarray],
     params: ParameterSet,
+    sums_of: Callable[[dict[str, np.ndarray]], np.ndarray],
 ) -> np.ndarray | None:
-    """Partial sums of the patients below and at or above each cut of ``trial.subgroups``."""
+    """Partial sums (``sums_of`` the patients whose values count) of the patients below and at or
+    above each cut of ``trial.subgroups``."""
     if not trial.subgroups:
         return None
     primary = plan.endpoints[plan.primary]
@@ -423,14 +431,7 @@ def _subgroup_sums(
     out = []
     for group in trial.subgroups:
         above = np.asarray(values[group.covariate], dtype=float) >= group.cut
-        out.append(
-            [
-                _partial_sums(
-                    plan, arm, measured, true, untreated, {k: v & side[:, None] for k, v in counted.items()}
-                )
-                for side in (~above, above)
-            ]
-        )
+        out.append([sums_of({k: v & side[:, None] for k, v in counted.items()}) for side in (~above, above)])
     return np.asarray(out)
 
 
