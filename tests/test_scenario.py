@@ -141,6 +141,26 @@ BAD_INPUTS = [
         "allowed: heart",
     ),
     ({"product": {"hla_mismatches": 3}}, "product.hla_mismatches", "allogeneic cells only"),
+    ({"product": {"hold": "30 min"}}, "product.hold", "needs product.carrier"),
+    ({"product": {"carrier": "albumin"}}, "product.carrier", "cryopreserved: true"),
+    (
+        {
+            "product": {
+                "cell_type": "hsc",
+                "tissue_source": "peripheral_blood",
+                "cryopreserved": True,
+                "carrier": "albumin",
+            }
+        },
+        "product.carrier",
+        "needs cell_type msc",
+    ),
+    ({"product": {"cryopreserved": True, "carrier": "plasma"}}, "product.carrier", "'crystalloid'"),
+    (
+        {"product": {"cryopreserved": True, "carrier": "crystalloid", "hold": "2 day"}},
+        "product.hold",
+        "allowed 0-24 h",
+    ),
     (
         {"product": {"donor": "allogeneic", "hla_mismatches": 12}},
         "product.hla_mismatches",
@@ -214,6 +234,8 @@ def test_every_bundled_scenario_round_trips_through_its_yaml_spec():
         scenario = load(path)
         text = yaml.safe_dump(to_spec(scenario))
         assert from_dict(yaml.safe_load(text)).hash() == scenario.hash(), path.name
+    held = scenario(product={"cryopreserved": True, "carrier": "crystalloid", "hold": "45 min"})
+    assert from_dict(yaml.safe_load(yaml.safe_dump(to_spec(held)))).hash() == held.hash()
     chronic = to_spec(load(EXAMPLES / "condition-acute-myocardial-infarction.yaml"))
     assert chronic["condition"]["onset"] != "chronic"  # the condition's own onset is written out
 

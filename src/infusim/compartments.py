@@ -69,4 +69,6 @@ TissueSource = Literal["bone_marrow", "adipose", "umbilical_cord", "cord_blood",
 Route = Literal["intravenous", "intra_arterial", "local", "intrathecal", "intraventricular"]
 Isotope = Literal["in111", "tc99m", "f18", "zr89"]
 Donor = Literal["autologous", "allogeneic"]
+#: What thawed cells are diluted in for a drip (crystalloid: Ringer's or saline; albumin: 5% human albumin).
+Carrier = Literal["crystalloid", "albumin"]
 Sex = Literal["female", "male"]

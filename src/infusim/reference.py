@@ -146,6 +146,18 @@ class Dose:
     cells: float
 
 
+def alive_at_entry(scenario, p: ParameterSet) -> float:
+    """Viability at thaw times the average, over the drip, of exp(-k (hold + s)), s from 0 to the
+    infusion's duration D (docs/model.md, Routes: in-bag viability)."""
+    product = scenario.product
+    if product.carrier is None:
+        return product.viability
+    k = p.get("bag_viability_loss_rate", f"msc/{product.carrier}", "1/h")
+    drip = scenario.administration.effective_duration_h
+    mean_over_drip = 1.0 if drip == 0 else (1.0 - math.exp(-k * drip)) / (k * drip)
+    return product.viability * math.exp(-k * product.hold_h) * mean_over_drip
+
+
 def doses(scenario) -> list[Dose]:
     """One dose event per administration (``repeat``), starting at t = 0."""
     admin = scenario.administration
@@ -344,7 +356,7 @@ def reference_cells(scenario, times_h, params: ParameterSet | None = None) -> di
     times = np.asarray(times_h, dtype=float)
     pt = physiology(scenario.species, scenario.patient.body_weight_kg, p)
     events = doses(scenario)
-    viability = scenario.product.viability
+    viability = alive_at_entry(scenario, p)
     share = lesion_share(scenario, p)
     names = state_names(scenario.administration.route in ("local", "intrathecal", "intraventricular"))
     n = len(names)

@@ -294,6 +294,12 @@ class Scenario(_Section):
                 "product.cryopreserved: thawed MSC products carry 2.5-30x less DMSO per kg than HSC "
                 "grafts and only isolated infusion reactions were reported (DMSO review 2025); no rate "
                 "was found, so none are drawn"
+                + (
+                    ""
+                    if self.product.carrier
+                    else "; set product.carrier (crystalloid or albumin) to count the cells that die "
+                    "in the bag (Nguyen 2024: about 10%/h in Ringer's)"
+                )
             )
         return notes
 

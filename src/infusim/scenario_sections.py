@@ -19,6 +19,7 @@ from infusim.compartments import (
     DEPOT_ROUTES,
     ORGANS,
     SITES,
+    Carrier,
     CellType,
     Donor,
     Isotope,
@@ -200,6 +201,11 @@ class Product(_Section):
     #: Frozen in DMSO and thawed at the bedside (false: fresh): thawed HSC and marrow grafts cause
     #: infusion reactions (safety.py, Otrock 2017).
     cryopreserved: StrictBool = False
+    #: What thawed MSC are diluted in for the drip: their viability falls in the bag at the carrier's
+    #: rate (``bag_viability_loss_rate``, Nguyen 2024) from thaw to the last drop. None: not modelled.
+    carrier: Carrier | None = None
+    #: Time from thaw to the start of the infusion (cells wait in the carrier).
+    hold_h: Hours = Field(0.0, alias="hold")
 
     @field_validator("diameter_um")
     @classmethod
@@ -216,6 +222,27 @@ class Product(_Section):
                 "product.tissue_source",
                 f"{self.cell_type} cells are not obtained from {self.tissue_source}; "
                 f"allowed: {', '.join(allowed)}",
+            )
+        return self
+
+    @field_validator("hold_h")
+    @classmethod
+    def _hold_range(cls, value: float) -> float:
+        if not 0.0 <= value <= 24.0:
+            raise ValueError(f"{value:g} h is not a hold before infusion (allowed 0-24 h)")
+        return value
+
+    @model_validator(mode="after")
+    def _carrier_needs_thawed_msc(self) -> Product:
+        if self.carrier is None:
+            if self.hold_h > 0:
+                raise _FieldError("product.hold", "needs product.carrier (crystalloid or albumin)")
+            return self
+        if self.cell_type != "msc" or not self.cryopreserved:
+            raise _FieldError(
+                "product.carrier",
+                "in-bag viability loss was measured for thawed MSC only (Nguyen 2024): "
+                "needs cell_type msc and cryopreserved: true",
             )
         return self
 

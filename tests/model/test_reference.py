@@ -33,6 +33,17 @@ DETECTED = 1e-3
 
 #: Routes and sites the bundled examples do not reach.
 EXTRA = {
+    # thawed MSC held 45 min in Ringer's, then a 2 h drip: viability falls in the bag
+    "iv-thawed-msc-held-in-crystalloid": {
+        "product": {
+            "tissue_source": "adipose",
+            "viability": 0.93,
+            "cryopreserved": True,
+            "carrier": "crystalloid",
+            "hold": "45 min",
+        },
+        "administration": {"duration": "2 h"},
+    },
     # intra-arterial into a portal organ with an injured liver: portal cells meet the target
     "ia-pancreas-liver-target": {
         "condition": {"site": "liver", "severity": 0.7},
@@ -275,6 +286,12 @@ def test_mutation_nonviable_cells_infused_alive_is_detected(monkeypatch):
 
     monkeypatch.setattr(kinetics, "Dose", dose)
     assert_detected(example("msc-iv-human"))
+
+
+def test_mutation_in_bag_viability_loss_ignored_is_detected(monkeypatch):
+    """Docs (Routes, in-bag viability): thawed MSC die in the carrier during the hold and the drip."""
+    monkeypatch.setattr(kinetics, "viable_share", lambda scenario, params: scenario.product.viability)
+    assert_detected(make_scenario(**EXTRA["iv-thawed-msc-held-in-crystalloid"]))
 
 
 def test_mutation_later_doses_keep_the_first_doses_homing_signal_is_detected(monkeypatch):

@@ -63,6 +63,19 @@ def product_properties(scenario: Scenario, params: ParameterSet) -> ProductPrope
     return ProductProperties(diameter, params.get("diameter_cv", scope, ""), scope)
 
 
+def viable_share(scenario: Scenario, params: ParameterSet) -> float | np.ndarray:
+    """Share of a dose alive as it enters the body: ``product.viability`` (at thaw) times the mean
+    survival in the bag over the hold and a constant-rate drip of the infusion's duration,
+    exp(-k hold) (1 - exp(-k D)) / (k D), k = ``bag_viability_loss_rate[msc/<carrier>]`` (1/h)."""
+    product = scenario.product
+    if product.carrier is None:
+        return product.viability
+    k = params.get("bag_viability_loss_rate", f"{product.cell_type}/{product.carrier}", "1/h")
+    kd = k * scenario.administration.effective_duration_h
+    drip = np.where(kd > 1e-12, -np.expm1(-kd) / np.maximum(kd, 1e-300), 1.0)
+    return product.viability * np.exp(-k * product.hold_h) * drip
+
+
 def size_extraction(diameter_um: np.ndarray, capillary_um: float, params: ParameterSet) -> np.ndarray:
     """Fraction of cells held mechanically per pass through a capillary bed (logistic in d/d_cap)."""
     midpoint = params.get("size_extraction_midpoint", "", "")
@@ -175,7 +188,7 @@ def assemble(
     _circulation(builder, body, beds[0], shunt)
     _fates(builder, scenario, params, per_row)
     amount = np.repeat(scenario.dose_cells_for(weight), k) * np.tile(SIZE_WEIGHTS, patients)
-    rows_doses = _doses(scenario, beds, amount)
+    rows_doses = _doses(scenario, beds, amount, viable_share(scenario, params))
     switches = _rejection(builder, scenario, params, per_row["rejection"])
     switches += _signal_switches(builder, body, beds, signals, dose_times, shunt)
     processes, parameters = builder.processes()
@@ -444,21 +457,29 @@ def _rejection(
     return tuple(switches)
 
 
-def _doses(scenario: Scenario, beds: list[dict[str, Bed]], amount: np.ndarray) -> tuple[Dose, ...]:
+def _doses(
+    scenario: Scenario, beds: list[dict[str, Bed]], amount: np.ndarray, viability: float | np.ndarray
+) -> tuple[Dose, ...]:
     """The dose event table: one ``Dose`` per administration (cells per row), each split over states
-    by the capture in force at its start (``beds``, one per dose)."""
+    by the capture in force at its start (``beds``, one per dose) and the share alive (``viability``)."""
     admin = scenario.administration
     duration = admin.effective_duration_h
     return tuple(
-        Dose(i * admin.repeat.interval_h, duration, amount, _entry_split(scenario, beds_i, len(amount)))
+        Dose(
+            i * admin.repeat.interval_h,
+            duration,
+            amount,
+            _entry_split(scenario, beds_i, len(amount), viability),
+        )
         for i, beds_i in enumerate(beds)
     )
 
 
-def _entry_split(scenario: Scenario, beds: dict[str, Bed], n_rows: int) -> dict[str, np.ndarray]:
+def _entry_split(
+    scenario: Scenario, beds: dict[str, Bed], n_rows: int, viability: float | np.ndarray
+) -> dict[str, np.ndarray]:
     """Where the viable cells of one dose enter (fractions per row; the non-viable share is dead)."""
     admin = scenario.administration
-    viability = scenario.product.viability
     split: dict[str, np.ndarray] = {"dead:nonviable": np.full(n_rows, 1.0 - viability)}
     if admin.route == "intravenous":
         split[VENOUS] = np.full(n_rows, viability)
