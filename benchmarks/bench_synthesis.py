@@ -1,6 +1,6 @@
 """Speed and a cross-check of the evidence fit: emcee posterior against a Laplace approximation.
 
-For every condition with evidence: the time of the shipped emcee fit (24 walkers x 2500 steps,
+For every condition with evidence: the time of the shipped emcee fit (32 walkers x 20,000 steps,
 vectorised over walkers), the time of a Laplace approximation of the same posterior (the peer:
 scipy BFGS to the mode, then a finite-difference Hessian; no sampling), and how far apart their
 95% intervals of the primary potency are (log scale, in units of the emcee interval's half-width).

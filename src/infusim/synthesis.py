@@ -60,6 +60,22 @@ LOG_K_SPAN = np.linspace(-3.0, 3.0, 25)
 #: Virtual patients per evidence row (the trial's population; common random numbers across rows).
 FIT_PATIENTS = 32
 FIT_SEED = 20261202
+#: Ensemble size and chain length of a stored fit. Until 2026-12-03 a fit kept 2,000 draws at an even
+#: stride through the flattened chain, and the stride equalled the walker count, so every stored draw
+#: came from one walker (about 30 independent draws): medians moved by up to 60% with the seed
+#: (ischemic stroke 0.14-0.23, acute MI 11.7-16.7). Draws are now picked at random from all walkers,
+#: and chains are longer so that the potency-K ridge of acute MI is crossed many times: at 32 walkers
+#: x 20,000 steps the medians of three seeds agree within a fifth of a posterior SD (``fits.json``
+#: records the check, ``seed_check``).
+FIT_WALKERS = 32
+FIT_STEPS = 20000
+FIT_BURN = 4000
+#: Extra seeds of the Monte Carlo check stored with each fit.
+CHECK_SEEDS = (1, 2)
+#: Prior support: a draw more than this many prior SDs from the priors' centre (sum of squares) has
+#: zero posterior (prior mass beyond it: below 1e-10). Without it a far proposal (log tau 27, tau^2
+#: ~1e23) makes a study covariance whose Cholesky factor fails.
+SUPPORT_SD = 8.0
 
 
 @dataclass(frozen=True)
@@ -405,8 +421,13 @@ def log_likelihood(problem: Problem, theta: np.ndarray) -> np.ndarray:
 
 
 def log_posterior(problem: Problem, theta: np.ndarray) -> np.ndarray:
-    lp = log_prior(problem, theta) + log_likelihood(problem, theta)
-    return np.where(np.isfinite(lp), lp, -np.inf)
+    theta = np.atleast_2d(theta)
+    lp = log_prior(problem, theta)
+    inside = lp > -0.5 * SUPPORT_SD**2
+    out = np.full(theta.shape[0], -np.inf)
+    if np.any(inside):
+        out[inside] = lp[inside] + log_likelihood(problem, theta[inside])
+    return np.where(np.isfinite(out), out, -np.inf)
 
 
 # --- sampling ---------------------------------------------------------------------------------
@@ -435,9 +456,9 @@ class Fit:
 
 def fit(
     problem: Problem,
-    walkers: int = 24,
-    steps: int = 2500,
-    burn: int = 500,
+    walkers: int = FIT_WALKERS,
+    steps: int = FIT_STEPS,
+    burn: int = FIT_BURN,
     keep: int = posterior.STORED_DRAWS,
     seed: int = FIT_SEED,
 ) -> Fit:
@@ -461,7 +482,8 @@ def fit(
     sampler.run_mcmc(initial, steps, progress=False)
     chain = sampler.get_chain(discard=burn)
     flat = chain.reshape(-1, ndim)
-    pick = np.linspace(0, len(flat) - 1, min(keep, len(flat))).astype(int)
+    # a random subset of every walker's draws: an even stride of (walkers x n) picks one walker only
+    pick = np.sort(rng.choice(len(flat), size=min(keep, len(flat)), replace=False))
     logging.getLogger("emcee.autocorr").setLevel(logging.ERROR)  # short-chain notes: ESS is reported
     tau_int = emcee.autocorr.integrated_time(chain, quiet=True)
     ess = chain.shape[0] * chain.shape[1] / np.maximum(tau_int, 1.0)
@@ -553,12 +575,17 @@ def fit_condition(
     params: ParameterSet | None = None,
     command: str = "",
     source: str = "",
+    check_seeds: tuple[int, ...] = (),
     **sampling,
 ) -> tuple[Fit, Problem, dict]:
-    """Fit one condition and build the record stored with its draws."""
+    """Fit one condition and build the record stored with its draws (and, with ``check_seeds``, the
+    Monte Carlo check: the same fit from other seeds, ``seed_check``)."""
     problem = build(condition, rows, params)
     result = fit(problem, **sampling)
     values = result.table_values()
+    diagnostics = dict(result.diagnostics)
+    if check_seeds:
+        diagnostics["seed_check"] = seed_check(problem, result, check_seeds, **sampling)
     record = {
         "command": command,
         "evidence": source,
@@ -572,9 +599,30 @@ def fit_condition(
         "priors": {
             p.name: {"scale": p.kind, "mean": p.prior_mean, "sd": p.prior_sd} for p in problem.parameters
         },
-        "diagnostics": result.diagnostics,
+        "diagnostics": diagnostics,
     }
     return result, problem, record
+
+
+def seed_check(problem: Problem, result: Fit, seeds: tuple[int, ...], **sampling) -> dict:
+    """Refit ``problem`` from other ``seeds``: each parameter's median and 95% bounds per seed (table
+    scale, stored seed first) and the range of the medians in posterior SDs (sampled scale)."""
+    fits = [result] + [
+        fit(problem, seed=s, **{k: v for k, v in sampling.items() if k != "seed"}) for s in seeds
+    ]
+    out = {"seeds": [sampling.get("seed", FIT_SEED), *seeds], "parameters": {}}
+    for i, name in enumerate(result.names):
+        table = [f.table_values()[name] for f in fits]
+        sampled = [np.median(f.samples[:, i]) for f in fits]
+        sd = float(np.std(result.samples[:, i]))
+        out["parameters"][name] = {
+            "median": [float(np.median(x)) for x in table],
+            "low": [float(np.percentile(x, 2.5)) for x in table],
+            "high": [float(np.percentile(x, 97.5)) for x in table],
+            "median_range_sd": round((max(sampled) - min(sampled)) / max(sd, 1e-300), 3),
+        }
+    out["worst_median_range_sd"] = max(p["median_range_sd"] for p in out["parameters"].values())
+    return out
 
 
 def rows_digest(rows: list[EvidenceRow]) -> str:
@@ -599,11 +647,12 @@ def write_fits(
     command: str = "",
     source: str = "",
     progress=None,
+    check_seeds: tuple[int, ...] = (),
 ) -> dict[str, dict]:
     """Fit every condition with evidence (or those in ``only``) and write draws and records."""
     written = {}
     for condition in only or evidence_conditions(rows):
-        result, _problem, record = fit_condition(condition, rows, params, command, source)
+        result, _problem, record = fit_condition(condition, rows, params, command, source, check_seeds)
         if progress is not None:
             progress(condition, record)
         posterior.write(folder, condition, result.table_values(), record)
@@ -656,12 +705,14 @@ def update_tables(records: dict[str, dict], data_dir=None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m infusim.synthesis [--write] [CONDITION ...]``: refit the bundled posteriors.
+    """``python -m infusim.synthesis [--write] [--check] [CONDITION ...]``: refit the bundled posteriors.
 
-    With ``--write``: draws to ``data/posteriors``, medians into the tables of a source checkout.
+    With ``--write``: draws to ``data/posteriors``, medians into the tables of a source checkout; a
+    written fit always carries its Monte Carlo check (``--check``: the fit from ``CHECK_SEEDS`` too).
     """
     argv = sys.argv[1:] if argv is None else argv
     write = "--write" in argv
+    check = CHECK_SEEDS if write or "--check" in argv else ()
     only = [a for a in argv if not a.startswith("--")] or None
     rows = evidence.load()
     command = "python -m infusim.synthesis --write"
@@ -676,10 +727,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         for name, s in record["summary"].items():
             print(f"    {name} = {s['median']:.4g} ({s['low']:.3g} to {s['high']:.3g})")
+        if "seed_check" in d:
+            c = d["seed_check"]
+            print(f"    medians of seeds {c['seeds']} within {c['worst_median_range_sd']:.2f} posterior SD")
 
     start = time.perf_counter()
     folder = posterior.bundled_dir() if write else _scratch_folder()
-    records = write_fits(folder, rows, only, command=command, source="data/evidence.csv", progress=report)
+    records = write_fits(
+        folder, rows, only, command=command, source="data/evidence.csv", progress=report, check_seeds=check
+    )
     if write:
         for line in update_tables(records):
             print(f"updated {line}")

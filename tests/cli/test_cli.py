@@ -333,8 +333,11 @@ def test_fit_effects_writes_posteriors_to_the_named_folder_never_the_package(tmp
     record = posterior.records(tmp_path / "fit")["copd"]
     assert record["command"].startswith("infusim fit-effects") and record["n_studies"] == 1
     assert (posterior.bundled_dir() / "copd.csv").read_bytes() == bundled
-    rerun = run("fit-effects", "-c", "copd", "-o", str(tmp_path / "fit"))
+    rerun = run("fit-effects", "-c", "copd", "--check", "-o", str(tmp_path / "fit"))
     assert rerun.returncode == 0, rerun.stderr  # its own earlier output is replaced
+    assert "seed spread" in rerun.stdout
+    check = posterior.records(tmp_path / "fit")["copd"]["diagnostics"]["seed_check"]
+    assert len(check["seeds"]) == 3 and check["worst_median_range_sd"] < 0.2
     for bad, field in ((["-c", "nosuch"], "--condition"), (["-c", "alzheimers"], "--condition")):
         refused = run("fit-effects", *bad, "-o", str(tmp_path / "bad"))
         assert refused.returncode == 2 and refused.stderr.startswith(f"error: {field}")
