@@ -248,15 +248,21 @@ def test_conditioning_infection_intracoronary_occlusion_and_harvest_recovery():
     assert not [c for c in safety.risks(marrow_cells, params) if c.event == "arterial_occlusion"]
 
 
-def test_anti_donor_antibodies_rise_with_mismatches_and_a_later_dose_is_cleared_faster():
+def test_anti_donor_antibodies_once_per_patient_whatever_the_mismatches_and_dose_count():
+    """Sanabria 2021 (356 patients given allogeneic MSC): DSA in 14.95%; neither the number of doses
+    nor the HLA mismatches affected it. One chance of 15%, four weeks after the first dose."""
     params = bundled()
-    # by hand from the rows: 26% at 5 mismatches (Toyserkani 2017), cumulative hazard x 1.086 per mismatch
-    expected = {m: 1 - (1 - 0.26) ** (1.086 ** (m - 5)) for m in (0, 5, 6)}
-    for m, p in expected.items():
-        s = scenario(product={"donor": "allogeneic", "hla_mismatches": m}, simulation={"duration": "60 day"})
+    for m, count in ((0, 1), (6, 1), (6, 4)):
+        s = scenario(
+            product={"donor": "allogeneic", "hla_mismatches": m},
+            administration={"repeat": {"count": count, "interval": "7 day"}},
+            simulation={"duration": "90 day"},
+        )
         chances = [c for c in safety.risks(s, params, "cells", 1) if c.event == "anti_donor_antibodies"]
-        assert float(dict(chances[0].grades)[1][0]) == pytest.approx(p, rel=1e-9)
-    assert expected[0] < expected[5] < expected[6]
+        assert len(chances) == 1 and float(dict(chances[0].grades)[1][0]) == pytest.approx(0.15, rel=1e-9)
+        assert chances[0].when(0.5) == 28.0  # four weeks after the first dose
+    autologous = scenario(simulation={"duration": "90 day"})
+    assert not [c for c in safety.risks(autologous, params) if c.event == "anti_donor_antibodies"]
     # a second allogeneic dose meets the host primed by the first (adaptive killing from day 7), so a
     # smaller share of it is alive a week later than of the first dose; the system is linear and the
     # switch time does not depend on the second dose, so its cells are the difference of two runs

@@ -21,7 +21,7 @@ mechanism lives in the cell model, from the model itself:
 * ``arterial_occlusion``: intra-arterial MSC into an organ with a read rate (heart, grade 4), and
   into the brain's arteries (grade 3) from the peak of live cells held per gram of brain against the
   load that gave half the rats of Janowski 2013 a stroke (simulated with the same model; probit);
-* ``anti_donor_antibodies`` (grade 1): after each allogeneic dose;
+* ``anti_donor_antibodies`` (grade 1): once, four weeks after the first allogeneic dose;
 * ``ectopic_growth`` (grade 3): a lifetime risk with an exponential onset, higher for an unregulated
   product (``product.regulated: false``);
 * ``harvest_complication`` (1 minor, 3 serious, 5 death): harvesting an autologous product, by tissue,
@@ -335,20 +335,14 @@ def risks(
         basis = f"infusion_reaction_risk[{product.cell_type}] (Otrock 2017: DMSO in thawed grafts)"
         for i, day in enumerate(doses_d):
             out.append(Risk("infusion_reaction", ((2, hypoxia * ones), (1, p * ones)), _at(day), basis, i))
-    if product.donor == "allogeneic":
+    if product.donor == "allogeneic" and doses_d:
+        # once per patient after the first dose: neither the dose count nor the HLA mismatches changed
+        # the share in Sanabria 2021's review (safety.csv note)
         delay = params.get("anti_donor_antibody_delay", "", "day")
-        p = _antibody_risk(params, product.hla_mismatches)
-        for i, day in enumerate(doses_d):
-            if day + delay <= horizon_d:
-                out.append(
-                    Risk(
-                        "anti_donor_antibodies",
-                        ((1, p * ones),),
-                        _at(day + delay),
-                        f"Toyserkani 2017 at {product.hla_mismatches} HLA mismatches",
-                        i,
-                    )
-                )
+        if doses_d[0] + delay <= horizon_d:
+            p = params.get("anti_donor_antibody_risk", "", "")
+            basis = "anti_donor_antibody_risk (Sanabria 2021: DSA in 15% of patients given allogeneic MSC)"
+            out.append(Risk("anti_donor_antibodies", ((1, p * ones),), _at(doses_d[0] + delay), basis, 0))
     lifetime = params.get("ectopic_growth_risk", "", "")
     if not product.regulated:
         lifetime *= params.get("ectopic_growth_unregulated_factor", "", "")
@@ -747,13 +741,3 @@ def trial_odds_ratio(
         "high": float(ci.high),
         "risk_ratio": float(risk.relative_risk) if risk is not None else float("nan"),
     }
-
-
-def _antibody_risk(params: ParameterSet, mismatches: int) -> float:
-    """Risk of anti-donor antibodies after one allogeneic dose: the reviewed 26% at its reference
-    mismatch count, the cumulative hazard scaled by the mismatch hazard ratio per mismatch (an
-    assumption shared with the kill rates: no source gives antibodies by mismatch count)."""
-    base = params.get("anti_donor_antibody_risk", "", "")
-    ratio = params.get("mismatch_hazard_ratio", "", "")
-    reference = params.get("anti_donor_antibody_reference_mismatches", "", "")
-    return float(1.0 - (1.0 - base) ** (ratio ** (mismatches - reference)))
