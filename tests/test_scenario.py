@@ -231,9 +231,9 @@ def test_every_bundled_scenario_round_trips_through_its_yaml_spec():
     files = sorted(EXAMPLES.glob("*.yaml")) + sorted(bundled_cases_dir().glob("*/scenario.yaml"))
     assert len(files) > 40
     for path in files:
-        scenario = load(path)
-        text = yaml.safe_dump(to_spec(scenario))
-        assert from_dict(yaml.safe_load(text)).hash() == scenario.hash(), path.name
+        loaded = load(path)
+        text = yaml.safe_dump(to_spec(loaded))
+        assert from_dict(yaml.safe_load(text)).hash() == loaded.hash(), path.name
     held = scenario(product={"cryopreserved": True, "carrier": "crystalloid", "hold": "45 min"})
     assert from_dict(yaml.safe_load(yaml.safe_dump(to_spec(held)))).hash() == held.hash()
     chronic = to_spec(load(EXAMPLES / "condition-acute-myocardial-infarction.yaml"))
