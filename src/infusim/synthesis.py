@@ -648,11 +648,15 @@ def write_fits(
     source: str = "",
     progress=None,
     check_seeds: tuple[int, ...] = (),
+    **sampling,
 ) -> dict[str, dict]:
-    """Fit every condition with evidence (or those in ``only``) and write draws and records."""
+    """Fit every condition with evidence (or those in ``only``) and write draws and records
+    (``sampling``: walkers, steps, burn of ``fit``)."""
     written = {}
     for condition in only or evidence_conditions(rows):
-        result, _problem, record = fit_condition(condition, rows, params, command, source, check_seeds)
+        result, _problem, record = fit_condition(
+            condition, rows, params, command, source, check_seeds, **sampling
+        )
         if progress is not None:
             progress(condition, record)
         posterior.write(folder, condition, result.table_values(), record)
