@@ -374,3 +374,16 @@ def test_a_hold_before_the_drip_costs_cells_at_the_carriers_rate():
     held["product"]["hold"] = "90 min"
     _, fractions = live_by_compartment(scenario(**held))
     assert 1.0 - fractions["dead:nonviable"][0] == pytest.approx(0.8041, rel=0.01)
+
+
+def test_a_scenario_can_set_its_own_in_bag_loss_rate():
+    """`parameters:` overrides the carrier's rate like any row (0.2/h over a 385-min drip)."""
+    from infusim.simulation import simulate
+
+    spec = _thawed("crystalloid")
+    spec["parameters"] = {"bag_viability_loss_rate[msc/crystalloid]": "0.2 1/h"}
+    cells = simulate(scenario(**spec)).cells
+    at_7h = cells[cells.time_h == 7.0]
+    dead = float(at_7h[at_7h.state == "dead:nonviable"].cells.sum()) / float(at_7h.cells.sum())
+    kd = 0.2 * 385 / 60
+    assert 1.0 - dead == pytest.approx(0.9295 * -np.expm1(-kd) / kd, rel=1e-9)
