@@ -176,6 +176,28 @@ def test_the_monte_carlo_check_refits_from_other_seeds_and_measures_the_spread()
     assert potency["median_range_sd"] == pytest.approx(expected, abs=1e-3)
 
 
+def test_the_kept_draws_spread_over_every_walker_and_the_whole_chain(monkeypatch):
+    """Until 2026-12-03 the draws were kept at an even stride a sliver above the walker count, so each
+    walker gave one run of consecutive steps (1/24 of the chain: about 30 independent draws stored as
+    2,000). A chain whose values name their walker and step shows where the kept draws came from."""
+    import emcee
+
+    def labelled(self, discard=0, **kwargs):
+        steps, walkers = self.iteration - discard, self.nwalkers
+        chain = np.zeros((steps, walkers, self.ndim))
+        chain[:, :, 0] = np.arange(walkers)[None, :]
+        chain[:, :, 1] = np.arange(steps)[:, None]
+        return chain + np.random.default_rng(0).normal(0.0, 0.01, chain.shape)
+
+    monkeypatch.setattr(emcee.EnsembleSampler, "get_chain", labelled)
+    problem = synthesis.build("copd", ROWS, patients=8)
+    result = synthesis.fit(problem, walkers=12, steps=300, burn=100, keep=200)
+    walker, step = np.rint(result.samples[:, 0]).astype(int), np.rint(result.samples[:, 1])
+    assert len(np.unique(walker)) == 12
+    for w in range(12):
+        assert np.ptp(step[walker == w]) > 100  # each walker's draws span most of the 200 kept steps
+
+
 def test_draws_far_outside_the_priors_have_zero_posterior_not_an_error():
     """A proposal with log tau = 27 (tau^2 ~ 1e23) made the study covariance's Cholesky fail."""
     problem = synthesis.build("ischemic_stroke", ROWS, patients=8)

@@ -61,8 +61,9 @@ LOG_K_SPAN = np.linspace(-3.0, 3.0, 25)
 FIT_PATIENTS = 32
 FIT_SEED = 20261202
 #: Ensemble size and chain length of a stored fit. Until 2026-12-03 a fit kept 2,000 draws at an even
-#: stride through the flattened chain, and the stride equalled the walker count, so every stored draw
-#: came from one walker (about 30 independent draws): medians moved by up to 60% with the seed
+#: stride through the flattened chain, and the stride was the walker count plus a sliver, so each walker
+#: gave one run of consecutive steps (24 runs of ~87 steps at 24 x 2,500; about 30 independent
+#: draws): medians moved by up to 60% with the seed
 #: (ischemic stroke 0.14-0.23, acute MI 11.7-16.7). Draws are now picked at random from all walkers,
 #: and chains are longer so that the potency-K ridge of acute MI is crossed many times: at 32 walkers
 #: x 20,000 steps the medians of three seeds agree within a fifth of a posterior SD (``fits.json``
@@ -482,7 +483,7 @@ def fit(
     sampler.run_mcmc(initial, steps, progress=False)
     chain = sampler.get_chain(discard=burn)
     flat = chain.reshape(-1, ndim)
-    # a random subset of every walker's draws: an even stride of (walkers x n) picks one walker only
+    # a random subset of all draws: an even stride near (walkers x n) takes runs of one walker at a time
     pick = np.sort(rng.choice(len(flat), size=min(keep, len(flat)), replace=False))
     logging.getLogger("emcee.autocorr").setLevel(logging.ERROR)  # short-chain notes: ESS is reported
     tau_int = emcee.autocorr.integrated_time(chain, quiet=True)
