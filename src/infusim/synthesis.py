@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import io
 import logging
@@ -130,6 +131,99 @@ class Problem:
         """The same parameters and priors with only the rows ``members`` (indices into ``bases``)."""
         return Problem(
             self.condition, [self.bases[i] for i in members], self.parameters, self.k_mechanism, self.k_table
+        )
+
+    @functools.cached_property
+    def stack(self) -> Stack | None:
+        """The bases as arrays over rows, to evaluate many draws at once (None without rows)."""
+        return Stack.of(self.bases) if self.bases else None
+
+    @functools.cached_property
+    def study_groups(self) -> list[StudyGroup]:
+        """The studies grouped by their number of rows, with their constant covariance parts."""
+        y = np.array([b.row.estimate for b in self.bases])
+        se = np.array([b.row.se for b in self.bases])
+        scale = np.array([b.scale for b in self.bases])
+        groups = []
+        for size in sorted({len(m) for m in self.studies}):
+            studies = [i for i, m in enumerate(self.studies) if len(m) == size]
+            members = np.array([self.studies[i] for i in studies])
+            sampling = [
+                WITHIN_STUDY_CORRELATION * np.outer(sd, sd) + (1 - WITHIN_STUDY_CORRELATION) * np.diag(sd**2)
+                for sd in se[members]
+            ]
+            outer = [np.outer(s, s) for s in scale[members]]
+            groups.append(
+                StudyGroup(np.array(studies), members, y[members], np.array(sampling), np.array(outer))
+            )
+        return groups
+
+
+@dataclass(frozen=True)
+class StudyGroup:
+    """Studies with the same number of rows k: indices (n,), row indices (n, k), estimates (n, k),
+    sampling covariance (n, k, k) and the outer product of the rows' SD scales (n, k, k)."""
+
+    studies: np.ndarray
+    members: np.ndarray
+    y: np.ndarray
+    sampling: np.ndarray
+    outer: np.ndarray
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Bases stacked over rows (B) for vectorised evaluation: ``slowing`` and each response slot
+    (K grid, B, patients); ``key_slots`` per response slot: for each position in a row's strength
+    product, the column of ``keys`` (or ``len(keys)``, a padding 1) per row."""
+
+    slowing: np.ndarray
+    responses: list[np.ndarray]
+    key_slots: list[list[np.ndarray]]
+    keys: list[tuple[str, str]]
+    factor: np.ndarray
+    room: np.ndarray
+    natural: np.ndarray
+    direction: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    @staticmethod
+    def of(bases: list[Basis]) -> Stack:
+        # a mechanism whose response is zero everywhere adds nothing (its keys need not be sampled)
+        active = [[(m, ks) for m, ks in b.keys.items() if np.any(b.responses[m])] for b in bases]
+        keys = list(dict.fromkeys(k for items in active for _, ks in items for k in ks))
+        column = {k: i for i, k in enumerate(keys)}
+        pad = len(keys)
+        slowing = np.stack([b.slowing for b in bases], axis=1)
+        responses, key_slots = [], []
+        for m in range(max(len(items) for items in active)):
+            chosen = [items[m] if m < len(items) else None for items in active]
+            zero = np.zeros_like(bases[0].slowing)
+            responses.append(
+                np.stack(
+                    [b.responses[c[0]] if c else zero for b, c in zip(bases, chosen, strict=True)], axis=1
+                )
+            )
+            length = max(len(c[1]) for c in chosen if c)
+            key_slots.append(
+                [
+                    np.array([column[c[1][j]] if c and j < len(c[1]) else pad for c in chosen])
+                    for j in range(length)
+                ]
+            )
+        column_of = lambda name: np.array([getattr(b, name) for b in bases])[:, None]  # noqa: E731
+        return Stack(
+            slowing,
+            responses,
+            key_slots,
+            keys,
+            np.stack([b.factor for b in bases]),
+            np.stack([b.room for b in bases]),
+            np.stack([b.natural for b in bases]),
+            column_of("direction"),
+            column_of("low"),
+            column_of("high"),
         )
 
 
@@ -324,37 +418,36 @@ def _priors(params: ParameterSet) -> dict[str, float]:
 def effects(problem: Problem, theta: np.ndarray) -> np.ndarray:
     """Mean effect (treated - untreated, endpoint units) of every row: (draws, rows)."""
     theta = np.atleast_2d(theta)
+    stack = problem.stack
+    if stack is None:
+        return np.empty((theta.shape[0], 0))
     values = _values(problem, theta)
     k_shift = values.get("log10_k_shift")
-    out = np.empty((theta.shape[0], len(problem.bases)))
-    for j, b in enumerate(problem.bases):
-        if k_shift is not None:
-            position = np.clip(
-                (k_shift - LOG_K_SPAN[0]) / (LOG_K_SPAN[1] - LOG_K_SPAN[0]), 0, len(LOG_K_SPAN) - 1.000001
-            )
-            i0 = np.floor(position).astype(int)
-            w = (position - i0)[:, None]
+    if k_shift is not None:
+        position = np.clip(
+            (k_shift - LOG_K_SPAN[0]) / (LOG_K_SPAN[1] - LOG_K_SPAN[0]), 0, len(LOG_K_SPAN) - 1.000001
+        )
+        i0 = np.floor(position).astype(int)
+        w = (position - i0)[:, None, None]
 
-            def at(a: np.ndarray, i0=i0, w=w) -> np.ndarray:
-                return a[i0] * (1 - w) + a[i0 + 1] * w
-        else:
+        def at(a: np.ndarray) -> np.ndarray:  # (K grid, rows, patients) -> (draws, rows, patients)
+            return a[i0] * (1 - w) + a[i0 + 1] * w
+    else:
 
-            def at(a: np.ndarray) -> np.ndarray:
-                return np.broadcast_to(a[0], (theta.shape[0], a.shape[1]))
+        def at(a: np.ndarray) -> np.ndarray:
+            return np.broadcast_to(a[0], (theta.shape[0], *a.shape[1:]))
 
-        improvement = at(b.slowing).copy()
-        for m, ks in b.keys.items():
-            r = at(b.responses[m])
-            if not np.any(r):
-                continue
-            strength = np.ones(theta.shape[0])
-            for k in ks:
-                strength = strength * values[k]
-            improvement += strength[:, None] * b.factor[None, :] * r
-        gain = disease.saturating_gain(improvement, b.room[None, :])
-        treated = np.clip(b.natural[None, :] + b.direction * gain, b.low, b.high)
-        out[:, j] = np.mean(treated - b.natural[None, :], axis=1)
-    return out
+    improvement = at(stack.slowing).copy()
+    # each row's strength keys in their order, padded with 1: the same products as row by row
+    table = np.column_stack([values[k] for k in stack.keys] + [np.ones(theta.shape[0])])
+    for response, slots in zip(stack.responses, stack.key_slots, strict=True):
+        strength = np.ones((theta.shape[0], response.shape[1]))
+        for slot in slots:
+            strength = strength * table[:, slot]
+        improvement += strength[:, :, None] * stack.factor[None, :, :] * at(response)
+    gain = disease.saturating_gain(improvement, stack.room[None])
+    treated = np.clip(stack.natural[None] + stack.direction * gain, stack.low, stack.high)
+    return np.mean(treated - stack.natural[None], axis=2)
 
 
 def _values(problem: Problem, theta: np.ndarray) -> dict:
@@ -401,23 +494,20 @@ def log_prior(problem: Problem, theta: np.ndarray) -> np.ndarray:
 def log_likelihood(problem: Problem, theta: np.ndarray) -> np.ndarray:
     theta = np.atleast_2d(theta)
     mean = effects(problem, theta) + design_terms(problem, theta)
-    tau = _values(problem, theta)["tau"]
-    total = np.zeros(theta.shape[0])
-    y = np.array([b.row.estimate for b in problem.bases])
-    se = np.array([b.row.se for b in problem.bases])
-    scale = np.array([b.scale for b in problem.bases])
-    for members in problem.studies:
-        resid = y[members][None, :] - mean[:, members]
-        s, sd = scale[members], se[members]
-        k = len(members)
-        sampling = WITHIN_STUDY_CORRELATION * np.outer(sd, sd) + (1 - WITHIN_STUDY_CORRELATION) * np.diag(
-            sd**2
-        )
-        cov = sampling[None, :, :] + (tau**2)[:, None, None] * np.outer(s, s)[None, :, :]
+    tau2 = _values(problem, theta)["tau"] ** 2
+    per_study = np.zeros((theta.shape[0], len(problem.studies)))
+    # studies with the same number of rows are factorised together (one batched call per size)
+    for group in problem.study_groups:
+        resid = group.y[None] - mean[:, group.members]  # (draws, studies, rows)
+        cov = group.sampling[None] + tau2[:, None, None, None] * group.outer[None]
         chol = np.linalg.cholesky(cov)
-        z = np.linalg.solve(chol, resid[:, :, None])[:, :, 0]
-        logdet = 2 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
-        total += -0.5 * (np.sum(z**2, axis=1) + logdet + k * math.log(2 * math.pi))
+        z = np.linalg.solve(chol, resid[..., None])[..., 0]
+        logdet = 2 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+        k = group.members.shape[1]
+        per_study[:, group.studies] = -0.5 * (np.sum(z**2, axis=-1) + logdet + k * math.log(2 * math.pi))
+    total = np.zeros(theta.shape[0])
+    for s in range(per_study.shape[1]):  # in study order, as one sum per study
+        total += per_study[:, s]
     return total
 
 
