@@ -176,6 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     for fit in FITS:
         draws, record = sample(fit)
+        if "--write" in argv or "--check" in argv:
+            runs = [draws] + [sample(fit, seed=s)[0] for s in posterior.CHECK_SEEDS]
+            record["seed_check"] = posterior.seed_check(runs, [record["seed"], *posterior.CHECK_SEEDS])
+            print(
+                f"  medians of seeds {record['seed_check']['seeds']} within "
+                f"{record['seed_check']['worst_median_range_sd']:.2f} SD (log scale)"
+            )
         for name, values in draws.items():
             low, mid, high = np.percentile(values, [2.5, 50, 97.5])
             print(

@@ -172,6 +172,14 @@ def sample(seed: int = 1, params: ParameterSet | None = None, leave_out: tuple[s
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     draws, record = sample()
+    if "--write" in argv or "--check" in argv:
+        named = lambda d: {n: d[:, j] for j, n in enumerate(FITTED)}  # noqa: E731
+        runs = [named(draws)] + [named(sample(seed=s)[0]) for s in posterior.CHECK_SEEDS]
+        record["seed_check"] = posterior.seed_check(runs, [record["seed"], *posterior.CHECK_SEEDS])
+        print(
+            f"medians of seeds {record['seed_check']['seeds']} within "
+            f"{record['seed_check']['worst_median_range_sd']:.2f} SD (log scale)"
+        )
     for j, name in enumerate(FITTED):
         low, mid, high = np.percentile(draws[:, j], [2.5, 50, 97.5])
         print(f"{name}: median {mid:.4g}, 95% interval {low:.4g} to {high:.4g}")

@@ -122,3 +122,26 @@ def write(folder: Path, condition: str, samples: dict[str, np.ndarray], record: 
     tmp.replace(meta)
     _bundled.cache_clear()
     return path
+
+
+#: Seeds of the Monte Carlo check stored with a sampled fit (the stored draws come from seed 1).
+CHECK_SEEDS = (2, 3)
+
+
+def seed_check(runs: list[dict[str, np.ndarray]], seeds: list[int]) -> dict:
+    """Monte Carlo check of a sampled fit: ``runs`` are the same fit's draws from ``seeds`` (stored
+    seed first). Per parameter: median and 95% bounds per seed, and the range of the medians in SDs
+    of the stored draws, on the log scale (every parameter checked this way is positive)."""
+    out: dict = {"seeds": list(seeds), "parameters": {}}
+    for name in runs[0]:
+        logs = [np.log(np.asarray(run[name], dtype=float)) for run in runs]
+        medians = [float(np.median(x)) for x in logs]
+        sd = max(float(np.std(logs[0])), 1e-300)
+        out["parameters"][name] = {
+            "median": [round(float(np.median(run[name])), 6) for run in runs],
+            "low": [round(float(np.percentile(run[name], 2.5)), 6) for run in runs],
+            "high": [round(float(np.percentile(run[name], 97.5)), 6) for run in runs],
+            "median_range_sd": round((max(medians) - min(medians)) / sd, 3),
+        }
+    out["worst_median_range_sd"] = max(p["median_range_sd"] for p in out["parameters"].values())
+    return out
