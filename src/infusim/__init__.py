@@ -11,6 +11,7 @@ The public API in one screen::
     infusim.power(scenario_or_path, [40, 80, 160]), infusim.validate()
     infusim.sensitivity(path, ["live_cells:lungs@24 h"]), infusim.doses(path, [1e6, 1e7, 1e8])
     infusim.cost_effectiveness(path, "out/trial")        # of a finished trial (economics section)
+    infusim.bridge("rat.yaml", "human.yaml", "live_cells:target@7 day")   # a dose carried between species
 
 Each takes a ``Scenario``, a mapping as read from YAML or a path, and returns a result object with
 ``summary``, ``to_pandas()``, ``plot()`` and ``write_report(path)`` (``infusim.results``).
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from infusim.api import cost_effectiveness, doses, power, sensitivity, trial, validate
+from infusim.api import bridge, cost_effectiveness, doses, power, sensitivity, trial, validate
 from infusim.errors import InfusimError
 from infusim.model.kinetics import assemble
 from infusim.scenario import Scenario, from_dict, load
@@ -33,6 +34,7 @@ __all__ = [
     "Scenario",
     "__version__",
     "assemble",
+    "bridge",
     "cost_effectiveness",
     "doses",
     "from_dict",

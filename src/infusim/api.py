@@ -14,7 +14,14 @@ from typing import Any
 
 from infusim import __version__
 from infusim.errors import ScenarioError
-from infusim.results import DoseWindowResult, PowerResult, SensitivityResult, TrialResult, ValidationResult
+from infusim.results import (
+    BridgeResult,
+    DoseWindowResult,
+    PowerResult,
+    SensitivityResult,
+    TrialResult,
+    ValidationResult,
+)
 from infusim.scenario import Scenario, from_dict, load
 from infusim.simulation import DISCLAIMER
 
@@ -247,3 +254,72 @@ def doses(
         "rows": found.rows.astype(object).where(found.rows.notna(), None).to_dict("records"),  # NaN -> null
     }
     return DoseWindowResult(summary, found.rows)
+
+
+def bridge(
+    source: Scenario | dict | str | Path,
+    to: Scenario | dict | str | Path,
+    output: str,
+    *,
+    measure: str = "at",
+    per_gram: bool = True,
+    uncertainty: int = 200,
+    seed: int = 1,
+) -> BridgeResult:
+    """The dose per administration of ``to`` (usually a patient) that gives it the exposure ``source``
+    (usually an animal study) had, beside the same cells per kg and body-surface scaling."""
+    import numpy as np
+
+    from infusim import species_bridge as carry
+
+    first, second = as_scenario(source), as_scenario(to)
+    found = carry.bridge(first, second, output, measure, per_gram, uncertainty, seed)
+    draws = found.draws_matched_cells
+    finite = draws[np.isfinite(draws)]
+    band = (
+        {
+            "low": float(np.percentile(finite, 2.5)),
+            "median": float(np.median(finite)),
+            "high": float(np.percentile(finite, 97.5)),
+        }
+        if finite.size
+        else None
+    )
+    rows = [
+        ("matched exposure", found.matched_dose_cells, band),
+        ("same cells per kg", found.per_kg_dose_cells, None),
+        ("body-surface scaling (FDA 2005 Km)", found.body_surface_dose_cells, None),
+    ]
+    summary: dict[str, Any] = {
+        "infusim_version": __version__,
+        "disclaimer": DISCLAIMER,
+        "source_scenario": first.name,
+        "source_species": first.species,
+        "to_scenario": second.name,
+        "to_species": second.species,
+        "output": found.output,
+        "measure": measure,
+        "per_gram": per_gram,
+        "exposure_unit": found.unit,
+        "source_dose_cells": found.source_dose_cells,
+        "source_dose_cells_per_kg": found.source_dose_cells / found.source_weight_kg,
+        "source_exposure": found.exposure_source,
+        "to_weight_kg": found.to_weight_kg,
+        "draws": uncertainty,
+        "seed": seed,
+        "doses": [
+            {
+                "rule": rule,
+                "dose_cells": cells,
+                "dose_cells_per_kg": cells / found.to_weight_kg,
+                "ratio_to_per_kg": cells / found.per_kg_dose_cells,
+                "interval_cells_per_kg": None
+                if interval is None
+                else [interval["low"] / found.to_weight_kg, interval["high"] / found.to_weight_kg],
+            }
+            for rule, cells, interval in rows
+        ],
+        "assumption": "matching assumes a cell per gram (or in total) does the same in both species; "
+        "docs/research/species-bridge.md",
+    }
+    return BridgeResult(summary, draws, found.draws_exposure_source)

@@ -203,3 +203,27 @@ class DoseWindowResult:
         from infusim.report.doses import render
 
         return _write(render(self.summary, self.rows), path)
+
+
+@dataclass(frozen=True)
+class BridgeResult:
+    """A dose carried between species: the matched dose and the two classic rules (``summary``), and
+    the matched dose per parameter draw (``draws``, cells per administration)."""
+
+    summary: dict[str, Any]
+    draws: Any = field(default=None)
+    source_exposures: Any = field(default=None)
+
+    def to_pandas(self) -> pd.DataFrame:
+        return pd.DataFrame(self.summary["doses"])
+
+    def plot(self) -> go.Figure:
+        """The matched dose per kg over the parameter draws, with the two classic rules marked."""
+        from infusim.report.bridge import _figure
+
+        return _figure(self.summary, self.draws)
+
+    def write_report(self, path: str | Path) -> Path:
+        from infusim.report.bridge import render
+
+        return _write(render(self.summary, self.draws), path)

@@ -14,7 +14,7 @@ import typer
 
 from infusim.cli.common import app, errors
 
-COMMAND_MODULES = ("run", "trials", "analysis", "safety", "checks", "reports", "tables")
+COMMAND_MODULES = ("run", "trials", "analysis", "bridge", "safety", "checks", "reports", "tables")
 for _name in COMMAND_MODULES:
     importlib.import_module(f"infusim.cli.{_name}")
 

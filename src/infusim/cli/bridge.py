@@ -1,0 +1,86 @@
+"""`infusim bridge`: carry a dose from one species to another by matched exposure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from infusim.cli.common import OutOption, _user_errors, app, console
+
+
+@app.command()
+@_user_errors
+def bridge(
+    source: Annotated[Path, typer.Argument(help="Scenario the dose comes from (usually the animal study).")],
+    to: Annotated[
+        Path, typer.Argument(help="Scenario to carry it to (usually the patient); its dose is the template.")
+    ],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            help="live_cells:where@time to match, e.g. live_cells:target@7 day (target: the injured part).",
+        ),
+    ] = "live_cells:target@7 day",
+    measure: Annotated[
+        str, typer.Option(help="at: cells at that time; auc: their integral from the first dose.")
+    ] = "at",
+    per_gram: Annotated[
+        bool,
+        typer.Option("--per-gram/--total", help="Match cells per gram of the compartments, or in total."),
+    ] = True,
+    uncertainty: Annotated[int, typer.Option(help="Parameter draws for the 95% interval (0: none).")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the parameter draws.")] = 1,
+    out: OutOption = Path("infusim-bridge"),
+) -> None:
+    """Carry a dose between species: the dose that matches the source's exposure, beside per-kg and
+    body-surface scaling.
+
+    The cell kinetics are linear in the dose, so the matched dose is the template dose times the
+    ratio of exposures. Writes summary.json and bridge.html.
+    """
+    from infusim import api, io
+    from infusim.simulation import DISCLAIMER
+
+    found = api.bridge(
+        source, to, output, measure=measure, per_gram=per_gram, uncertainty=uncertainty, seed=seed
+    )
+    summary = found.summary
+
+    def write(folder: Path) -> None:
+        io.write_json(summary, folder / "summary.json")
+        found.write_report(folder / "bridge.html")
+
+    folder = io.write_folder(out, write)
+    how = ("integral to that time" if measure == "auc" else "at that time") + (
+        ", per gram" if per_gram else ""
+    )
+    console.print(
+        f"{escape(summary['source_scenario'])} ({summary['source_species']}): "
+        f"{summary['source_dose_cells']:.3g} cells "
+        f"({summary['source_dose_cells_per_kg']:.3g}/kg) give {summary['source_exposure']:.3g} "
+        f"{escape(summary['exposure_unit'])}: {escape(summary['output'])} ({how})",
+        highlight=False,
+    )
+    table = Table(
+        title=f"Dose per administration for {escape(summary['to_scenario'])} ({summary['to_weight_kg']:g} kg)"
+    )
+    for column in ("rule", "cells", "cells/kg", "95% interval, cells/kg", "x per-kg dose"):
+        table.add_column(column, justify="left" if column == "rule" else "right")
+    for d in summary["doses"]:
+        interval = d["interval_cells_per_kg"]
+        table.add_row(
+            escape(d["rule"]),
+            f"{d['dose_cells']:.3g}",
+            f"{d['dose_cells_per_kg']:.3g}",
+            "" if interval is None else f"{interval[0]:.3g} to {interval[1]:.3g}",
+            f"{d['ratio_to_per_kg']:.3g}",
+        )
+    console.print(table)
+    console.print("Matching assumes a cell does the same in both species (docs/model.md, Carrying a dose).")
+    console.print(f"[dim]{DISCLAIMER}[/dim]")
+    console.print(f"Output folder: [bold]{escape(str(folder))}[/bold]")
