@@ -142,3 +142,10 @@ def test_a_compartment_the_target_scenario_lacks_is_a_one_line_error(tmp_path):
         str(tmp_path / "b"),
     )
     assert result.returncode == 2 and "compartment must be one of" in result.stderr
+
+
+def test_what_else_the_scenarios_differ_in_is_named():
+    assert bridge.differences(RAT, HUMAN) == []  # the example pair differs only in species, body, dose
+    other = load(EXAMPLES / "condition-acute-myocardial-infarction.yaml")
+    named = bridge.differences(RAT, other)
+    assert "route: intravenous vs intra_arterial" in named and "cell type: msc vs bm_mnc" in named

@@ -319,6 +319,7 @@ def bridge(
             }
             for rule, cells, interval in rows
         ],
+        "differences": carry.differences(first, second),
         "assumption": "matching assumes a cell per gram (or in total) does the same in both species; "
         "docs/research/species-bridge.md",
     }

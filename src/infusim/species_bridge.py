@@ -182,3 +182,26 @@ def _drawn(scenario: Scenario, output: Output, count: int, seed: int) -> dict:
     params = for_scenario(scenario)
     found = uncertainty.priors(params, ensemble.read_keys(scenario, [output]))
     return uncertainty.draw({k: p for k, p in found.items() if p.varies}, count, seed)
+
+
+def differences(source: Scenario, to: Scenario) -> list[str]:
+    """What the two scenarios differ in besides species, body and dose (product, route, schedule,
+    condition): the matched dose then also carries those differences."""
+    pairs = {
+        "cell type": (source.product.cell_type, to.product.cell_type),
+        "tissue source": (source.product.tissue_source, to.product.tissue_source),
+        "donor": (source.product.donor, to.product.donor),
+        "route": (source.administration.route, to.administration.route),
+        "into": (
+            source.site if source.administration.route != "intravenous" else None,
+            to.site if to.administration.route != "intravenous" else None,
+        ),
+        "administrations": (source.administration.repeat.count, to.administration.repeat.count),
+        "condition site": (getattr(source.condition, "site", None), getattr(to.condition, "site", None)),
+        "severity": (getattr(source.condition, "severity", None), getattr(to.condition, "severity", None)),
+        "time since injury (h)": (
+            getattr(source.condition, "onset_h", None),
+            getattr(to.condition, "onset_h", None),
+        ),
+    }
+    return [f"{name}: {a} vs {b}" for name, (a, b) in pairs.items() if a != b]

@@ -81,6 +81,13 @@ def bridge(
             f"{d['ratio_to_per_kg']:.3g}",
         )
     console.print(table)
+    if summary["differences"]:
+        console.print(
+            "The scenarios also differ in "
+            + escape("; ".join(summary["differences"]))
+            + ": the matched dose carries that too.",
+            highlight=False,
+        )
     console.print("Matching assumes a cell does the same in both species (docs/model.md, Carrying a dose).")
     console.print(f"[dim]{DISCLAIMER}[/dim]")
     console.print(f"Output folder: [bold]{escape(str(folder))}[/bold]")

@@ -29,6 +29,8 @@ def render(summary: dict, draws: np.ndarray | None) -> str:
         f"The interval is over {summary['draws']} draws of every row either scenario reads "
         "(a row both read gets the same draw). Matching assumes a cell does the same in both species."
     )
+    if summary["differences"]:
+        what += " The scenarios also differ in " + html.escape("; ".join(summary["differences"])) + "."
     body = figure.to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False})
     title = f"infusim bridge: {summary['source_scenario']} to {summary['to_scenario']}"
     head = "".join(
