@@ -149,3 +149,14 @@ def test_what_else_the_scenarios_differ_in_is_named():
     other = load(EXAMPLES / "condition-acute-myocardial-infarction.yaml")
     named = bridge.differences(RAT, other)
     assert "route: intravenous vs intra_arterial" in named and "cell type: msc vs bm_mnc" in named
+
+
+def test_the_rows_behind_the_interval_are_ranked_by_their_correlation_with_the_dose():
+    rng = np.random.default_rng(0)
+    dose = rng.lognormal(size=400)
+    values = {("driver", "x"): dose**2, ("noise", ""): rng.random(400), ("held", ""): np.ones(400)}
+    ranked = bridge.rank_drivers(values, dose)
+    assert ranked[0] == ("driver[x]", pytest.approx(1.0)) and abs(ranked[1][1]) < 0.15
+    assert len(ranked) == 2  # a row that did not vary is not ranked
+    found = bridge.bridge(RAT, HUMAN, "live_cells:target@7 day", draws=100)
+    assert found.drivers[0][0] == "capillary_diameter[rat]" and found.drivers[0][1] > 0.5

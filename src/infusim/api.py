@@ -320,6 +320,7 @@ def bridge(
             for rule, cells, interval in rows
         ],
         "differences": carry.differences(first, second),
+        "drivers": [{"parameter": name, "spearman": round(rho, 3)} for name, rho in found.drivers],
         "assumption": "matching assumes a cell per gram (or in total) does the same in both species; "
         "docs/research/species-bridge.md",
     }

@@ -60,6 +60,7 @@ class Bridge:
     body_surface_dose_cells: float
     draws_matched_cells: np.ndarray
     draws_exposure_source: np.ndarray
+    drivers: tuple[tuple[str, float], ...] = ()  # rows most rank-correlated with the matched dose
 
 
 def check_output(text: str, source: Scenario, to: Scenario) -> tuple[Output, Output]:
@@ -151,12 +152,14 @@ def bridge(
     if not nominal_to > 0:
         raise ScenarioError("--output", f"{text!r}: no live cells there in {to.name}, so no dose can match")
     matched_draws = source_draws = np.zeros(0)
+    drivers: tuple[tuple[str, float], ...] = ()
     if draws:
         values_source = _drawn(source, out_source, draws, seed)
         values_to = _drawn(to, out_to, draws, seed)
         source_draws = exposure(source, out_source, measure, values_source, draws, params_source) / mass[0]
         to_draws = exposure(to, out_to, measure, values_to, draws, params_to) / mass[1]
         matched_draws = dose_to * source_draws / np.where(to_draws > 0, to_draws, np.nan)
+        drivers = rank_drivers({**values_source, **values_to}, matched_draws)
     per_kg = dose_source / source.patient.body_weight_kg
     ratio = body_surface_factor(source.species, params_source) / body_surface_factor(to.species, params_to)
     unit = ("cell-hours" if measure == "auc" else "cells") + (" per gram" if per_gram else "")
@@ -175,7 +178,25 @@ def bridge(
         per_kg * ratio * to.patient.body_weight_kg,
         matched_draws,
         source_draws,
+        drivers,
     )
+
+
+def rank_drivers(values: dict, matched: np.ndarray, top: int = 5) -> tuple[tuple[str, float], ...]:
+    """The rows whose draws are most rank-correlated (Spearman) with the matched dose, strongest first."""
+    import scipy.stats
+
+    finite = np.isfinite(matched)
+    if not np.any(finite) or np.ptp(matched[finite]) <= 1e-9 * np.max(np.abs(matched[finite])):
+        return ()  # the dose did not vary (the same rows cancel): nothing to rank
+    found = []
+    for (name, scope), drawn in values.items():
+        x = np.asarray(drawn, dtype=float)[finite]
+        if x.size > 2 and np.ptp(x) > 0:
+            rho = scipy.stats.spearmanr(x, matched[finite]).statistic
+            found.append((f"{name}[{scope}]" if scope else name, float(rho)))
+    found.sort(key=lambda item: -abs(item[1]))
+    return tuple(found[:top])
 
 
 def _drawn(scenario: Scenario, output: Output, count: int, seed: int) -> dict:

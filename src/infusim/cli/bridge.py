@@ -81,6 +81,9 @@ def bridge(
             f"{d['ratio_to_per_kg']:.3g}",
         )
     console.print(table)
+    if summary["drivers"]:
+        top = ", ".join(f"{escape(d['parameter'])} ({d['spearman']:+.2f})" for d in summary["drivers"][:3])
+        console.print(f"The interval rests most on {top} (Spearman correlation with the matched dose).")
     if summary["differences"]:
         console.print(
             "The scenarios also differ in "

@@ -29,6 +29,12 @@ def render(summary: dict, draws: np.ndarray | None) -> str:
         f"The interval is over {summary['draws']} draws of every row either scenario reads "
         "(a row both read gets the same draw). Matching assumes a cell does the same in both species."
     )
+    if summary["drivers"]:
+        what += (
+            " The rows the interval rests on most (Spearman correlation with the matched dose): "
+            + ", ".join(f"{html.escape(d['parameter'])} {d['spearman']:+.2f}" for d in summary["drivers"])
+            + "."
+        )
     if summary["differences"]:
         what += " The scenarios also differ in " + html.escape("; ".join(summary["differences"])) + "."
     body = figure.to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False})
