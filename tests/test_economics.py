@@ -177,10 +177,23 @@ def test_what_cannot_be_analysed_fails_before_the_trial_runs(change, field, tmp_
 
 
 def test_a_condition_without_a_utility_mapping_names_those_with_one(tmp_path):
-    spec = yaml.safe_load((EXAMPLE.parent / "trial-copd.yaml").read_text())
+    spec = yaml.safe_load((EXAMPLE.parent / "trial-ami-subgroups.yaml").read_text())
     spec["economics"] = {"currency": "GBP"}
-    with pytest.raises(InfusimError, match=r"no utility mapping is bundled for copd.*knee_osteoarthritis"):
-        api.trial(spec, tmp_path / "copd")
+    with pytest.raises(
+        InfusimError, match=r"no utility mapping is bundled for acute_myocardial_infarction.*copd.*knee"
+    ):
+        api.trial(spec, tmp_path / "ami")
+
+
+def test_copd_utility_is_eq5d_by_gold_stage_placed_at_band_middles_in_litres():
+    """Wacker 2016's GOLD 1-4 means at 90, 65, 40 and 20% of a 3.28 L predicted FEV1 (GLI-2012, a
+    65-year-old man of 175 cm), interpolated between and held beyond."""
+    from infusim.economics import _mapping
+    from infusim.parameters import bundled
+
+    knots = _mapping(bundled(), "copd", "fev1")
+    assert [k["value"] for k in knots] == pytest.approx([round(3.28 * f, 2) for f in (0.2, 0.4, 0.65, 0.9)])
+    assert [k["utility"] for k in knots] == [0.72, 0.81, 0.84, 0.85]
 
 
 def test_knee_osteoarthritis_costs_the_harvest_and_injections_from_nhs_rows(tmp_path):
