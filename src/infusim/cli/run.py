@@ -203,7 +203,8 @@ def _print_endpoints(result) -> None:
         tau = evidence["tau_smd"]["median"]
         console.print(
             f"[dim]Effect at the posterior median; 95% interval over the posterior of "
-            f"{evidence['studies']} controlled studies (between-trial SD {tau:.2f} SMD).[/dim]",
+            f"{evidence['studies']} controlled {'study' if evidence['studies'] == 1 else 'studies'} "
+            f"(between-trial SD {tau:.2f} SMD).[/dim]",
             highlight=False,
         )
     else:
