@@ -102,9 +102,10 @@ def test_the_command_writes_its_summary_and_report(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     rules = [d["rule"] for d in summary["doses"]]
-    assert rules[0] == "matched exposure" and summary["doses"][1]["ratio_to_per_kg"] == 1.0
+    assert rules[0] == "matched: live_cells:target@7 day" and summary["doses"][1]["ratio_to_per_kg"] == 1.0
     low, high = summary["doses"][0]["interval_cells_per_kg"]
     assert low < summary["doses"][0]["dose_cells_per_kg"] < high
+    assert len(summary["doses"][0]["drivers"]) == 5 and "drivers" not in summary["doses"][-1]
     assert "not advice" in (out / "bridge.html").read_text() and "research tool" in result.stdout
 
 
@@ -160,3 +161,20 @@ def test_the_rows_behind_the_interval_are_ranked_by_their_correlation_with_the_d
     assert len(ranked) == 2  # a row that did not vary is not ranked
     found = bridge.bridge(RAT, HUMAN, "live_cells:target@7 day", draws=100)
     assert found.drivers[0][0] == "capillary_diameter[rat]" and found.drivers[0][1] > 0.5
+
+
+def test_several_outputs_are_matched_in_one_run_each_as_if_alone(tmp_path):
+    from infusim import api
+
+    texts = ["live_cells:target@7 day", "live_cells:lungs@1 h"]
+    found = api.bridge(RAT, HUMAN, texts, uncertainty=0)
+    alone = [bridge.bridge(RAT, HUMAN, t, per_gram=True).matched_dose_cells for t in texts]
+    assert [d["dose_cells"] for d in found.summary["doses"][:2]] == pytest.approx(alone, rel=1e-12)
+    assert [d["rule"] for d in found.summary["doses"][2:]] == [
+        "same cells per kg",
+        "body-surface scaling (FDA 2005 Km)",
+    ]
+    assert (
+        found.to_pandas().shape[0] == 4
+        and "not advice" in found.write_report(tmp_path / "b.html").read_text()
+    )

@@ -259,7 +259,7 @@ def doses(
 def bridge(
     source: Scenario | dict | str | Path,
     to: Scenario | dict | str | Path,
-    output: str,
+    outputs: str | Sequence[str] = "live_cells:target@7 day",
     *,
     measure: str = "at",
     per_gram: bool = True,
@@ -267,29 +267,52 @@ def bridge(
     seed: int = 1,
 ) -> BridgeResult:
     """The dose per administration of ``to`` (usually a patient) that gives it the exposure ``source``
-    (usually an animal study) had, beside the same cells per kg and body-surface scaling."""
+    (usually an animal study) had, for each of ``outputs`` (``live_cells:where@time``), beside the same
+    cells per kg and body-surface scaling."""
     import numpy as np
 
     from infusim import species_bridge as carry
 
     first, second = as_scenario(source), as_scenario(to)
-    found = carry.bridge(first, second, output, measure, per_gram, uncertainty, seed)
-    draws = found.draws_matched_cells
-    finite = draws[np.isfinite(draws)]
-    band = (
+    texts = [outputs] if isinstance(outputs, str) else list(outputs)
+    if not texts:
+        raise ScenarioError("--output", "give at least one live_cells:where@time")
+    found = [carry.bridge(first, second, text, measure, per_gram, uncertainty, seed) for text in texts]
+    weight, per_kg = found[0].to_weight_kg, found[0].per_kg_dose_cells
+
+    def interval(draws: np.ndarray) -> list[float] | None:
+        finite = draws[np.isfinite(draws)]
+        if not finite.size:
+            return None
+        return [float(np.percentile(finite, 2.5)) / weight, float(np.percentile(finite, 97.5)) / weight]
+
+    doses = [
         {
-            "low": float(np.percentile(finite, 2.5)),
-            "median": float(np.median(finite)),
-            "high": float(np.percentile(finite, 97.5)),
+            "rule": f"matched: {f.output}",
+            "output": f.output,
+            "exposure_unit": f.unit,
+            "source_exposure": f.exposure_source,
+            "dose_cells": f.matched_dose_cells,
+            "dose_cells_per_kg": f.matched_dose_cells / weight,
+            "ratio_to_per_kg": f.matched_dose_cells / per_kg,
+            "interval_cells_per_kg": interval(f.draws_matched_cells),
+            "drivers": [{"parameter": name, "spearman": round(rho, 3)} for name, rho in f.drivers],
         }
-        if finite.size
-        else None
-    )
-    rows = [
-        ("matched exposure", found.matched_dose_cells, band),
-        ("same cells per kg", found.per_kg_dose_cells, None),
-        ("body-surface scaling (FDA 2005 Km)", found.body_surface_dose_cells, None),
+        for f in found
     ]
+    for rule, cells in (
+        ("same cells per kg", per_kg),
+        ("body-surface scaling (FDA 2005 Km)", found[0].body_surface_dose_cells),
+    ):
+        doses.append(
+            {
+                "rule": rule,
+                "dose_cells": cells,
+                "dose_cells_per_kg": cells / weight,
+                "ratio_to_per_kg": cells / per_kg,
+                "interval_cells_per_kg": None,
+            }
+        )
     summary: dict[str, Any] = {
         "infusim_version": __version__,
         "disclaimer": DISCLAIMER,
@@ -297,31 +320,16 @@ def bridge(
         "source_species": first.species,
         "to_scenario": second.name,
         "to_species": second.species,
-        "output": found.output,
         "measure": measure,
         "per_gram": per_gram,
-        "exposure_unit": found.unit,
-        "source_dose_cells": found.source_dose_cells,
-        "source_dose_cells_per_kg": found.source_dose_cells / found.source_weight_kg,
-        "source_exposure": found.exposure_source,
-        "to_weight_kg": found.to_weight_kg,
+        "source_dose_cells": found[0].source_dose_cells,
+        "source_dose_cells_per_kg": found[0].source_dose_cells / found[0].source_weight_kg,
+        "to_weight_kg": weight,
         "draws": uncertainty,
         "seed": seed,
-        "doses": [
-            {
-                "rule": rule,
-                "dose_cells": cells,
-                "dose_cells_per_kg": cells / found.to_weight_kg,
-                "ratio_to_per_kg": cells / found.per_kg_dose_cells,
-                "interval_cells_per_kg": None
-                if interval is None
-                else [interval["low"] / found.to_weight_kg, interval["high"] / found.to_weight_kg],
-            }
-            for rule, cells, interval in rows
-        ],
+        "doses": doses,
         "differences": carry.differences(first, second),
-        "drivers": [{"parameter": name, "spearman": round(rho, 3)} for name, rho in found.drivers],
         "assumption": "matching assumes a cell per gram (or in total) does the same in both species; "
         "docs/research/species-bridge.md",
     }
-    return BridgeResult(summary, draws, found.draws_exposure_source)
+    return BridgeResult(summary, {f.output: f.draws_matched_cells for f in found})

@@ -207,18 +207,17 @@ class DoseWindowResult:
 
 @dataclass(frozen=True)
 class BridgeResult:
-    """A dose carried between species: the matched dose and the two classic rules (``summary``), and
-    the matched dose per parameter draw (``draws``, cells per administration)."""
+    """A dose carried between species: per output the matched dose, then the two classic rules
+    (``summary``), and per output the matched dose of each parameter draw (``draws``, cells)."""
 
     summary: dict[str, Any]
-    draws: Any = field(default=None)
-    source_exposures: Any = field(default=None)
+    draws: dict[str, Any] = field(default_factory=dict)
 
     def to_pandas(self) -> pd.DataFrame:
         return pd.DataFrame(self.summary["doses"])
 
     def plot(self) -> go.Figure:
-        """The matched dose per kg over the parameter draws, with the two classic rules marked."""
+        """The matched dose per kg over the parameter draws, per output, with the classic rules marked."""
         from infusim.report.bridge import _figure
 
         return _figure(self.summary, self.draws)

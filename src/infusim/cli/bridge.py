@@ -20,12 +20,13 @@ def bridge(
         Path, typer.Argument(help="Scenario to carry it to (usually the patient); its dose is the template.")
     ],
     output: Annotated[
-        str,
+        list[str] | None,
         typer.Option(
             "--output",
-            help="live_cells:where@time to match, e.g. live_cells:target@7 day (target: the injured part).",
+            help="live_cells:where@time to match, repeatable (default live_cells:target@7 day; target: "
+            "the injured part); e.g. also live_cells:lungs@1 h for the lung load.",
         ),
-    ] = "live_cells:target@7 day",
+    ] = None,
     measure: Annotated[
         str, typer.Option(help="at: cells at that time; auc: their integral from the first dose.")
     ] = "at",
@@ -33,21 +34,27 @@ def bridge(
         bool,
         typer.Option("--per-gram/--total", help="Match cells per gram of the compartments, or in total."),
     ] = True,
-    uncertainty: Annotated[int, typer.Option(help="Parameter draws for the 95% interval (0: none).")] = 200,
+    uncertainty: Annotated[int, typer.Option(help="Parameter draws for the 95% intervals (0: none).")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the parameter draws.")] = 1,
     out: OutOption = Path("infusim-bridge"),
 ) -> None:
     """Carry a dose between species: the dose that matches the source's exposure, beside per-kg and
     body-surface scaling.
 
-    The cell kinetics are linear in the dose, so the matched dose is the template dose times the
-    ratio of exposures. Writes summary.json and bridge.html.
+    The cell kinetics are linear in the dose, so a matched dose is the template dose times the ratio
+    of exposures. Writes summary.json and bridge.html.
     """
     from infusim import api, io
     from infusim.simulation import DISCLAIMER
 
     found = api.bridge(
-        source, to, output, measure=measure, per_gram=per_gram, uncertainty=uncertainty, seed=seed
+        source,
+        to,
+        output or ["live_cells:target@7 day"],
+        measure=measure,
+        per_gram=per_gram,
+        uncertainty=uncertainty,
+        seed=seed,
     )
     summary = found.summary
 
@@ -61,29 +68,30 @@ def bridge(
     )
     console.print(
         f"{escape(summary['source_scenario'])} ({summary['source_species']}): "
-        f"{summary['source_dose_cells']:.3g} cells "
-        f"({summary['source_dose_cells_per_kg']:.3g}/kg) give {summary['source_exposure']:.3g} "
-        f"{escape(summary['exposure_unit'])}: {escape(summary['output'])} ({how})",
+        f"{summary['source_dose_cells']:.3g} cells ({summary['source_dose_cells_per_kg']:.3g}/kg); "
+        f"live cells {how}:",
         highlight=False,
     )
     table = Table(
         title=f"Dose per administration for {escape(summary['to_scenario'])} ({summary['to_weight_kg']:g} kg)"
     )
-    for column in ("rule", "cells", "cells/kg", "95% interval, cells/kg", "x per-kg dose"):
+    for column in ("rule", "source exposure", "cells", "cells/kg", "95% interval, cells/kg", "x per-kg dose"):
         table.add_column(column, justify="left" if column == "rule" else "right")
     for d in summary["doses"]:
         interval = d["interval_cells_per_kg"]
         table.add_row(
             escape(d["rule"]),
+            f"{d['source_exposure']:.3g} {escape(d['exposure_unit'])}" if "output" in d else "",
             f"{d['dose_cells']:.3g}",
             f"{d['dose_cells_per_kg']:.3g}",
             "" if interval is None else f"{interval[0]:.3g} to {interval[1]:.3g}",
             f"{d['ratio_to_per_kg']:.3g}",
         )
     console.print(table)
-    if summary["drivers"]:
-        top = ", ".join(f"{escape(d['parameter'])} ({d['spearman']:+.2f})" for d in summary["drivers"][:3])
-        console.print(f"The interval rests most on {top} (Spearman correlation with the matched dose).")
+    for d in summary["doses"]:
+        if d.get("drivers"):
+            top = ", ".join(f"{escape(x['parameter'])} ({x['spearman']:+.2f})" for x in d["drivers"][:3])
+            console.print(f"{escape(d['output'])}: the interval rests most on {top}.", highlight=False)
     if summary["differences"]:
         console.print(
             "The scenarios also differ in "
