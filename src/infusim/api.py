@@ -272,6 +272,7 @@ def bridge(
     import numpy as np
 
     from infusim import species_bridge as carry
+    from infusim.parameters import citation_line
 
     first, second = as_scenario(source), as_scenario(to)
     texts = [outputs] if isinstance(outputs, str) else list(outputs)
@@ -329,6 +330,7 @@ def bridge(
         "seed": seed,
         "doses": doses,
         "differences": carry.differences(first, second),
+        "sources": {key: citation_line(key) for key in sorted({k for f in found for k in f.sources})},
         "assumption": "matching assumes a cell per gram (or in total) does the same in both species; "
         "docs/research/species-bridge.md",
     }

@@ -30,6 +30,7 @@ import numpy as np
 from infusim import ensemble, uncertainty
 from infusim.ensemble import Output
 from infusim.errors import ScenarioError
+from infusim.model.kinetics import assemble
 from infusim.model.physiology import physiology
 from infusim.parameters import ParameterSet, for_scenario
 from infusim.scenario import Scenario
@@ -61,6 +62,7 @@ class Bridge:
     draws_matched_cells: np.ndarray
     draws_exposure_source: np.ndarray
     drivers: tuple[tuple[str, float], ...] = ()  # rows most rank-correlated with the matched dose
+    sources: tuple[str, ...] = ()  # citation keys of every row either scenario's model read
 
 
 def check_output(text: str, source: Scenario, to: Scenario) -> tuple[Output, Output]:
@@ -171,6 +173,9 @@ def bridge(
     per_kg = dose_source / source.patient.body_weight_kg
     ratio = body_surface_factor(source.species, params_source) / body_surface_factor(to.species, params_to)
     unit = ("cell-hours" if measure == "auc" else "cells") + (" per gram" if per_gram else "")
+    sources = sorted(
+        set(assemble(source, params=params_source).sources) | set(assemble(to, params=params_to).sources)
+    )
     return Bridge(
         text,
         measure,
@@ -187,6 +192,7 @@ def bridge(
         matched_draws,
         source_draws,
         drivers,
+        tuple(sources),
     )
 
 
