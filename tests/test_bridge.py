@@ -178,3 +178,4 @@ def test_several_outputs_are_matched_in_one_run_each_as_if_alone(tmp_path):
         found.to_pandas().shape[0] == 4
         and "not advice" in found.write_report(tmp_path / "b.html").read_text()
     )
+    assert {"FDA2005", "ICRP89"} <= set(found.summary["sources"])  # the Km rule's and the bodies' sources
