@@ -88,17 +88,13 @@ def run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def run_rat_to_patient(*args: str) -> subprocess.CompletedProcess:
+    return run("bridge", str(EXAMPLES / "msc-iv-rat-heart.yaml"), str(EXAMPLES / "msc-iv-human.yaml"), *args)
+
+
 def test_the_command_writes_its_summary_and_report(tmp_path):
     out = tmp_path / "b"
-    result = run(
-        "bridge",
-        str(EXAMPLES / "msc-iv-rat-heart.yaml"),
-        str(EXAMPLES / "msc-iv-human.yaml"),
-        "--uncertainty",
-        "40",
-        "-o",
-        str(out),
-    )
+    result = run_rat_to_patient("--uncertainty", "40", "-o", str(out))
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     rules = [d["rule"] for d in summary["doses"]]
@@ -119,14 +115,7 @@ def test_the_command_writes_its_summary_and_report(tmp_path):
 )
 def test_bad_bridge_input_is_one_line_with_exit_2_and_no_folder(tmp_path, args, field):
     out = tmp_path / "b"
-    result = run(
-        "bridge",
-        str(EXAMPLES / "msc-iv-rat-heart.yaml"),
-        str(EXAMPLES / "msc-iv-human.yaml"),
-        *args,
-        "-o",
-        str(out),
-    )
+    result = run_rat_to_patient(*args, "-o", str(out))
     assert result.returncode == 2
     assert (
         result.stderr.strip().startswith(f"error: {field}") and len(result.stderr.strip().splitlines()) == 1
