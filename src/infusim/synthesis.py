@@ -670,13 +670,17 @@ def fit_condition(
     **sampling,
 ) -> tuple[Fit, Problem, dict]:
     """Fit one condition and build the record stored with its draws (and, with ``check_seeds``, the
-    Monte Carlo check: the same fit from other seeds, ``seed_check``)."""
+    Monte Carlo check: the same fit from other seeds, ``seed_check``, and the draws against
+    importance sampling, ``importance_check``)."""
     problem = build(condition, rows, params)
     result = fit(problem, **sampling)
     values = result.table_values()
     diagnostics = dict(result.diagnostics)
     if check_seeds:
+        from infusim import posterior_check
+
         diagnostics["seed_check"] = seed_check(problem, result, check_seeds, **sampling)
+        diagnostics["importance_check"] = posterior_check.record(problem, values)
     record = {
         "command": command,
         "evidence": source,
@@ -825,6 +829,12 @@ def main(argv: list[str] | None = None) -> int:
         if "seed_check" in d:
             c = d["seed_check"]
             print(f"    medians of seeds {c['seeds']} within {c['worst_median_range_sd']:.2f} posterior SD")
+        if "importance_check" in d:
+            c = d["importance_check"]
+            print(
+                f"    against importance sampling (ESS {c['effective_size']:,}): medians within "
+                f"{c['worst_median_off_sd']:.2f} SD, 95% bounds within {c['worst_bounds_off_sd']:.2f} SD"
+            )
 
     start = time.perf_counter()
     folder = posterior.bundled_dir() if write else _scratch_folder()

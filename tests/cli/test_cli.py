@@ -342,6 +342,9 @@ def test_fit_effects_writes_posteriors_to_the_named_folder_never_the_package(tmp
     assert record["diagnostics"]["steps"] == 4000 and record["diagnostics"]["burn_in"] == 800
     check = record["diagnostics"]["seed_check"]
     assert len(check["seeds"]) == 3 and check["worst_median_range_sd"] < 0.5
+    weighed = record["diagnostics"]["importance_check"]  # a second method: importance sampling
+    assert weighed["effective_size"] > 50_000 and weighed["worst_median_off_sd"] < 0.25
+    assert "vs importance sampling" in rerun.stdout
     bad_options = (
         (["-c", "nosuch"], "--condition"),
         (["-c", "alzheimers"], "--condition"),

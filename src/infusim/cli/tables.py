@@ -72,7 +72,9 @@ def fit_effects(
     check: Annotated[
         bool,
         typer.Option(
-            "--check", help="Monte Carlo check: fit again from two other seeds; report the medians' spread."
+            "--check",
+            help="Monte Carlo check: fit again from two other seeds (the medians' spread) and weigh the "
+            "draws against importance sampling (how far their medians and 95% bounds lie, in SD).",
         ),
     ] = False,
     steps: Annotated[
@@ -134,14 +136,18 @@ def fit_effects(
     folder = io.write_folder(out, write)
     table = Table(title="Posterior medians and 95% intervals")
     columns = ["condition", "studies", "parameter", "median", "95% interval", "min ESS"]
-    columns += ["seed spread (SD)"] if check else []
+    columns += ["seed spread (SD)", "vs importance sampling (SD)"] if check else []
     for column in columns:
         table.add_column(column, justify="left" if column in ("condition", "parameter") else "right")
     for name, record in records.items():
         ess = min(record["diagnostics"]["effective_sample_size"].values())
         seeds = record["diagnostics"].get("seed_check", {}).get("parameters", {})
+        weighed = record["diagnostics"].get("importance_check", {}).get("parameters", {})
         for parameter, s in record["summary"].items():
             spread = [f"{seeds[parameter]['median_range_sd']:.2f}"] if parameter in seeds else []
+            if parameter in weighed:
+                w = weighed[parameter]
+                spread.append(f"median {w['median_off_sd']:.2f}, bounds {w['bounds_off_sd']:.2f}")
             table.add_row(
                 name,
                 str(record["n_studies"]),
