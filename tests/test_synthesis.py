@@ -157,6 +157,14 @@ def test_stored_posteriors_match_their_evidence_and_mix():
         # of a posterior SD (chains of 2,500 steps moved stroke's median by 1.3 SD, acute MI's by 0.3)
         check = record["diagnostics"]["seed_check"]
         assert len(check["seeds"]) == 3 and check["worst_median_range_sd"] < 0.2, (condition, check)
+        # and against importance sampling, which shares only the log posterior with the sampler:
+        # medians within 0.1 SD and 95% bounds within 0.3 SD (2,000 draws' own Monte Carlo error)
+        weighed = record["diagnostics"]["importance_check"]
+        assert weighed["effective_size"] > 50_000 and weighed["largest_weight"] < 1e-3, condition
+        assert weighed["worst_median_off_sd"] < 0.1 and weighed["worst_bounds_off_sd"] < 0.3, (
+            condition,
+            weighed,
+        )
 
 
 def test_the_monte_carlo_check_refits_from_other_seeds_and_measures_the_spread():
