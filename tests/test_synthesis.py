@@ -345,18 +345,17 @@ def test_stored_posteriors_agree_with_importance_sampling(condition):
     heavy-tailed proposal): the stored draws' medians and 95% bounds must match it within the Monte
     Carlo error of 2,000 draws (bounds within 0.25 posterior SD, medians within 0.1). The stored
     draws of before 2026-12-03 (about 30 independent draws) moved medians by up to 0.6 SD."""
-    from infusim.posterior_check import importance_check, sampled_scale
+    from infusim.posterior_check import importance_check
 
     problem = synthesis.build(condition, ROWS)
     stored = posterior.load(condition)
     check = importance_check(problem, stored, draws=200_000)
     assert check.effective_size > 20_000 and check.largest_weight < 1e-3
-    x = sampled_scale(problem, stored.samples)
+    x = crossval.theta_of(problem, stored)
+    weighed = posterior.Posterior(condition, {k: np.asarray(q) for k, q in check.quantiles.items()}, {})
     for j, p in enumerate(problem.parameters):
         sd = np.std(x[:, j])
-        found = sampled_scale(
-            problem, {q.name: np.asarray(check.quantiles[q.name]) for q in problem.parameters}
-        )[:, j]
+        found = crossval.theta_of(problem, weighed)[:, j]
         kept = np.percentile(x[:, j], [2.5, 50, 97.5])
         assert abs(found[1] - kept[1]) < 0.1 * sd, p.name
         assert np.all(np.abs(found - kept) < 0.25 * sd), p.name

@@ -18,7 +18,7 @@ import numpy as np
 from infusim import posterior
 from infusim.evidence import EvidenceRow
 from infusim.parameters import informed_studies
-from infusim.synthesis import Problem, build, evidence_conditions, fit, interval_score, predictive
+from infusim.synthesis import Problem, build, evidence_conditions, fit, interval_score, predictive, to_sampled
 
 #: Seed of the prediction draws (sampling error and new-trial effects).
 PREDICTION_SEED = 7
@@ -30,8 +30,7 @@ def theta_of(problem: Problem, fitted: posterior.Posterior) -> np.ndarray:
     for p in problem.parameters:
         if p.name not in fitted.samples:
             raise KeyError(f"{p.name} is not in the stored posterior of {problem.condition.name}: refit")
-        x = fitted.samples[p.name]
-        columns.append(np.log(x) if p.kind in ("log", "tau") else np.log10(x) if p.kind == "log10" else x)
+        columns.append(to_sampled(p.kind, fitted.samples[p.name]))
     return np.stack(columns, axis=1)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.stats
 
 from infusim import synthesis
+from infusim.crossval import theta_of
 from infusim.posterior import Posterior
 
 
@@ -27,19 +28,6 @@ class ImportanceCheck:
     draws: int
 
 
-def sampled_scale(problem: synthesis.Problem, samples: dict[str, np.ndarray]) -> np.ndarray:
-    """Stored draws (table scale) -> the sampler's coordinates, (draws, parameters)."""
-    columns = []
-    for p in problem.parameters:
-        v = np.asarray(samples[p.name], dtype=float)
-        columns.append(np.log(v) if p.kind in ("log", "tau") else np.log10(v) if p.kind == "log10" else v)
-    return np.column_stack(columns)
-
-
-def _table_scale(p: synthesis.Parameter, x: np.ndarray) -> np.ndarray:
-    return np.exp(x) if p.kind in ("log", "tau") else 10.0**x if p.kind == "log10" else x
-
-
 def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: tuple[float, ...]) -> list[float]:
     order = np.argsort(values)
     cumulative = np.cumsum(weights[order]) / weights.sum()
@@ -50,7 +38,7 @@ def importance_check(
     problem: synthesis.Problem, stored: Posterior, draws: int = 2_000_000, seed: int = 5
 ) -> ImportanceCheck:
     """The posterior of ``problem`` estimated by importance sampling around ``stored``'s draws."""
-    x0 = sampled_scale(problem, stored.samples)
+    x0 = theta_of(problem, stored)
     proposal = scipy.stats.multivariate_t(loc=x0.mean(0), shape=2.0 * np.cov(x0.T), df=4, seed=seed)
     chunk, log_w, drawn = 8192, [], []
     for start in range(0, draws, chunk):
@@ -61,7 +49,7 @@ def importance_check(
     finite = np.isfinite(log_w)
     weights = np.where(finite, np.exp(log_w - log_w[finite].max()), 0.0)
     quantiles = {
-        p.name: tuple(weighted_quantiles(_table_scale(p, x[:, j]), weights, (0.025, 0.5, 0.975)))
+        p.name: tuple(weighted_quantiles(synthesis.to_table(p.kind, x[:, j]), weights, (0.025, 0.5, 0.975)))
         for j, p in enumerate(problem.parameters)
     }
     return ImportanceCheck(
@@ -82,8 +70,10 @@ def record(problem: synthesis.Problem, samples: dict[str, np.ndarray], draws: in
     in posterior SDs on the sampled scale; the importance sample's effective size and largest weight."""
     condition = problem.condition.name
     check = importance_check(problem, Posterior(condition, samples, {}), draws=draws)
-    x = sampled_scale(problem, samples)
-    found = sampled_scale(problem, {name: np.asarray(q) for name, q in check.quantiles.items()})
+    x = theta_of(problem, Posterior(condition, samples, {}))
+    found = theta_of(
+        problem, Posterior(condition, {name: np.asarray(q) for name, q in check.quantiles.items()}, {})
+    )
     parameters = {}
     for j, p in enumerate(problem.parameters):
         sd = max(float(np.std(x[:, j])), 1e-300)

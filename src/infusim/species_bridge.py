@@ -34,6 +34,7 @@ from infusim.model.kinetics import assemble
 from infusim.model.physiology import physiology
 from infusim.parameters import ParameterSet, for_scenario
 from infusim.scenario import Scenario
+from infusim.validation import organ_mass_g
 
 #: Measures of exposure: the value at the output's time, or its integral from the first dose.
 MEASURES = ("at", "auc")
@@ -74,28 +75,16 @@ def check_output(text: str, source: Scenario, to: Scenario) -> tuple[Output, Out
 
 
 def compartment_mass_g(scenario: Scenario, where: str, params: ParameterSet) -> float:
-    """Mass (g) of the output's compartments at the table's values (density of water; ``target``:
-    the lesion, organ x severity x ``lesion_fraction_max``; the site: the organ without the lesion)."""
-    weight = scenario.patient.body_weight_kg
-    if where == "whole_body":
-        return weight * 1000.0
-    body = physiology(scenario.species, np.array([weight]), params)
-    condition = scenario.condition
-    lesion = 0.0
-    if condition is not None:
-        share = condition.severity * params.get("lesion_fraction_max", condition.site, "")
-        lesion = float(body.organ_volume_l[condition.site][0]) * share * 1000.0
-    total = 0.0
-    for part in where.split("+"):
-        if part == "target":
-            total += lesion
-        elif part in ("venous_blood", "arterial_blood"):
-            volume = body.venous_volume_l if part == "venous_blood" else body.arterial_volume_l
-            total += float(np.asarray(volume).ravel()[0]) * 1000.0
-        else:
-            organ = float(body.organ_volume_l[part][0]) * 1000.0
-            total += organ - lesion if condition is not None and part == condition.site else organ
-    return total
+    """Mass (g) of the output's compartments at the table's values (``validation.organ_mass_g``: density of
+    water, ``target`` the lesion); as in the outputs, a condition's site is the organ without it."""
+    body = physiology(scenario.species, np.array([scenario.patient.body_weight_kg]), params)
+    site = scenario.condition.site if scenario.condition is not None else None
+    share = scenario.condition.severity * params.get("lesion_fraction_max", site, "") if site else 0.0
+
+    def one(part: str) -> float:
+        return float(np.ravel(organ_mass_g(part, body, site, share, scenario))[0])
+
+    return sum(one(part) - (one("target") if part == site else 0.0) for part in where.split("+"))
 
 
 def _times(scenario: Scenario, output: Output, measure: str) -> np.ndarray:

@@ -112,6 +112,16 @@ class Parameter:
     key: tuple[str, str] | None = None
 
 
+def to_table(kind: str, x: np.ndarray) -> np.ndarray:
+    """Sampled coordinate -> table value (``Parameter.kind``: log and tau exp, log10 10**, else as is)."""
+    return np.exp(x) if kind in ("log", "tau") else 10.0**x if kind == "log10" else x
+
+
+def to_sampled(kind: str, value: np.ndarray) -> np.ndarray:
+    """Table value -> sampled coordinate (the inverse of ``to_table``)."""
+    return np.log(value) if kind in ("log", "tau") else np.log10(value) if kind == "log10" else value
+
+
 @dataclass
 class Problem:
     """A condition's fit: its rows' bases, parameters and, for K, the mechanism whose K is fitted."""
@@ -540,8 +550,7 @@ class Fit:
         """Samples on the table's scale (potencies and K as values, tau and biases as SMD)."""
         out = {}
         for i, (name, kind) in enumerate(zip(self.names, self.kinds, strict=True)):
-            x = self.samples[:, i]
-            out[name] = np.exp(x) if kind in ("log", "tau") else 10.0**x if kind == "log10" else x
+            out[name] = to_table(kind, self.samples[:, i])
         return out
 
 

@@ -256,7 +256,7 @@ def _series(
                 fraction = amount / states[:, :, in_body].sum(axis=2)
         else:
             fraction = np.divide(amount, given, out=np.zeros_like(amount), where=given > 0)
-        mass_g = np.reshape(_mass_g(compartment, body, site, share, scenario), (-1, 1))
+        mass_g = np.reshape(organ_mass_g(compartment, body, site, share, scenario), (-1, 1))
         out[(quantity, compartment, unit)] = {
             "fraction_of_dose": fraction,
             "percent_of_dose": 100 * fraction,
@@ -295,7 +295,7 @@ def _members(compartment: str, site: str | None) -> set[str] | None:
     return {compartment}
 
 
-def _mass_g(compartment: str, body, site: str | None, share, scenario: Scenario) -> np.ndarray:
+def organ_mass_g(compartment: str, body, site: str | None, share, scenario: Scenario) -> np.ndarray:
     """Mass (g) of a compartment per patient of ``body`` (tissue density taken as water)."""
     if compartment == "whole_body":
         return np.asarray(scenario.patient.body_weight_kg * 1000.0)
