@@ -168,3 +168,22 @@ def test_several_outputs_are_matched_in_one_run_each_as_if_alone(tmp_path):
         and "not advice" in found.write_report(tmp_path / "b.html").read_text()
     )
     assert {"FDA2005", "ICRP89"} <= set(found.summary["sources"])  # the Km rule's and the bodies' sources
+
+
+def test_a_schedules_matched_dose_scales_every_administration_in_the_reference_model():
+    """Matched on cells per gram at day 7, after a first dose and a threefold second dose at day 3:
+    the matched administration.dose, with the second at three times it, gives the rat's exposure."""
+    spec = to_spec(HUMAN)
+    spec["simulation"] = {"duration": "8 day", "outputs": ["7 day"]}
+    spec["administration"].pop("repeat", None)
+    spec["administration"]["dose"] = "1e8 cells"
+    spec["administration"]["schedule"] = [{"at": "0 day"}, {"at": "3 day", "dose": "3e8 cells"}]
+    patient = from_dict(spec)
+    found = bridge.bridge(RAT, patient, "live_cells:target@7 day", per_gram=True)
+    rat = reference.reference_cells(RAT, [168.0])["target"][0] / lesion_mass_g(RAT)
+    m = found.matched_dose_cells
+    spec["administration"]["dose"] = f"{m!r} cells"
+    spec["administration"]["schedule"][1]["dose"] = f"{3 * m!r} cells"
+    human = reference.reference_cells(from_dict(spec), [168.0])["target"][0] / lesion_mass_g(patient)
+    assert human == pytest.approx(rat, rel=1e-6)
+    assert "doses as multiples of administration.dose: 1 vs 1, 3" in bridge.differences(RAT, patient)

@@ -402,3 +402,30 @@ def test_every_arm_must_have_patients_for_an_analysis(tmp_path):
     with pytest.raises(InfusimError) as caught:
         api.trial(spec, tmp_path / "small")
     assert caught.value.field == "economics.evidence_patients"
+
+
+def test_a_schedules_cells_are_paid_at_each_administrations_own_dose(tmp_path):
+    """Product priced per million cells: each administration of a schedule at its own dose, discounted
+    from its day and paid only by patients alive then (written here from the patients' weights)."""
+    spec = _spec(costs={"product_per_million_cells": 10.0})
+    spec["trial"]["patients"] = 60
+    spec["simulation"]["duration"] = "120 day"
+    spec["trial"]["visits"] = ["30 day", "120 day"]
+    spec["trial"]["primary"]["at"] = "120 day"
+    plan = [(0, 2e6), (30, 1e6), (90, 5e5)]
+    spec["administration"]["dose"] = "1e6 cells/kg"
+    spec["administration"]["schedule"] = [
+        {"at": f"{day} day", **({"dose": f"{dose:g} cells/kg"} if dose != 1e6 else {})} for day, dose in plan
+    ]
+    api.trial(spec, tmp_path / "schedule")
+    costs = pd.read_parquet(tmp_path / "schedule" / "economics.parquet")
+    patients = pd.read_parquet(tmp_path / "schedule" / "patients").query("replicate == 0")
+    patients = patients.groupby("patient")[["body_weight_kg", "died_d"]].first()
+    cells = costs[costs.arm == "msc"].join(patients, on="patient")
+    alive = cells.died_d.fillna(np.inf).to_numpy()
+    expected = (
+        sum(dose / 1e6 * 10.0 * 1.035 ** (-day / 365.25) * (alive > day) for day, dose in plan)
+        * cells.body_weight_kg.to_numpy()
+    )
+    assert np.allclose(cells.cost_product.to_numpy(), expected, rtol=1e-12)
+    assert (costs[costs.arm == "placebo"].cost_product == 0).all()

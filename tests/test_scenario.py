@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from infusim.errors import ScenarioError
@@ -186,6 +187,95 @@ BAD_INPUTS = [
     ),
 ]
 
+SCHEDULE = [{"at": "0 day"}, {"at": "14 day", "dose": "1e6 cells/kg"}, {"at": "30 day"}]
+BAD_INPUTS += [
+    (
+        {"administration": {"schedule": [{"at": "1 day"}]}},
+        "administration.schedule.0.at",
+        "give 0 day",
+    ),
+    (
+        {"administration": {"duration": "30 min", "schedule": [{"at": "0 day"}, {"at": "20 min"}]}},
+        "administration.schedule.1.at",
+        "plus the infusion duration",
+    ),
+    (
+        {"administration": {"schedule": [{"at": "0 day"}, {"at": "1 day", "dose": "1e8 cells"}]}},
+        "administration.schedule.1.dose",
+        "in cells/kg, like administration.dose",
+    ),
+    (
+        {"administration": {"schedule": [{"at": "0 day"}, {"at": "1 day", "dose": "-2 cells/kg"}]}},
+        "administration.schedule.1.dose",
+        "positive",
+    ),
+    (
+        {"administration": {"schedule": [{"at": "0 day"}, {"at": 3}]}},
+        "administration.schedule.1.at",
+        "no time unit",
+    ),
+    (
+        {"administration": {"schedule": [{"at": "0 day"}, {"at": "1 day", "cells": 3}]}},
+        "administration.schedule.1.cells",
+        "allowed here: at, dose",
+    ),
+    (
+        {"administration": {"schedule": SCHEDULE, "repeat": {"count": 2}}},
+        "administration.schedule",
+        "not both",
+    ),
+    (
+        {"administration": {"schedule": SCHEDULE}},
+        "administration.schedule",
+        "after the end of the simulation",
+    ),
+    (
+        {"administration": {"schedule": [{"at": "0 day"}, {"at": "1 day", "dose": "2e10 cells/kg"}]}},
+        "administration.schedule.1.dose",
+        "above the largest accepted dose",
+    ),
+]
+
+
+def test_a_schedule_of_equal_doses_is_the_same_model_as_repeat():
+    """``schedule`` at 0, 3 and 6 days is ``repeat: {count: 3, interval: 3 day}``, dose for dose."""
+    from infusim.model.kinetics import assemble
+
+    even = scenario(administration={"repeat": {"count": 3, "interval": "3 day"}})
+    listed = scenario(administration={"schedule": [{"at": "0 day"}, {"at": "72 h"}, {"at": "6 day"}]})
+    a, b = assemble(even), assemble(listed)
+    assert [d.time_h for d in b.doses] == [0.0, 72.0, 144.0] == [d.time_h for d in a.doses]
+    for da, db in zip(a.doses, b.doses, strict=True):
+        assert np.array_equal(da.amount, db.amount)
+        assert da.split.keys() == db.split.keys()
+        assert all(np.array_equal(da.split[k], db.split[k]) for k in da.split)
+
+
+def test_a_schedules_own_doses_scale_its_administrations():
+    s = scenario(
+        administration={"dose": "2e6 cells/kg", "schedule": SCHEDULE},
+        simulation={"duration": "40 day", "outputs": ["40 day"]},
+    )
+    assert s.administration.starts_h == (0.0, 336.0, 720.0)
+    assert s.administration.dose_scales == (1.0, 0.5, 1.0)
+    from infusim.model.kinetics import assemble
+
+    given = [float(d.amount.sum()) for d in assemble(s).doses]
+    assert given == pytest.approx([1.4e8, 0.7e8, 1.4e8], rel=1e-12)  # 70 kg
+
+
+def test_a_schedule_is_written_back_with_its_units():
+    import yaml
+
+    from infusim.scenario_spec import to_spec
+
+    s = scenario(
+        administration={"dose": "2e6 cells/kg", "schedule": SCHEDULE},
+        simulation={"duration": "40 day", "outputs": ["40 day"]},
+    )
+    again = from_dict(yaml.safe_load(yaml.safe_dump(to_spec(s))))
+    assert again == s and again.hash() == s.hash()
+
 
 @pytest.mark.parametrize(("overrides", "field", "words"), BAD_INPUTS)
 def test_bad_input_names_the_field_and_what_is_allowed(overrides, field, words):
@@ -273,3 +363,37 @@ def test_a_rodent_with_a_named_condition_gets_its_kinetics_but_no_human_endpoint
     assert caught.value.field == "species" and "human" in caught.value.message
     human = from_dict({**spec, "species": "human", "patient": {"body_weight": "80 kg"}})
     assert human.clinical and simulate(human).summary["endpoints"]
+
+
+def test_trial_arms_and_a_schedule():
+    """An arm inherits the scenario's schedule; its own ``repeat`` replaces it; a new dose while the
+    schedule gives some administrations their own doses is refused (which ones it replaces is not said)."""
+    from tests.helpers import BASE, merge
+
+    spec = merge(
+        BASE,
+        {
+            "condition": {"name": "copd", "severity": "moderate"},
+            "administration": {"schedule": SCHEDULE},
+            "simulation": {"duration": "60 day"},
+            "trial": {
+                "patients": 20,
+                "arms": [
+                    {"name": "placebo", "administration": "placebo"},
+                    {"name": "scheduled"},
+                    {"name": "monthly", "administration": {"repeat": {"count": 2, "interval": "30 day"}}},
+                ],
+                "visits": ["60 day"],
+                "primary": {"endpoint": "fev1", "at": "60 day"},
+            },
+        },
+    )
+    s = from_dict(spec)
+    scheduled, monthly = (s.for_arm(arm).administration for arm in s.trial.arms[1:])
+    assert scheduled.starts_h == (0.0, 336.0, 720.0) and scheduled.dose_scales == (1.0, 0.5, 1.0)
+    assert monthly.starts_h == (0.0, 720.0) and monthly.dose_scales == (1.0, 1.0)
+    spec["trial"]["arms"][1]["administration"] = {"dose": "4e6 cells/kg"}
+    with pytest.raises(ScenarioError) as caught:
+        from_dict(spec)
+    assert caught.value.field == "trial.arms.1.administration.dose"
+    assert "give this arm its own administration.schedule" in caught.value.message

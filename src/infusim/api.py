@@ -251,6 +251,8 @@ def doses(
         "endpoint": found.endpoint,
         "unit": found.unit,
         "time_d": found.time_d,
+        # a schedule's own doses move with the dose (the rows' dose is administration.dose)
+        "dose_scales": list(loaded.administration.dose_scales),
         "rows": found.rows.astype(object).where(found.rows.notna(), None).to_dict("records"),  # NaN -> null
     }
     return DoseWindowResult(summary, found.rows)

@@ -74,10 +74,18 @@ def _any(probabilities: dict[str, float], names: tuple[str, ...]) -> float:
 
 
 def _variant(spec: dict, base: Scenario, dose: float, per_kg: bool, route: str) -> Scenario:
-    """The scenario with this dose and route, validated like a file (so a bad combination is named)."""
+    """The scenario with this dose and route, validated like a file (so a bad combination is named).
+    A schedule's own doses move with ``dose``, keeping their ratios to it."""
     spec = copy.deepcopy(spec)
     admin = dict(spec.get("administration") or {})
-    admin["dose"] = f"{dose:g} cells/kg" if per_kg else f"{dose:g} cells"
+    unit = "cells/kg" if per_kg else "cells"
+    admin["dose"] = f"{dose:g} {unit}"
+    if admin.get("schedule"):
+        scales = base.administration.dose_scales
+        admin["schedule"] = [
+            {**entry, "dose": f"{dose * scale:g} {unit}"} if "dose" in entry else entry
+            for entry, scale in zip(admin["schedule"], scales, strict=True)
+        ]
     if route != base.administration.route:
         admin["route"] = route
         if route in ("intravenous", *CSF_ROUTES):

@@ -212,7 +212,7 @@ def for_scenario(scenario: Scenario, params: ParameterSet, kind: str = "cells") 
     """The scenario's neutrophil recovery with its intervals, or None when ``applies`` is false."""
     if not applies(scenario, kind):
         return None
-    return recovery(scenario.administration.conditioning, scenario.dose_cells_per_kg, params)
+    return recovery(scenario.administration.conditioning, graft_dose_per_kg(scenario), params)
 
 
 def mean_infection_factor(scenario: Scenario, params: ParameterSet) -> float | None:
@@ -221,7 +221,7 @@ def mean_infection_factor(scenario: Scenario, params: ParameterSet) -> float | N
     if not applies(scenario):
         return None
     v = _values(scenario.administration.conditioning, params)
-    return float(_factor(v, scenario.dose_cells_per_kg))
+    return float(_factor(v, graft_dose_per_kg(scenario)))
 
 
 def for_patients(
@@ -232,4 +232,9 @@ def for_patients(
     if not applies(scenario, kind):
         return None
     regimen = scenario.administration.conditioning
-    return recovery_days(regimen, scenario.dose_cells_per_kg, params, seed, index)
+    return recovery_days(regimen, graft_dose_per_kg(scenario), params, seed, index)
+
+
+def graft_dose_per_kg(scenario: Scenario) -> float:
+    """Cells per kg of the first administration: the graft that restores marrow after conditioning."""
+    return scenario.dose_cells_per_kg * scenario.administration.dose_scales[0]

@@ -48,6 +48,7 @@ CHOICES = {
 ERROR_FIELDS = (
     ("administration.dose", "dose"),
     ("administration.repeat", "count"),
+    ("administration.schedule", "count"),
     ("administration", "route"),
     ("product.tissue_source", "tissue_source"),
     ("product.hla_mismatches", "hla_mismatches"),

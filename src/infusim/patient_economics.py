@@ -140,8 +140,7 @@ def _state_exposures(values: np.ndarray, weights: np.ndarray, knots: np.ndarray)
 
 
 def _dose_days(arm_scenario: Scenario) -> np.ndarray:
-    repeat = arm_scenario.administration.repeat
-    return np.arange(repeat.count) * repeat.interval_h / 24.0
+    return np.asarray(arm_scenario.administration.starts_h) / 24.0
 
 
 def exposures(scenario: Scenario, out: Path, params: ParameterSet, chosen: dict) -> Exposures:
@@ -265,7 +264,10 @@ def _procedures(
         mine = (arm == index).astype(float)
         variant = scenario.for_arm(spec)
         admin, product = variant.administration, variant.product
-        doses = sum(discount_factor(day, rate) * (alive_until > day) for day in _dose_days(variant))
+        given = [discount_factor(day, rate) * (alive_until > day) for day in _dose_days(variant)]
+        doses = sum(given)
+        # cells are paid per administration at its own dose (a schedule's doses may differ)
+        dose_multiples = sum(g * scale for g, scale in zip(given, admin.dose_scales, strict=True))
         transplant = spec.kind == "cells" and admin.conditioning != "none"
         if transplant:
             key = _cost_key(
@@ -299,7 +301,7 @@ def _procedures(
                 "product_per_million_cells",
             )
             cells = variant.dose_cells_for(weight_kg) / 1e6
-            add(Column(key, "cost", "product"), mine * doses * cells)
+            add(Column(key, "cost", "product"), mine * dose_multiples * cells)
     columns = list(by_column)
     return np.column_stack([by_column[c] for c in columns]) if columns else np.zeros((arm.size, 0)), columns
 

@@ -159,13 +159,24 @@ def alive_at_entry(scenario, p: ParameterSet) -> float:
 
 
 def doses(scenario) -> list[Dose]:
-    """One dose event per administration (``repeat``), starting at t = 0."""
+    """One dose event per administration, starting at t = 0: ``repeat`` (equal doses at equal
+    intervals) or ``schedule`` (given times, each with ``administration.dose`` or its own)."""
     admin = scenario.administration
-    cells_per_dose = float(scenario.dose_cells_for(np.array(scenario.patient.body_weight_kg)))
-    return [
-        Dose(k * admin.repeat.interval_h, admin.effective_duration_h, cells_per_dose)
-        for k in range(admin.repeat.count)
-    ]
+    weight = scenario.patient.body_weight_kg
+    cells_per_dose = float(scenario.dose_cells_for(np.array(weight)))
+    if not admin.schedule:
+        return [
+            Dose(k * admin.repeat.interval_h, admin.effective_duration_h, cells_per_dose)
+            for k in range(admin.repeat.count)
+        ]
+    events = []
+    for entry in admin.schedule:
+        if entry.dose_cells_per_kg is not None:
+            cells = entry.dose_cells_per_kg * weight
+        else:
+            cells = cells_per_dose if entry.dose_cells is None else entry.dose_cells
+        events.append(Dose(entry.at_h, admin.effective_duration_h, cells))
+    return events
 
 
 def given(ev: Dose, t: float) -> float:

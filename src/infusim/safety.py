@@ -208,9 +208,8 @@ def held_load(
     grid = np.unique(
         np.concatenate(
             [
-                i * admin.repeat.interval_h
-                + np.concatenate([[0.0], admin.effective_duration_h + np.geomspace(1e-3, 24.0, 40)])
-                for i in range(admin.repeat.count)
+                start + np.concatenate([[0.0], admin.effective_duration_h + np.geomspace(1e-3, 24.0, 40)])
+                for start in admin.starts_h
             ]
         )
     )
@@ -252,7 +251,7 @@ def risks(
     background = _background_risks(scenario, params, horizon_d, patients)
     if kind == "none":
         return background
-    doses_d = [i * admin.repeat.interval_h / 24.0 for i in range(admin.repeat.count)]
+    doses_d = [start / 24.0 for start in admin.starts_h]
     doses_d = [d for d in doses_d if d <= horizon_d]
     ones = np.ones(patients)
     out: list[Risk] = list(background)

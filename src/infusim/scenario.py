@@ -63,6 +63,19 @@ __all__ = [
 ]
 
 
+def _own_doses_need_own_schedule(base: dict, arm: dict, index: int) -> None:
+    """An arm that changes the dose while the scenario's schedule gives some administrations their
+    own doses must say its own schedule: which of them the new dose replaces is not obvious."""
+    schedule = base.get("schedule")
+    own = isinstance(schedule, list) and any(isinstance(e, dict) and "dose" in e for e in schedule)
+    if own and "schedule" not in arm:
+        raise _FieldError(
+            f"trial.arms.{index}.administration.dose",
+            "the scenario's schedule gives some administrations their own doses; give this arm its "
+            "own administration.schedule as well",
+        )
+
+
 class Scenario(_Section):
     """A validated scenario. Build one with ``load(path)`` or ``from_dict(mapping)``."""
 
@@ -90,7 +103,7 @@ class Scenario(_Section):
         if not isinstance(arms, list):
             return data
         merged = []
-        for arm in arms:
+        for i, arm in enumerate(arms):
             arm = dict(arm) if isinstance(arm, dict) else arm
             if isinstance(arm, dict):
                 for key in ("administration", "product"):
@@ -98,6 +111,11 @@ class Scenario(_Section):
                         base = dict(data[key])
                         if key == "administration" and "dose" in arm[key]:
                             base.pop("dose", None)
+                            _own_doses_need_own_schedule(base, arm[key], i)
+                        if key == "administration" and "repeat" in arm[key]:
+                            base.pop("schedule", None)
+                        if key == "administration" and "schedule" in arm[key]:
+                            base.pop("repeat", None)
                         arm[key] = {**base, **arm[key]}
             merged.append(arm)
         return {**data, "trial": {**data["trial"], "arms": merged}}
@@ -119,10 +137,13 @@ class Scenario(_Section):
                 f"{weight:g} kg is not a {self.species} body weight ({low:g}-{high:g} kg)",
             )
         admin = self.administration
-        per_kg = self.dose_cells_per_kg
+        per_kg = self.dose_cells_per_kg * max(admin.dose_scales)
         if per_kg > MAX_DOSE_CELLS_PER_KG:
+            largest = max(range(admin.count), key=lambda i: admin.dose_scales[i])
             raise _FieldError(
-                "administration.dose",
+                f"administration.schedule.{largest}.dose"
+                if admin.dose_scales[largest] != 1
+                else "administration.dose",
                 f"{per_kg:.3g} cells/kg is above the largest accepted dose "
                 f"({MAX_DOSE_CELLS_PER_KG:g} cells/kg)",
             )
@@ -150,10 +171,10 @@ class Scenario(_Section):
             self._check_trial()
         elif self.economics is not None:
             raise _FieldError("economics", "a cost-effectiveness analysis needs a trial section")
-        last_start = (admin.repeat.count - 1) * admin.repeat.interval_h
+        last_start = admin.starts_h[-1]
         if last_start > self.simulation.duration_h:
             raise _FieldError(
-                "administration.repeat",
+                "administration.schedule" if admin.schedule else "administration.repeat",
                 f"the last dose starts at {last_start:g} h, after the end of the simulation "
                 f"({self.simulation.duration_h:g} h)",
             )
@@ -231,7 +252,8 @@ class Scenario(_Section):
 
     @property
     def dose_cells_per_kg(self) -> float:
-        """Dose per administration, cells per kg body weight."""
+        """Dose per administration, cells per kg body weight (an administration of a schedule that
+        gives its own dose: this times its ``administration.dose_scales``)."""
         admin = self.administration
         if admin.dose_cells_per_kg is not None:
             return admin.dose_cells_per_kg

@@ -255,6 +255,56 @@ class Product(_Section):
         return self
 
 
+def _dose_fields(data: dict, field: str) -> dict:
+    """``dose: '2e6 cells/kg'`` -> ``dose_cells_per_kg``, ``dose: '1.4e8 cells'`` -> ``dose_cells``."""
+    data = dict(data)
+    text = data.pop("dose")
+    try:
+        quantity = units.parse(text, "dose") if not isinstance(text, bool) else None
+    except ScenarioError as exc:
+        raise _FieldError(field, exc.message) from None
+    hint = "a cell count (e.g. '1.4e8 cells') or cells per body weight (e.g. '2e6 cells/kg')"
+    if quantity is None:
+        raise _FieldError(field, f"{text!r} is not {hint}")
+    if quantity.check("[cell_count] / [mass]"):
+        data["dose_cells_per_kg"] = float(quantity.to("cell/kg").magnitude)
+    elif quantity.check("[cell_count]"):
+        data["dose_cells"] = float(quantity.to("cell").magnitude)
+    else:
+        raise _FieldError(field, f"{text} is not {hint}")
+    return data
+
+
+class ScheduledDose(_Section):
+    """One administration of a schedule: its start, counted from the first administration, and its
+    own dose (default: ``administration.dose``)."""
+
+    at_h: Hours = Field(alias="at")
+    dose_cells_per_kg: float | None = None
+    dose_cells: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dose" in data:
+            return _dose_fields(data, ".dose")
+        return data
+
+    @field_validator("at_h")
+    @classmethod
+    def _not_before_first(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must be 0 or later (times count from the first administration)")
+        return value
+
+    @field_validator("dose_cells_per_kg", "dose_cells")
+    @classmethod
+    def _positive_dose(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise ValueError(f"dose must be positive, got {value:g}")
+        return value
+
+
 class Repeat(_Section):
     """Repeated administration: ``count`` doses in all, ``interval`` apart (start to start)."""
 
@@ -278,6 +328,8 @@ class Administration(_Section):
     dose_cells: float | None = None
     duration_h: Hours = Field(0.5, alias="duration")
     repeat: Repeat = Repeat()
+    #: Administrations at given times, each with its own dose if it says one (instead of ``repeat``).
+    schedule: tuple[ScheduledDose, ...] = Field((), max_length=100)
     conditioning: Literal["none", "cy_atg", "beam_atg"] = "none"
     #: Heparin given with the cells, international units (0: none); it lowers the risk of lung
     #: obstruction by clotting cells (safety.py).
@@ -303,22 +355,7 @@ class Administration(_Section):
             if isinstance(data, dict):
                 raise _FieldError("administration.dose", "is required (e.g. '2e6 cells/kg' or '1.4e8 cells')")
             return data
-        data = dict(data)
-        text = data.pop("dose")
-        try:
-            quantity = units.parse(text, "dose") if not isinstance(text, bool) else None
-        except ScenarioError as exc:
-            raise _FieldError("administration.dose", exc.message) from None
-        hint = "a cell count (e.g. '1.4e8 cells') or cells per body weight (e.g. '2e6 cells/kg')"
-        if quantity is None:
-            raise _FieldError("administration.dose", f"{text!r} is not {hint}")
-        if quantity.check("[cell_count] / [mass]"):
-            data["dose_cells_per_kg"] = float(quantity.to("cell/kg").magnitude)
-        elif quantity.check("[cell_count]"):
-            data["dose_cells"] = float(quantity.to("cell").magnitude)
-        else:
-            raise _FieldError("administration.dose", f"{text} is not {hint}")
-        return data
+        return _dose_fields(data, "administration.dose")
 
     @field_validator("dose_cells_per_kg", "dose_cells")
     @classmethod
@@ -357,7 +394,57 @@ class Administration(_Section):
             )
         if self.repeat.count > 1 and self.repeat.interval_h <= self.effective_duration_h:
             raise _FieldError("administration.repeat.interval", "must be longer than the infusion duration")
+        if self.schedule:
+            self._check_schedule()
         return self
+
+    def _check_schedule(self) -> None:
+        if "repeat" in self.model_fields_set:
+            raise _FieldError("administration.schedule", "give repeat or schedule, not both")
+        if self.schedule[0].at_h != 0:
+            raise _FieldError(
+                "administration.schedule.0.at",
+                f"the first administration starts the simulation: give 0 day, got "
+                f"{self.schedule[0].at_h:g} h",
+            )
+        per_kg = self.dose_cells_per_kg is not None
+        for i, (before, entry) in enumerate(zip(self.schedule, self.schedule[1:], strict=False), start=1):
+            if entry.at_h - before.at_h <= self.effective_duration_h:
+                raise _FieldError(
+                    f"administration.schedule.{i}.at",
+                    f"{entry.at_h:g} h must be later than the previous start ({before.at_h:g} h) plus the "
+                    f"infusion duration ({self.effective_duration_h:g} h); list the administrations in order",
+                )
+        for i, entry in enumerate(self.schedule):
+            own_per_kg = entry.dose_cells_per_kg is not None
+            if (own_per_kg or entry.dose_cells is not None) and own_per_kg != per_kg:
+                unit = "cells/kg" if per_kg else "cells"
+                raise _FieldError(
+                    f"administration.schedule.{i}.dose", f"give it in {unit}, like administration.dose"
+                )
+
+    @property
+    def starts_h(self) -> tuple[float, ...]:
+        """Start of every administration (h after the first): the schedule's times, else ``repeat``."""
+        if self.schedule:
+            return tuple(entry.at_h for entry in self.schedule)
+        return tuple(i * self.repeat.interval_h for i in range(self.repeat.count))
+
+    @property
+    def dose_scales(self) -> tuple[float, ...]:
+        """Each administration's dose as a multiple of ``dose`` (1 unless the schedule gives its own)."""
+        if not self.schedule:
+            return (1.0,) * self.repeat.count
+        reference = self.dose_cells_per_kg if self.dose_cells_per_kg is not None else self.dose_cells
+        own = [
+            e.dose_cells_per_kg if e.dose_cells_per_kg is not None else e.dose_cells for e in self.schedule
+        ]
+        return tuple(1.0 if dose is None else dose / reference for dose in own)
+
+    @property
+    def count(self) -> int:
+        """Number of administrations."""
+        return len(self.starts_h)
 
     @property
     def effective_duration_h(self) -> float:

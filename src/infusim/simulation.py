@@ -153,13 +153,28 @@ def effect_intervals(scenario: Scenario, model: Model, params: ParameterSet) -> 
     return out
 
 
+def doses_text(summary: dict) -> str:
+    """The doses of ``summary`` in one line: ``7e+07 cells (1e+06 cells/kg) x 2`` for equal doses
+    (with their days when a schedule spaces them unevenly), else each one's cells per kg and day."""
+    schedule = summary["dose_schedule"]
+    days = [d["start_h"] / 24 for d in schedule]
+    if len({round(d["dose_cells"], 6) for d in schedule}) == 1:
+        even = len(days) < 3 or np.allclose(np.diff(days), days[1] - days[0])
+        when = "" if even else " at day " + ", ".join(f"{day:g}" for day in days)
+        per_kg = summary["dose_cells_per_kg"]
+        return f"{summary['dose_cells']:.3g} cells ({per_kg:.3g} cells/kg) x {summary['doses']}{when}"
+    given = ", ".join(
+        f"{d['dose_cells_per_kg']:.3g} at day {day:g}" for d, day in zip(schedule, days, strict=True)
+    )
+    total = sum(d["dose_cells"] for d in schedule)
+    return f"cells/kg {given} ({total:.3g} cells in all)"
+
+
 def dense_times(scenario: Scenario) -> np.ndarray:
     """A log-spaced grid from 1 min to the end of the simulation, plus the output times (h)."""
     end = scenario.simulation.duration_h
     grid = np.geomspace(1 / 60, end, REPORT_GRID_POINTS)
-    starts = [
-        i * scenario.administration.repeat.interval_h for i in range(scenario.administration.repeat.count)
-    ]
+    starts = list(scenario.administration.starts_h)
     return np.unique(np.concatenate([[0.0], grid, scenario.simulation.outputs_h, starts]))
 
 
@@ -216,7 +231,17 @@ def _summary(
         "body_weight_kg": scenario.patient.body_weight_kg,
         "dose_cells": scenario.dose_cells,
         "dose_cells_per_kg": scenario.dose_cells_per_kg,
-        "doses": scenario.administration.repeat.count,
+        "doses": scenario.administration.count,
+        "dose_schedule": [
+            {
+                "start_h": start,
+                "dose_cells": scenario.dose_cells * scale,
+                "dose_cells_per_kg": scenario.dose_cells_per_kg * scale,
+            }
+            for start, scale in zip(
+                scenario.administration.starts_h, scenario.administration.dose_scales, strict=True
+            )
+        ],
         "total_cells_administered": float(given[-1]),
         "mass_balance_max_rel_error": cell_model_error,
         "output_times_h": [float(t) for t in times],

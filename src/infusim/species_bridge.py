@@ -94,7 +94,7 @@ def _times(scenario: Scenario, output: Output, measure: str) -> np.ndarray:
         return np.array([output.time_h])
     first = min(AUC_FIRST_H, output.time_h / 10)
     admin = scenario.administration
-    starts = np.arange(admin.repeat.count) * admin.repeat.interval_h
+    starts = np.asarray(admin.starts_h)
     events = np.concatenate([starts, starts + admin.effective_duration_h])
     grid = np.concatenate(
         [[0.0], np.geomspace(first, output.time_h, AUC_POINTS), events[events < output.time_h]]
@@ -208,6 +208,14 @@ def _drawn(scenario: Scenario, output: Output, count: int, seed: int) -> dict:
     return uncertainty.draw({k: p for k, p in found.items() if p.varies}, count, seed)
 
 
+def _days(scenario: Scenario) -> str:
+    return ", ".join(f"{start / 24:g}" for start in scenario.administration.starts_h)
+
+
+def _multiples(scenario: Scenario) -> str:
+    return ", ".join(f"{scale:g}" for scale in scenario.administration.dose_scales)
+
+
 def differences(source: Scenario, to: Scenario) -> list[str]:
     """What the two scenarios differ in besides species, body and dose (product, route, schedule,
     condition): the matched dose then also carries those differences."""
@@ -220,7 +228,10 @@ def differences(source: Scenario, to: Scenario) -> list[str]:
             source.site if source.administration.route != "intravenous" else None,
             to.site if to.administration.route != "intravenous" else None,
         ),
-        "administrations": (source.administration.repeat.count, to.administration.repeat.count),
+        "administrations": (source.administration.count, to.administration.count),
+        "administration days": (_days(source), _days(to)),
+        # the matched dose is administration.dose; a schedule's own doses are multiples of it
+        "doses as multiples of administration.dose": (_multiples(source), _multiples(to)),
         "condition site": (getattr(source.condition, "site", None), getattr(to.condition, "site", None)),
         "severity": (getattr(source.condition, "severity", None), getattr(to.condition, "severity", None)),
         "time since injury (h)": (

@@ -102,3 +102,21 @@ def test_doses_help_names_every_route():
 
     result = run("doses", "--help")
     assert result.returncode == 0 and all(route in result.stdout for route in ROUTES), result.stdout
+
+
+def test_a_schedules_own_doses_move_with_the_window_dose():
+    """Each dose of the window gives every administration of a schedule the same multiple of it."""
+    import yaml
+
+    from infusim import dose_window as doses
+    from infusim.scenario import from_dict
+
+    spec = yaml.safe_load((EXAMPLES / "msc-schedule-copd-human.yaml").read_text())
+    base = from_dict(spec)
+    assert base.administration.dose_scales == (2.0, 1.0, 0.5, 0.5)
+    for dose in (1e5, 3e6):
+        variant = doses._variant(spec, base, dose, True, "intravenous")
+        assert variant.dose_cells_per_kg == dose
+        assert variant.administration.dose_scales == pytest.approx(base.administration.dose_scales)
+        per_patient = doses._variant(spec, base, dose * 70, False, "intravenous")
+        assert per_patient.administration.dose_scales == pytest.approx(base.administration.dose_scales)

@@ -105,6 +105,27 @@ def test_a_dose_outside_the_studied_range_is_flagged_as_extrapolation():
     assert any("outside the doses studied" in w for w in simulate(s).summary["warnings"])
 
 
+def test_each_administration_of_a_schedule_is_checked_against_the_studied_doses():
+    from infusim import conditions
+    from infusim.model.disease import extrapolation_warnings
+
+    def warnings(*doses: str) -> list[str]:
+        s = scenario(
+            condition={"name": "copd"},
+            product={"donor": "allogeneic"},
+            administration={
+                "dose": "1e6 cells/kg",
+                "schedule": [{"at": "0 day"}]
+                + [{"at": f"{i} day", "dose": d} for i, d in enumerate(doses, 1)],
+            },
+        )
+        return [w for w in extrapolation_warnings(s, conditions.get("copd")) if "doses studied" in w]
+
+    assert warnings("2e6 cells/kg") == []  # COPD's trials gave 5e5-3e6 cells/kg
+    (found,) = warnings("2e6 cells/kg", "4e7 cells/kg", "1e8 cells/kg")
+    assert found.startswith("extrapolation: 4e+07, 1e+08 cells/kg lie outside the doses studied in copd")
+
+
 def test_every_trial_with_an_estimate_counts_as_studied_even_if_conditions_yaml_omits_it():
     # Petrou 2020: autologous marrow MSC 1e6 cells/kg intrathecally in MS (data/evidence.csv only)
     from infusim import conditions

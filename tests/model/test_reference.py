@@ -121,6 +121,17 @@ EXTRA = {
         },
         "simulation": {"duration": "20 day", "outputs": ["20 day"]},
     },
+    # a schedule of unequal allogeneic doses at uneven times, the last one after the rejection onset
+    "allo-schedule-human": {
+        "product": {"donor": "allogeneic", "hla_mismatches": 3},
+        "condition": {"name": "ischemic_heart_failure"},
+        "administration": {
+            "dose": "1e6 cells/kg",
+            "duration": "30 min",
+            "schedule": [{"at": "0 day"}, {"at": "2 day", "dose": "4e6 cells/kg"}, {"at": "25 day"}],
+        },
+        "simulation": {"duration": "40 day", "outputs": ["40 day"]},
+    },
 }
 
 
@@ -348,3 +359,30 @@ def test_mutation_intraventricular_dose_read_as_intrathecal_is_detected(monkeypa
 
     monkeypatch.setattr(kinetics, "depot_rates", rates)
     assert_detected(make_scenario(**EXTRA["intraventricular-mouse-own-share"]))
+
+
+def test_mutation_scheduled_doses_given_at_the_reference_size_is_detected(monkeypatch):
+    """A schedule's own doses: each administration enters with its own number of cells."""
+    monkeypatch.setattr(
+        type(make_scenario().administration), "dose_scales", property(lambda self: (1.0,) * self.count)
+    )
+    scenario = make_scenario(**EXTRA["allo-schedule-human"])
+    # the production model then gives fewer cells than the reference counts as given
+    with pytest.raises(AssertionError, match="production loses cells"):
+        discrepancy(scenario, output_times(scenario))
+
+
+def test_mutation_schedule_read_as_even_spacing_is_detected(monkeypatch):
+    """A schedule's times are kept as given (0, 2 and 25 days), not spread evenly like ``repeat``."""
+
+    def even(self):
+        last = self.schedule[-1].at_h if self.schedule else (self.repeat.count - 1) * self.repeat.interval_h
+        return tuple(np.linspace(0.0, last, len(self.schedule) or self.repeat.count))
+
+    monkeypatch.setattr(type(make_scenario().administration), "starts_h", property(even))
+    scenario = make_scenario(**EXTRA["allo-schedule-human"])
+    with pytest.raises(AssertionError, match="production loses cells"):  # the second dose comes late
+        discrepancy(scenario, output_times(scenario))
+    after_all_doses = np.array([30 * 24.0, 40 * 24.0])  # same cells given; where they are differs
+    worst, where = discrepancy(scenario, after_all_doses)
+    assert worst > DETECTED, f"mutation not detected: {worst:.3g} of the dose ({where})"

@@ -22,6 +22,7 @@ from infusim.cli.common import (
     console,
     errors,
 )
+from infusim.simulation import doses_text
 
 
 @app.command()
@@ -132,9 +133,7 @@ def _print_summary(result) -> None:
         table.add_row(cause, *(_percent(summary["dead_fraction_of_dose"][t][cause]) for t in times))
     console.print(table)
     console.print(
-        f"dose {summary['dose_cells']:.3g} cells ({summary['dose_cells_per_kg']:.3g} cells/kg) "
-        f"x {summary['doses']}; "
-        f"mass balance error {summary['mass_balance_max_rel_error']:.1e}"
+        f"dose {doses_text(summary)}; mass balance error {summary['mass_balance_max_rel_error']:.1e}"
     )
 
 

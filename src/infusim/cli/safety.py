@@ -86,6 +86,12 @@ def doses(
             f"[dim]Without cells, the condition's own serious events (background_*) over the same time: "
             f"{background:.2g}, the same at every dose and not counted above.[/dim]"
         )
+    scales = summary["dose_scales"]
+    if len(set(scales)) > 1:
+        console.print(
+            f"[dim]cells/kg is administration.dose; the schedule's {len(scales)} administrations get it "
+            f"times {', '.join(f'{s:g}' for s in scales)}.[/dim]"
+        )
     if any(row.get("outside_evidence") for row in summary["rows"]):
         console.print(
             "[dim]* outside the doses, routes or products of the condition's trials: an extrapolation.[/dim]"

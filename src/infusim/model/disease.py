@@ -280,7 +280,8 @@ def extrapolation_warnings(scenario: Scenario, condition: ConditionInfo) -> list
     from infusim.evidence import studied_doses, studied_products
 
     product, admin = scenario.product, scenario.administration
-    dose = scenario.dose_cells_per_kg
+    # every administration's own dose (a schedule may give them different ones)
+    given = sorted({scenario.dose_cells_per_kg * scale for scale in admin.dose_scales})
     # the trials conditions.yaml lists, and every trial with an estimate in data/evidence.csv
     listed = condition.evidence
     used = (*listed, *(e for e in studied_products(condition.name) if e not in listed))
@@ -303,15 +304,17 @@ def extrapolation_warnings(scenario: Scenario, condition: ConditionInfo) -> list
             f"(studied: {studied})"
         ]
     notes = []
-    if not any(e.dose_low <= dose <= e.dose_high for e in matching):
+    outside = [d for d in given if not any(e.dose_low <= d <= e.dose_high for e in matching)]
+    if outside:
+        doses = ", ".join(f"{d:.2g}" for d in outside)
         notes.append(
-            f"extrapolation: {dose:.2g} cells/kg lies outside the doses studied in {condition.name} "
-            f"({studied})"
+            f"extrapolation: {doses} cells/kg {'lies' if len(outside) == 1 else 'lie'} outside the doses "
+            f"studied in {condition.name} ({studied})"
         )
     most = studied_doses(condition.name)
-    if most and admin.repeat.count > most:
+    if most and admin.count > most:
         notes.append(
-            f"extrapolation: {admin.repeat.count} administrations, while the trials of {condition.name} "
+            f"extrapolation: {admin.count} administrations, while the trials of {condition.name} "
             f"with an estimate gave at most {most}: the added effect of repeated doses is the model's "
             "accumulation, not measured"
         )

@@ -177,9 +177,7 @@ def assemble(
     for cause in DEATH_CAUSES:
         builder.state(f"dead:{cause}", "body", "dead", f"cells dead by {cause}")
 
-    dose_times = [
-        i * scenario.administration.repeat.interval_h for i in range(scenario.administration.repeat.count)
-    ]
+    dose_times = list(scenario.administration.starts_h)
     signals = [homing_signal(scenario, params, t) * np.ones(n_rows) for t in dose_times]
     beds = [
         _beds(scenario, body, diameter, params, per_row["homing"] * h, per_row["severity"]) for h in signals
@@ -460,18 +458,14 @@ def _rejection(
 def _doses(
     scenario: Scenario, beds: list[dict[str, Bed]], amount: np.ndarray, viability: float | np.ndarray
 ) -> tuple[Dose, ...]:
-    """The dose event table: one ``Dose`` per administration (cells per row), each split over states
-    by the capture in force at its start (``beds``, one per dose) and the share alive (``viability``)."""
+    """The dose event table: one ``Dose`` per administration (``amount`` cells per row times the
+    administration's ``dose_scales``), each split over states by the capture in force at its start
+    (``beds``, one per dose) and the share alive (``viability``)."""
     admin = scenario.administration
     duration = admin.effective_duration_h
     return tuple(
-        Dose(
-            i * admin.repeat.interval_h,
-            duration,
-            amount,
-            _entry_split(scenario, beds_i, len(amount), viability),
-        )
-        for i, beds_i in enumerate(beds)
+        Dose(start, duration, amount * scale, _entry_split(scenario, beds_i, len(amount), viability))
+        for start, scale, beds_i in zip(admin.starts_h, admin.dose_scales, beds, strict=True)
     )
 
 

@@ -58,8 +58,7 @@ def disease_grid(
 
 def dose_days(scenario: Scenario) -> np.ndarray:
     """Start times (days) of every administration of ``scenario``."""
-    repeat = scenario.administration.repeat
-    return np.arange(repeat.count) * repeat.interval_h / 24.0
+    return np.asarray(scenario.administration.starts_h) / 24.0
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,12 @@ def render(summary: dict, rows: pd.DataFrame) -> str:
         if endpoint
         else "The scenario names no condition, so only harms are shown."
     )
+    scales = summary.get("dose_scales", [1.0])
+    if len(set(scales)) > 1:
+        what += (
+            " The dose is <code>administration.dose</code>; the schedule's administrations get it times "
+            f"{', '.join(f'{s:g}' for s in scales)}."
+        )
     return f"""{page_start(f"infusim therapeutic window: {summary['scenario_name']}", summary["disclaimer"])}
 <p>{what} Harm: probability of each serious (CTCAE grade 3-5) adverse event over the simulation for
 the scenario's patient (docs/safety.md); <em>background_serious</em> is the condition's own serious

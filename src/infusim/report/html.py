@@ -13,7 +13,7 @@ from infusim import engraftment
 from infusim.model.disease import EndpointTrajectories
 from infusim.observe import cells_table, observation_table, observe
 from infusim.parameters import for_scenario
-from infusim.simulation import DISCLAIMER, Result, dense_times, disease_outcomes
+from infusim.simulation import DISCLAIMER, Result, dense_times, disease_outcomes, doses_text
 
 #: Compartments drawn individually; the others are summed as "other organs".
 MAX_LINES = 8
@@ -70,9 +70,7 @@ def render(result: Result) -> str:
         f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in summary["sources"].items()
     )
     facts = {
-        "dose (cells)": f"{summary['dose_cells']:.3g}",
-        "dose (cells/kg)": f"{summary['dose_cells_per_kg']:.3g}",
-        "doses": summary["doses"],
+        "dose": doses_text(summary),
         "mass balance max relative error": f"{summary['mass_balance_max_rel_error']:.1e}",
         "scenario hash": summary["scenario_hash"][:16],
         "seed": summary.get("seed", ""),
