@@ -6,6 +6,8 @@ An output is written ``quantity:where@time``:
   joined by ``+``, e.g. ``heart+target``: with a condition, the site's name is its healthy part and
   ``target`` the injured part, as in ``simulate``'s table), cells;
 * ``live_fraction:<compartment>@24 h`` the same as a fraction of the cells given;
+* ``live_cell_days:<compartment>@28 day`` the area under the live-cell curve from the first dose to
+  that time (cell-days; ``exposure``'s grid and area rule);
 * ``dead_cells:<cause>@7 day`` dead cells by cause (``nonviable``, ``death``, ``phagocytosis``,
   ``rejection``, or ``all``), cells;
 * ``radiolabel:<compartment>@2 h`` what the scenario's label shows there (fraction of the injected
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infusim import conditions, uncertainty, units
+from infusim import conditions, exposure, uncertainty, units
 from infusim.compartments import DEATH_CAUSES
 from infusim.errors import ScenarioError
 from infusim.model.declare import Model, patient_sum
@@ -38,7 +40,7 @@ from infusim.scenario import Scenario
 from infusim.solve import solve_projected
 from infusim.uncertainty import POSTERIOR_PARAMETERS
 
-QUANTITIES = ("live_cells", "live_fraction", "dead_cells", "radiolabel", "dna", "effect")
+QUANTITIES = ("live_cells", "live_fraction", "live_cell_days", "dead_cells", "radiolabel", "dna", "effect")
 #: Marker outputs and the state kind each reads.
 MARKERS = {"radiolabel": "label", "dna": "dna"}
 _SPEC = re.compile(r"^\s*(?P<quantity>\w+)\s*:\s*(?P<where>[\w+]+)\s*@\s*(?P<time>.+?)\s*$")
@@ -103,6 +105,7 @@ def parse_output(text: str, scenario: Scenario, field: str = "--output") -> Outp
             )
     unit = {
         "live_fraction": "fraction of cells given",
+        "live_cell_days": "cell-days",
         "radiolabel": "fraction of injected activity",
         "dna": "cell equivalents",
     }.get(quantity, "cells")
@@ -128,7 +131,7 @@ def read_keys(scenario: Scenario, outputs: list[Output]) -> set[tuple[str, str]]
 def _state_weights(model: Model, output: Output) -> np.ndarray:
     weights = np.zeros(len(model.states))
     for i, state in enumerate(model.states):
-        if output.quantity in ("live_cells", "live_fraction"):
+        if output.quantity in ("live_cells", "live_fraction", "live_cell_days"):
             weights[i] = state.kind == "live" and output.counts(state.compartment)
         else:
             weights[i] = state.kind == "dead" and output.where in (state.name.split(":")[-1], "all")
@@ -185,12 +188,17 @@ def evaluate(
         result[:, markers] = _marker_outputs(scenario, model, [outputs[i] for i in markers], rows_params)
     cells = [i for i, o in enumerate(outputs) if o.quantity not in ("effect", *MARKERS)]
     if cells:
-        times = np.unique([outputs[i].time_h for i in cells])
+        ends = [outputs[i].time_h for i in cells]
+        areas = any(outputs[i].quantity == "live_cell_days" for i in cells)
+        times = np.unique(np.concatenate([ends, exposure.grid(scenario, max(ends)) if areas else []]))
         weights = np.stack([_state_weights(model, outputs[i]) for i in cells])
         sums = patient_sum(solve_projected(model, times, weights), model.rows_per_patient)
         for j, i in enumerate(cells):
             at = outputs[i].time_h
             column = sums[:, np.searchsorted(times, at), j]
+            if outputs[i].quantity == "live_cell_days":
+                upto = times <= at
+                column = exposure.area(times[upto], sums[:, upto, j]) / 24.0
             if outputs[i].quantity == "live_fraction":
                 given = patient_sum(model.administered(at), model.rows_per_patient)
                 column = np.divide(column, given, out=np.zeros_like(column), where=given > 0)
@@ -213,6 +221,7 @@ def evaluate(
 def bands(scenario: Scenario, count: int, seed: int, params: ParameterSet | None = None) -> dict:
     """Median and 95% band of every summary output over ``count`` parameter sets drawn from the priors
     (posterior rows jointly): live and dead fractions of the cells given per compartment and time, the
+    live cell-days per compartment to the end of the simulation, the
     radiolabel signal per compartment (with ``simulation.label``) and each endpoint effect. Returns the
     summary's ``uncertainty`` section and its long table rows."""
     params = params or for_scenario(scenario)
@@ -225,6 +234,9 @@ def bands(scenario: Scenario, count: int, seed: int, params: ParameterSet | None
     for t in times:
         outputs += [Output(f"live_fraction:{c}", "live_fraction", c, t, cell_unit) for c in live]
         outputs += [Output(f"dead_fraction:{c}", "dead_cells", c, t, cell_unit) for c in DEATH_CAUSES]
+    end = scenario.simulation.duration_h  # exposure to the end, as simulate's exposure table
+    outputs += [Output(f"live_cell_days:{c}", "live_cell_days", c, end, "cell-days") for c in live]
+    outputs += [Output("live_cell_days:whole_body", "live_cell_days", "whole_body", end, "cell-days")]
     if scenario.simulation.label is not None:
         unit = "fraction of injected activity"
         outputs += [

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from infusim import __version__, conditions, outcomes, regulatory, safety
+from infusim import __version__, conditions, exposure, outcomes, regulatory, safety
 from infusim.model import disease
 from infusim.model.declare import Model, patient_sum
 from infusim.model.disease import EndpointTrajectories
@@ -40,6 +40,8 @@ class Result:
     summary: dict[str, Any]
     endpoints: pd.DataFrame
     adverse_events: pd.DataFrame
+    #: Peak, area (live cell-days) and half-life at the end per compartment (``exposure.table``).
+    exposure: pd.DataFrame
 
     def to_pandas(self) -> pd.DataFrame:
         """Cells per compartment, state and output time (``cells.parquet``)."""
@@ -117,7 +119,9 @@ def simulate(scenario: Scenario, params: ParameterSet | None = None, uncertainty
     # once every row has been read, the adverse-event model's included
     summary["sources"] = {key: citation_line(key) for key in params.sources_used()}
     summary["parameters_used"] = parameters_used(params)
-    return Result(scenario, model, observed, cells, observations, summary, endpoints, adverse)
+    exposures = exposure.table(scenario, model)
+    summary["exposure"] = exposures.astype(object).where(exposures.notna(), None).to_dict("records")
+    return Result(scenario, model, observed, cells, observations, summary, endpoints, adverse, exposures)
 
 
 #: Posterior draws behind the 95% interval of each effect in ``simulate``.

@@ -44,6 +44,8 @@ def simulate(
     """Simulate one patient and write cells.parquet, observations.parquet, summary.json and report.html.
 
     cells.parquet: live cells per compartment and dead cells by cause at each output time.
+    exposure.parquet: per compartment the peak of live cells and its time, the area under the curve
+    (live cell-days), the cell-days per cell given and the half-life at the end.
     observations.parquet: what live-cell assays, human-DNA qPCR and the radiolabel (simulation.label)
     would measure at the same times. adverse_events.parquet: the adverse events drawn for the patient
     (docs/safety.md). summary.json: dose, mass balance, live fraction of dose per compartment, each
@@ -84,6 +86,7 @@ def _run(scenario_path: Path, out: Path, quiet: bool, report: bool, uncertainty:
         io.write_parquet(result.cells, folder / "cells.parquet")
         io.write_parquet(result.observations, folder / "observations.parquet")
         io.write_parquet(result.adverse_events, folder / "adverse_events.parquet")
+        io.write_parquet(result.exposure, folder / "exposure.parquet")
         if len(result.endpoints):
             io.write_parquet(result.endpoints, folder / "endpoints.parquet")
         if result.summary["uncertainty"]:
@@ -103,6 +106,7 @@ def _run(scenario_path: Path, out: Path, quiet: bool, report: bool, uncertainty:
         console.print(str(folder))
         return
     _print_summary(result)
+    _print_exposure(result.exposure, result.summary["uncertainty"])
     if result.summary["uncertainty"]:
         _print_bands(result.summary)
     if result.summary["endpoints"]:
@@ -112,6 +116,47 @@ def _run(scenario_path: Path, out: Path, quiet: bool, report: bool, uncertainty:
     console.print(f"Output folder: [bold]{escape(str(folder))}[/bold]")
     if report:
         console.print(f"Report: [bold]{escape(str(folder / 'report.html'))}[/bold]")
+
+
+#: Compartments shown in the exposure table (by live cell-days; exposure.parquet has all).
+EXPOSURE_ROWS = 8
+
+
+def _short_time(hours: float) -> str:
+    """A time to three significant digits: '42 s', '5.2 min', '25.6 h', '45.8 d'."""
+    for unit, size, below in (("s", 1 / 3600, 1 / 60), ("min", 1 / 60, 1), ("h", 1, 72)):
+        if hours < below:
+            return f"{hours / size:.3g} {unit}"
+    return f"{hours / 24:.3g} d"
+
+
+def _print_exposure(table: pd.DataFrame, found: dict | None) -> None:
+    shown = table.head(EXPOSURE_ROWS)
+    out = Table(title="Exposure to live cells (to the end of the simulation)")
+    bands = {r["where"]: r for r in (found or {}).get("rows", []) if r["quantity"] == "live_cell_days"}
+    columns = ["compartment", "peak cells", "at", "live cell-days"]
+    columns += ["95% band, all parameters"] if bands else []
+    for column in (*columns, "days per cell given", "half-life at end"):
+        out.add_column(column, justify="left" if column == "compartment" else "right")
+    for row in shown.itertuples():
+        band = bands.get(row.compartment)
+        extra = [f"{band['low']:.3g} to {band['high']:.3g}" if band else "-"] if bands else []
+        half = row.half_life_at_end_h
+        out.add_row(
+            row.compartment,
+            f"{row.peak_cells:.3g}",
+            _short_time(row.peak_time_h),
+            f"{row.live_cell_days:.3g}",
+            *extra,
+            f"{row.days_per_cell_given:.3g}",
+            "-" if half is None or half != half else _short_time(half),
+        )
+    console.print(out)
+    console.print(
+        f"[dim]Top {len(shown)} of {len(table)} by live cell-days (all: exposure.parquet). Peak: largest "
+        "live cells on a dense grid; days per cell given: live cell-days over all cells given; half-life at "
+        "end: ln 2 over the rate the compartment is losing cells at the end.[/dim]"
+    )
 
 
 def _print_summary(result) -> None:

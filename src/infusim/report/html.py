@@ -91,12 +91,37 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <table>{rows}</table>
 {_uncertainty_section(summary.get("uncertainty"))}
 {"".join(parts)}
+{_exposure_section(summary.get("exposure") or [])}
 {_safety_section(summary.get("adverse_events"), summary.get("regulatory"))}
 <h2>Sources of the parameters this run used</h2><ul>{sources}</ul>
 {_parameters_section(summary.get("parameters_used") or [])}
 <h2>Scenario</h2><pre>{scenario_json}</pre>
 </body></html>
 """
+
+
+def _exposure_section(rows: list[dict]) -> str:
+    """Peak, time of peak, live cell-days and half-life at the end per compartment (``exposure``)."""
+    if not rows:
+        return ""
+
+    def hours(value) -> str:
+        return "-" if value is None else f"{value:.3g} h" if value < 72 else f"{value / 24:.3g} d"
+
+    body = "".join(
+        f"<tr><td>{html.escape(r['compartment'])}</td><td>{r['peak_cells']:.3g}</td>"
+        f"<td>{hours(r['peak_time_h'])}</td><td>{r['live_cell_days']:.3g}</td>"
+        f"<td>{r['days_per_cell_given']:.3g}</td><td>{hours(r['half_life_at_end_h'])}</td></tr>"
+        for r in rows
+    )
+    return (
+        "<h2>Exposure to live cells</h2><p>Per compartment, to the end of the simulation: the peak of "
+        "live cells and its time (on a dense grid), the area under the curve in live cell-days, that "
+        "area over all cells given (how long an average cell given lives there), and the half-life at "
+        "the end (ln 2 over the rate the compartment is losing cells then; '-' where it is not).</p>"
+        "<table><tr><th>compartment</th><th>peak cells</th><th>at</th><th>live cell-days</th>"
+        f"<th>days per cell given</th><th>half-life at end</th></tr>{body}</table>"
+    )
 
 
 def _time_axis(figure: go.Figure, title: str, y_title: str) -> go.Figure:
@@ -229,9 +254,11 @@ def _uncertainty_section(found: dict | None) -> str:
         scale = 100.0 if unit.startswith("fraction of") else 1.0
         cells = []
         for t in times:
-            r = by[(quantity, where, t)]
+            r = by.get((quantity, where, t))
             cells.append(
-                f"<td>{r['median'] * scale:.3g} ({r['low'] * scale:.3g} to {r['high'] * scale:.3g})</td>"
+                "<td></td>"  # live cell-days are to the end only
+                if r is None
+                else f"<td>{r['median'] * scale:.3g} ({r['low'] * scale:.3g} to {r['high'] * scale:.3g})</td>"
             )
         shown = unit.replace("fraction of", "% of") if scale == 100.0 else unit
         label = html.escape(f"{quantity}: {where} ({shown})")

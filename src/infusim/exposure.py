@@ -1,0 +1,103 @@
+"""Exposure to live cells per compartment, what a noncompartmental analysis gives for a drug: the
+peak and its time, the area under the curve (live cell-days), the cell-days per cell given, and
+the half-life at the end of the simulation.
+
+Computed from the model's exact solution on a dense grid (``grid``): every administration's start
+and end, then log-spaced points from 3.6 s after each (and after the end of its infusion) to
+the next start. The area is the
+linear-up / log-down trapezoid rule (exact for an exponential decline between two points, linear
+where cells rise); against the independent reference model on 20,000 points it agrees to about
+1e-4 (tests/test_exposure.py). The peak and its time are the grid's largest value, so the time of
+the peak is resolved to about 5% (log spacing) and the peak itself more finely (the curve is flat
+there).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from infusim.model.declare import Model
+from infusim.scenario import Scenario
+from infusim.solve import solve
+
+#: Log-spaced points per administration, from ``FIRST_H`` after its start (and after the end of its
+#: infusion) to the next start.
+POINTS_PER_ADMINISTRATION = 300
+FIRST_H = 1e-3
+#: The whole body: every live compartment.
+WHOLE_BODY = "whole_body"
+
+
+def grid(scenario: Scenario, end_h: float | None = None) -> np.ndarray:
+    """Times (h) from 0 to ``end_h`` (default: the end of the simulation) at which exposure is read."""
+    end = scenario.simulation.duration_h if end_h is None else end_h
+    admin = scenario.administration
+    starts = [s for s in admin.starts_h if s < end] or [0.0]
+    parts = [np.array([0.0, end])]
+    for start, stop in zip(starts, [*starts[1:], end], strict=True):
+        # from the start, and again from the end of the infusion (blood empties within minutes)
+        for begin in {start, min(start + admin.effective_duration_h, stop)}:
+            span = stop - begin
+            parts.append(np.array([begin]))
+            if span > 0:
+                parts.append(begin + np.geomspace(min(FIRST_H, span / 10), span, POINTS_PER_ADMINISTRATION))
+    times = np.unique(np.concatenate(parts))
+    return times[times <= end]
+
+
+def area(times_h: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Integral of ``values`` (..., times) over ``times_h`` by the linear-up / log-down trapezoid."""
+    dt = np.diff(times_h)
+    a, b = values[..., :-1], values[..., 1:]
+    linear = 0.5 * (a + b) * dt
+    falling = (b < a) & (b > 0)
+    ratio = np.where(falling, a / np.where(falling, b, 1.0), 1.0)
+    log_down = np.where(falling, (a - b) * dt / np.log(np.where(falling, ratio, 2.0)), 0.0)
+    return np.where(falling, log_down, linear).sum(axis=-1)
+
+
+def live_by_compartment(model: Model, times_h: np.ndarray) -> dict[str, np.ndarray]:
+    """Live cells (patients, times) per compartment as ``simulate``'s table groups them, and the
+    whole body."""
+    states = solve(model, times_h).patient_states()
+    out: dict[str, np.ndarray] = {}
+    for i, state in enumerate(model.states):
+        if state.kind == "live":
+            out[state.compartment] = out.get(state.compartment, 0.0) + states[:, :, i]
+    out[WHOLE_BODY] = sum(out.values())
+    return out
+
+
+def table(scenario: Scenario, model: Model) -> pd.DataFrame:
+    """One row per compartment (and ``whole_body``) of the scenario's first patient:
+
+    ``peak_cells``, ``peak_time_h``, ``peak_share_of_given`` (peak over the cells given by then),
+    ``live_cell_days`` (area to the end of the simulation), ``days_per_cell_given`` (that area over
+    all cells given: how long an average cell given lives there), ``end_cells`` and
+    ``half_life_at_end_h`` (ln 2 over the rate the compartment loses cells at the end; null where it
+    is not losing them). Rows are sorted by ``live_cell_days``.
+    """
+    times = grid(scenario)
+    given = np.array([model.administered(t).sum() for t in times]) / model.n_patients
+    total = given[-1]
+    rows = []
+    for compartment, cells in live_by_compartment(model, times).items():
+        x = cells[0]
+        at = int(np.argmax(x))
+        end, before = x[-1], x[-2]
+        rate = np.log(before / end) / (times[-1] - times[-2]) if end > 0 and before > end else np.nan
+        rows.append(
+            {
+                "compartment": compartment,
+                "peak_cells": float(x[at]),
+                "peak_time_h": float(times[at]),
+                "peak_share_of_given": float(x[at] / given[at]) if given[at] > 0 else 0.0,
+                "live_cell_days": float(area(times, x)) / 24.0,
+                "days_per_cell_given": float(area(times, x)) / 24.0 / total if total > 0 else 0.0,
+                "end_cells": float(end),
+                "half_life_at_end_h": float(np.log(2) / rate) if rate > 0 else None,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    return frame.sort_values("live_cell_days", ascending=False, ignore_index=True)

@@ -1,0 +1,119 @@
+"""Exposure per compartment (peak, area, half-life at the end) against the independent reference
+model solved on a fine grid and integrated by scipy, and against a closed form."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.integrate
+
+from infusim import exposure
+from infusim.model.kinetics import assemble
+from infusim.reference import reference_cells
+from infusim.scenario import load
+from tests.helpers import EXAMPLES, scenario
+
+
+def fine_reference(s, points_per_segment: int = 301) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The reference model on a fine grid: per segment between dose events, log-spaced points."""
+    end = s.simulation.duration_h
+    admin = s.administration
+    edges = sorted({0.0, end, *admin.starts_h, *(t + admin.effective_duration_h for t in admin.starts_h)})
+    times = np.unique(
+        np.concatenate(
+            [
+                a + np.concatenate([[0.0], np.geomspace(1e-4, b - a, points_per_segment)])
+                for a, b in itertools.pairwise(edges)
+            ]
+        )
+    )
+    return times, reference_cells(s, times)
+
+
+def simpson_by_segment(times: np.ndarray, values: np.ndarray, edges: list[float]) -> float:
+    total = 0.0
+    for a, b in itertools.pairwise(edges):
+        inside = (times >= a) & (times <= b)
+        total += scipy.integrate.simpson(values[inside], x=times[inside])
+    return total
+
+
+@pytest.mark.parametrize("name", ["msc-iv-human", "msc-schedule-copd-human", "msc-intrathecal-ms-human"])
+def test_areas_and_peaks_agree_with_the_reference_model_integrated_by_scipy(name):
+    s = load(EXAMPLES / f"{name}.yaml")
+    found = exposure.table(s, assemble(s)).set_index("compartment")
+    times, ref = fine_reference(s)
+    admin = s.administration
+    edges = sorted(
+        {
+            0.0,
+            s.simulation.duration_h,
+            *admin.starts_h,
+            *(t + admin.effective_duration_h for t in admin.starts_h),
+        }
+    )
+    given = ref["given"][-1]
+    live = {k: v for k, v in ref.items() if k != "given" and not k.startswith("dead:")}
+    live["whole_body"] = sum(live.values())
+    checked = 0
+    for compartment, values in live.items():
+        expected = simpson_by_segment(times, values, edges) / 24.0
+        if expected < 1e-6 * found.loc["whole_body", "live_cell_days"]:
+            continue  # compartments that hold next to nothing
+        row = found.loc[compartment]
+        assert row.live_cell_days == pytest.approx(expected, rel=5e-4), compartment
+        assert row.days_per_cell_given == pytest.approx(expected / given, rel=5e-4)
+        assert row.peak_cells == pytest.approx(values.max(), rel=1e-3), compartment
+        checked += 1
+    assert checked >= 5
+
+
+def test_a_local_injection_that_only_dies_has_the_closed_form_area_and_half_life():
+    """Cells injected into a joint that settle at once and die at rate k: area = N / k (to the
+    horizon, N (1 - e^{-kT}) / k), half-life ln 2 / k, peak N at time 0."""
+    s = scenario(
+        administration={"route": "local", "into": "joints", "dose": "1e7 cells", "duration": None},
+        parameters={
+            "local_retained_fraction[joints]": 1.0,
+            "local_settling_time[joints]": "1e-6 h",
+            "implant_loss_rate[joints]": "0.01 1/h",
+            "engraftment_rate[msc]": "0 1/h",
+        },
+        simulation={"duration": "28 day", "outputs": ["28 day"]},
+    )
+    from infusim.parameters import for_scenario
+
+    found = exposure.table(s, assemble(s, params=for_scenario(s))).set_index("compartment")
+    k, horizon, dose = 0.01, 28 * 24.0, 1e7
+    joints = found.loc["joints"]
+    assert joints.live_cell_days == pytest.approx(dose * -np.expm1(-k * horizon) / k / 24.0, rel=1e-5)
+    assert joints.half_life_at_end_h == pytest.approx(np.log(2) / k, rel=1e-5)
+    assert joints.peak_cells == pytest.approx(dose, rel=1e-4) and joints.peak_time_h < 0.02
+
+
+def test_the_area_rule_is_exact_for_an_exponential_and_linear_where_cells_rise():
+    t = np.geomspace(1e-2, 100.0, 30)
+    assert exposure.area(t, 5.0 * np.exp(-0.3 * t)) == pytest.approx(
+        5.0 / 0.3 * (np.exp(-0.3 * t[0]) - np.exp(-0.3 * t[-1])), rel=1e-12
+    )
+    assert exposure.area(np.array([0.0, 2.0]), np.array([0.0, 4.0])) == pytest.approx(4.0)
+
+
+def test_live_cell_days_to_a_time_as_an_output_of_uncertainty_and_sensitivity_runs():
+    """``live_cell_days:lungs+target@7 day`` (ensemble grammar): the reference model's area to day 7."""
+    from infusim.ensemble import evaluate, parse_output
+
+    s = load(EXAMPLES / "msc-iv-human.yaml")
+    output = parse_output("live_cell_days:lungs+target@7 day", s)
+    assert output.unit == "cell-days"
+    (found,) = evaluate(s, [output], {}, 1)[0]
+    times, ref = fine_reference(s)
+    upto = times <= 168.0
+    edges = [0.0, 0.5, 168.0]  # the infusion, then the rest of the week
+    expected = simpson_by_segment(times[upto], (ref["lungs"] + ref["target"])[upto], edges) / 24.0
+    assert found == pytest.approx(expected, rel=5e-4)
+    whole = exposure.table(s, assemble(s)).set_index("compartment").loc["whole_body", "live_cell_days"]
+    (to_end,) = evaluate(s, [parse_output("live_cell_days:whole_body@28 day", s)], {}, 1)[0]
+    assert to_end == pytest.approx(whole, rel=1e-12)
