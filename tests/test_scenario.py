@@ -365,12 +365,11 @@ def test_a_rodent_with_a_named_condition_gets_its_kinetics_but_no_human_endpoint
     assert human.clinical and simulate(human).summary["endpoints"]
 
 
-def test_trial_arms_and_a_schedule():
-    """An arm inherits the scenario's schedule; its own ``repeat`` replaces it; a new dose while the
-    schedule gives some administrations their own doses is refused (which ones it replaces is not said)."""
+def _schedule_trial(*arms: dict) -> dict:
+    """A COPD trial over the scenario schedule ``SCHEDULE``: a placebo arm, then ``arms``."""
     from tests.helpers import BASE, merge
 
-    spec = merge(
+    return merge(
         BASE,
         {
             "condition": {"name": "copd", "severity": "moderate"},
@@ -378,15 +377,20 @@ def test_trial_arms_and_a_schedule():
             "simulation": {"duration": "60 day"},
             "trial": {
                 "patients": 20,
-                "arms": [
-                    {"name": "placebo", "administration": "placebo"},
-                    {"name": "scheduled"},
-                    {"name": "monthly", "administration": {"repeat": {"count": 2, "interval": "30 day"}}},
-                ],
+                "arms": [{"name": "placebo", "administration": "placebo"}, *arms],
                 "visits": ["60 day"],
                 "primary": {"endpoint": "fev1", "at": "60 day"},
             },
         },
+    )
+
+
+def test_trial_arms_and_a_schedule():
+    """An arm inherits the scenario's schedule; its own ``repeat`` replaces it; a new dose while the
+    schedule gives some administrations their own doses is refused (which ones it replaces is not said)."""
+    spec = _schedule_trial(
+        {"name": "scheduled"},
+        {"name": "monthly", "administration": {"repeat": {"count": 2, "interval": "30 day"}}},
     )
     s = from_dict(spec)
     scheduled, monthly = (s.for_arm(arm).administration for arm in s.trial.arms[1:])
@@ -397,3 +401,12 @@ def test_trial_arms_and_a_schedule():
         from_dict(spec)
     assert caught.value.field == "trial.arms.1.administration.dose"
     assert "give this arm its own administration.schedule" in caught.value.message
+
+
+def test_an_arm_with_its_own_repeat_and_dose_replaces_a_schedule_with_own_doses():
+    s = from_dict(
+        _schedule_trial({"name": "two", "administration": {"dose": "3e6 cells/kg", "repeat": {"count": 2}}})
+    )
+    two = s.for_arm(s.trial.arms[1])
+    assert two.dose_cells_per_kg == 3e6 and two.administration.dose_scales == (1.0, 1.0)
+    assert two.administration.starts_h == (0.0, 672.0)  # repeat's default interval, 28 days

@@ -4,12 +4,12 @@ the half-life at the end of the simulation.
 
 Computed from the model's exact solution on a dense grid (``grid``): every administration's start
 and end, then log-spaced points from 3.6 s after each (and after the end of its infusion) to
-the next start. The area is the
-linear-up / log-down trapezoid rule (exact for an exponential decline between two points, linear
-where cells rise); against the independent reference model on 20,000 points it agrees to about
-1e-4 (tests/test_exposure.py). The peak and its time are the grid's largest value, so the time of
-the peak is resolved to about 5% (log spacing) and the peak itself more finely (the curve is flat
-there).
+the next start. The area is the linear-up / log-down trapezoid rule (exact for an exponential
+decline between two points, linear where cells rise); against the independent reference model on
+1,200 log-spaced points per segment integrated by Simpson's rule it agreed within 1.2e-4 on three
+examples (tests/test_exposure.py holds 5e-4). The peak and its time are the grid's largest value,
+so the time of the peak is resolved to about 5% (log spacing) and the peak itself more finely (the
+curve is flat there; within 3e-4 of the reference).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def area(times_h: np.ndarray, values: np.ndarray) -> np.ndarray:
     dt = np.diff(times_h)
     a, b = values[..., :-1], values[..., 1:]
     linear = 0.5 * (a + b) * dt
-    falling = (b < a) & (b > 0)
+    falling = (b < a * (1 - 1e-9)) & (b > 0)  # nearly level: the linear rule, without cancellation
     ratio = np.where(falling, a / np.where(falling, b, 1.0), 1.0)
     log_down = np.where(falling, (a - b) * dt / np.log(np.where(falling, ratio, 2.0)), 0.0)
     return np.where(falling, log_down, linear).sum(axis=-1)

@@ -68,7 +68,7 @@ def _own_doses_need_own_schedule(base: dict, arm: dict, index: int) -> None:
     own doses must say its own schedule: which of them the new dose replaces is not obvious."""
     schedule = base.get("schedule")
     own = isinstance(schedule, list) and any(isinstance(e, dict) and "dose" in e for e in schedule)
-    if own and "schedule" not in arm:
+    if own and "schedule" not in arm and "repeat" not in arm:
         raise _FieldError(
             f"trial.arms.{index}.administration.dose",
             "the scenario's schedule gives some administrations their own doses; give this arm its "

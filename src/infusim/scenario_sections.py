@@ -275,6 +275,13 @@ def _dose_fields(data: dict, field: str) -> dict:
     return data
 
 
+def _positive_dose(cls, value: float | None) -> float | None:
+    """A dose field's validator: positive or not given."""
+    if value is not None and not value > 0:
+        raise ValueError(f"dose must be positive, got {value:g}")
+    return value
+
+
 class ScheduledDose(_Section):
     """One administration of a schedule: its start, counted from the first administration, and its
     own dose (default: ``administration.dose``)."""
@@ -297,12 +304,7 @@ class ScheduledDose(_Section):
             raise ValueError("must be 0 or later (times count from the first administration)")
         return value
 
-    @field_validator("dose_cells_per_kg", "dose_cells")
-    @classmethod
-    def _positive_dose(cls, value: float | None) -> float | None:
-        if value is not None and not value > 0:
-            raise ValueError(f"dose must be positive, got {value:g}")
-        return value
+    _positive_dose = field_validator("dose_cells_per_kg", "dose_cells")(_positive_dose)
 
 
 class Repeat(_Section):
@@ -357,12 +359,7 @@ class Administration(_Section):
             return data
         return _dose_fields(data, "administration.dose")
 
-    @field_validator("dose_cells_per_kg", "dose_cells")
-    @classmethod
-    def _positive_dose(cls, value: float | None) -> float | None:
-        if value is not None and not value > 0:
-            raise ValueError(f"dose must be positive, got {value:g}")
-        return value
+    _positive_dose = field_validator("dose_cells_per_kg", "dose_cells")(_positive_dose)
 
     @field_validator("duration_h")
     @classmethod
