@@ -11,6 +11,7 @@ import scipy.integrate
 
 from infusim import exposure
 from infusim.model.kinetics import assemble
+from infusim.parameters import for_scenario
 from infusim.reference import reference_cells
 from infusim.scenario import load
 from tests.helpers import EXAMPLES, scenario
@@ -43,7 +44,8 @@ def simpson_by_segment(times: np.ndarray, values: np.ndarray, edges: list[float]
 @pytest.mark.parametrize("name", ["msc-iv-human", "msc-schedule-copd-human", "msc-intrathecal-ms-human"])
 def test_areas_and_peaks_agree_with_the_reference_model_integrated_by_scipy(name):
     s = load(EXAMPLES / f"{name}.yaml")
-    found = exposure.table(s, assemble(s)).set_index("compartment")
+    params = for_scenario(s)
+    found = exposure.table(s, assemble(s, params=params), params).set_index("compartment")
     times, ref = fine_reference(s)
     admin = s.administration
     edges = sorted(
@@ -83,9 +85,8 @@ def test_a_local_injection_that_only_dies_has_the_closed_form_area_and_half_life
         },
         simulation={"duration": "28 day", "outputs": ["28 day"]},
     )
-    from infusim.parameters import for_scenario
-
-    found = exposure.table(s, assemble(s, params=for_scenario(s))).set_index("compartment")
+    params = for_scenario(s)
+    found = exposure.table(s, assemble(s, params=params), params).set_index("compartment")
     k, horizon, dose = 0.01, 28 * 24.0, 1e7
     joints = found.loc["joints"]
     assert joints.live_cell_days == pytest.approx(dose * -np.expm1(-k * horizon) / k / 24.0, rel=1e-5)
@@ -114,6 +115,22 @@ def test_live_cell_days_to_a_time_as_an_output_of_uncertainty_and_sensitivity_ru
     edges = [0.0, 0.5, 168.0]  # the infusion, then the rest of the week
     expected = simpson_by_segment(times[upto], (ref["lungs"] + ref["target"])[upto], edges) / 24.0
     assert found == pytest.approx(expected, rel=5e-4)
-    whole = exposure.table(s, assemble(s)).set_index("compartment").loc["whole_body", "live_cell_days"]
+    params = for_scenario(s)
+    whole = (
+        exposure.table(s, assemble(s), params).set_index("compartment").loc["whole_body", "live_cell_days"]
+    )
     (to_end,) = evaluate(s, [parse_output("live_cell_days:whole_body@28 day", s)], {}, 1)[0]
     assert to_end == pytest.approx(whole, rel=1e-12)
+
+
+def test_per_gram_exposure_of_the_injured_tissue_uses_the_lesion_mass():
+    """Live cell-days per gram of the infarct: the area over the lesion's mass, written from
+    docs/model.md (organ volume x severity x lesion_fraction_max, density of water)."""
+    from tests.test_bridge import lesion_mass_g
+
+    s = load(EXAMPLES / "msc-iv-human.yaml")
+    params = for_scenario(s)
+    target = exposure.table(s, assemble(s, params=params), params).set_index("compartment").loc["target"]
+    assert target.mass_g == pytest.approx(lesion_mass_g(s), rel=1e-12)
+    assert target.live_cell_days_per_g == pytest.approx(target.live_cell_days / lesion_mass_g(s), rel=1e-12)
+    assert target.peak_per_g == pytest.approx(target.peak_cells / lesion_mass_g(s), rel=1e-12)

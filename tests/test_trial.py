@@ -251,3 +251,92 @@ def test_dropout_is_a_share_per_year_between_0_and_0_9():
                 trial={"dropout": bad},
             )
         assert caught.value.field == "trial.dropout"
+
+
+def test_informative_dropout_draws_the_piecewise_hazard_from_the_same_exponential():
+    """From each visit to the next the hazard is rate x HR^worse; the day a patient leaves is where
+    the cumulative hazard reaches the patient's exponential draw (written here by hand)."""
+    from infusim.virtual_trial import withdrawal_days
+
+    index = np.arange(2_000)
+    visits = np.array([0.0, 100.0, 400.0])
+    plain = withdrawal_days(7, index, 0.5, visits)  # constant hazard
+    rate = -np.log(0.5) / 365.25
+    target = np.where(np.isinf(plain), np.nan, plain * rate)  # the draws of those who leave by day 400
+    worse = np.column_stack([np.zeros(2_000), np.full(2_000, 1.5), np.zeros(2_000)])
+    found = withdrawal_days(7, index, 0.5, visits, worse, 2.0)
+    np.testing.assert_array_equal(withdrawal_days(7, index, 0.5, visits, worse, 1.0), plain)
+    early = plain <= 100.0  # before the first visit the hazard is the plain one
+    np.testing.assert_allclose(found[early], plain[early], rtol=1e-12)
+    later = np.isfinite(plain) & ~early
+    second = rate * 2.0**1.5
+    np.testing.assert_allclose(
+        found[later], 100.0 + (target[later] - rate * 100.0) / second, rtol=1e-12
+    )  # every one of them leaves sooner, and some who stayed leave too
+    assert np.isfinite(found).sum() > np.isfinite(plain).sum()
+
+
+def test_dropout_missing_at_random_on_worsening_biases_the_complete_case_comparison():
+    """COPD, 40% a year lost: with the hazard x 3 per measurement SD of worsening at the last visit,
+    patients who had worsened by day 120 leave more often before day 365 than those who improved
+    (not so at random), and the records are identical however the trial is chunked."""
+    visits, primary = ["120 day", "365 day"], {"endpoint": "fev1", "at": "365 day"}
+    extra = {"product": {"donor": "allogeneic"}}
+
+    def leaving(ratio: float):
+        s = _trial(
+            "copd", visits, primary, 3_000, trial={"dropout": "40%", "dropout_hazard_ratio": ratio}, **extra
+        )
+        table, _ = simulate_chunk(s, 0, 0, 3_000)
+        rows = table.to_pandas().pivot_table(index="patient", columns="time_d", values="fev1", dropna=False)
+        first = table.to_pandas().groupby("patient").first()
+        at_120 = rows[120.0].notna()
+        worsened = (rows[120.0] < rows[0.0]) & at_120
+        improved = (rows[120.0] > rows[0.0]) & at_120
+        gone = first.withdrawn_d > 120.0
+        return (
+            s,
+            table,
+            gone[worsened].mean(),
+            gone[improved].mean(),
+            int(worsened.sum()),
+            int(improved.sum()),
+        )
+
+    _, _, worse_plain, better_plain, n_w, n_b = leaving(1.0)
+    k_w, k_b = round(worse_plain * n_w), round(better_plain * n_b)
+    at_random = scipy.stats.fisher_exact([[k_w, n_w - k_w], [k_b, n_b - k_b]]).pvalue
+    assert at_random > 0.001
+    s, table, worse, better, _, _ = leaving(3.0)
+    assert worse > 1.5 * better
+    parts = [simulate_chunk(s, 0, c.start, c.stop)[0] for c in chunks(s, chunk_size=700)]
+    assert pa.concat_tables(parts).equals(table)
+
+
+@pytest.mark.parametrize(
+    ("trial", "words"),
+    [
+        ({"dropout_hazard_ratio": 2.0}, "give trial.dropout above 0"),
+        ({"dropout": "10%", "dropout_hazard_ratio": 50}, "less than or equal to 20"),
+    ],
+)
+def test_informative_dropout_needs_a_dropout_and_a_ratio_in_range(trial, words):
+    from infusim.errors import ScenarioError
+
+    with pytest.raises(ScenarioError) as caught:
+        _trial("copd", ["90 day"], {"endpoint": "fev1", "at": "90 day"}, 20, trial=trial)
+    assert caught.value.field == "trial.dropout_hazard_ratio" and words in caught.value.message
+
+
+def test_informative_dropout_needs_a_continuous_primary_endpoint():
+    from infusim.errors import ScenarioError
+
+    with pytest.raises(ScenarioError) as caught:
+        _trial(
+            "crohns_perianal_fistula",
+            ["168 day"],
+            {"endpoint": "combined_remission", "at": "168 day"},
+            20,
+            trial={"dropout": "10%", "dropout_hazard_ratio": 2},
+        )
+    assert caught.value.field == "trial.dropout_hazard_ratio" and "response rate" in caught.value.message

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from infusim.model.declare import Model
+from infusim.model.physiology import physiology
+from infusim.parameters import ParameterSet
 from infusim.scenario import Scenario
 from infusim.solve import solve
 
@@ -27,6 +29,31 @@ POINTS_PER_ADMINISTRATION = 300
 FIRST_H = 1e-3
 #: The whole body: every live compartment.
 WHOLE_BODY = "whole_body"
+
+
+def organ_mass_g(compartment: str, body, site: str | None, share, scenario: Scenario) -> np.ndarray:
+    """Mass (g) of a compartment per patient of ``body`` (tissue density taken as water)."""
+    if compartment == "whole_body":
+        return np.asarray(scenario.patient.body_weight_kg * 1000.0)
+    if compartment in ("venous_blood", "arterial_blood"):
+        volume = body.venous_volume_l if compartment == "venous_blood" else body.arterial_volume_l
+        return volume * 1000.0
+    if compartment == "target":
+        return body.organ_volume_l[site] * share * 1000.0
+    return body.organ_volume_l[compartment] * 1000.0
+
+
+def compartment_mass_g(scenario: Scenario, where: str, params: ParameterSet) -> float:
+    """Mass (g) of the output's compartments at the table's values (``organ_mass_g``: density of
+    water, ``target`` the lesion); as in the outputs, a condition's site is the organ without it."""
+    body = physiology(scenario.species, np.array([scenario.patient.body_weight_kg]), params)
+    site = scenario.condition.site if scenario.condition is not None else None
+    share = scenario.condition.severity * params.get("lesion_fraction_max", site, "") if site else 0.0
+
+    def one(part: str) -> float:
+        return float(np.ravel(organ_mass_g(part, body, site, share, scenario))[0])
+
+    return sum(one(part) - (one("target") if part == site else 0.0) for part in where.split("+"))
 
 
 def grid(scenario: Scenario, end_h: float | None = None) -> np.ndarray:
@@ -69,14 +96,15 @@ def live_by_compartment(model: Model, times_h: np.ndarray) -> dict[str, np.ndarr
     return out
 
 
-def table(scenario: Scenario, model: Model) -> pd.DataFrame:
+def table(scenario: Scenario, model: Model, params: ParameterSet) -> pd.DataFrame:
     """One row per compartment (and ``whole_body``) of the scenario's first patient:
 
     ``peak_cells``, ``peak_time_h``, ``peak_share_of_given`` (peak over the cells given by then),
     ``live_cell_days`` (area to the end of the simulation), ``days_per_cell_given`` (that area over
-    all cells given: how long an average cell given lives there), ``end_cells`` and
-    ``half_life_at_end_h`` (ln 2 over the rate the compartment loses cells at the end; null where it
-    is not losing them). Rows are sorted by ``live_cell_days``.
+    all cells given: how long an average cell given lives there), ``mass_g`` (``compartment_mass_g``),
+    ``peak_per_g`` and ``live_cell_days_per_g`` (the tissue's exposure, what a dose per gram acts
+    through), ``end_cells`` and ``half_life_at_end_h`` (ln 2 over the rate the compartment loses
+    cells at the end; null where it is not losing them). Rows are sorted by ``live_cell_days``.
     """
     times = grid(scenario)
     given = np.array([model.administered(t).sum() for t in times]) / model.n_patients
@@ -87,14 +115,19 @@ def table(scenario: Scenario, model: Model) -> pd.DataFrame:
         at = int(np.argmax(x))
         end, before = x[-1], x[-2]
         rate = np.log(before / end) / (times[-1] - times[-2]) if end > 0 and before > end else np.nan
+        cell_days = float(area(times, x)) / 24.0
+        mass = compartment_mass_g(scenario, compartment, params)
         rows.append(
             {
                 "compartment": compartment,
                 "peak_cells": float(x[at]),
                 "peak_time_h": float(times[at]),
                 "peak_share_of_given": float(x[at] / given[at]) if given[at] > 0 else 0.0,
-                "live_cell_days": float(area(times, x)) / 24.0,
-                "days_per_cell_given": float(area(times, x)) / 24.0 / total if total > 0 else 0.0,
+                "live_cell_days": cell_days,
+                "days_per_cell_given": cell_days / total if total > 0 else 0.0,
+                "mass_g": mass,
+                "peak_per_g": float(x[at]) / mass if mass > 0 else None,
+                "live_cell_days_per_g": cell_days / mass if mass > 0 else None,
                 "end_cells": float(end),
                 "half_life_at_end_h": float(np.log(2) / rate) if rate > 0 else None,
             }

@@ -204,6 +204,16 @@ class Scenario(_Section):
                 f"allowed: {', '.join(allowed)}",
             )
         endpoint = info.endpoint(trial.primary.endpoint)
+        if trial.dropout_hazard_ratio != 1.0:
+            if trial.dropout == 0:
+                raise _FieldError(
+                    "trial.dropout_hazard_ratio", "scales the dropout hazard: give trial.dropout above 0 too"
+                )
+            if endpoint.unit == "% of patients":
+                raise _FieldError(
+                    "trial.dropout_hazard_ratio",
+                    f"needs a continuous primary endpoint to worsen; {endpoint.name} is a response rate",
+                )
         change = trial.primary.responder_change
         if change is not None and change * endpoint.direction <= 0:
             better = "an increase" if endpoint.direction > 0 else "a decrease"

@@ -119,6 +119,10 @@ class Trial(_Section):
     #: Share of patients lost to follow-up per year (withdrawal at a constant hazard; 0-0.9): a design
     #: assumption of the trial, with no default but none.
     dropout: float = Field(0.0, ge=0.0, le=0.9)
+    #: Missing at random: the dropout hazard times this ratio per measurement SD by which the primary
+    #: endpoint has worsened since baseline at the patient's last visit (below 1 for improvement). 1:
+    #: completely at random. A design assumption (a sensitivity analysis), not a measured value.
+    dropout_hazard_ratio: float = Field(1.0, ge=0.1, le=20.0)
     #: Inclusion ranges (an enriched trial); none: the condition's trial population as tabulated.
     eligibility: Eligibility | None = None
     #: Subgroup analyses of the primary comparison (effect below and at or above each cut, interaction).

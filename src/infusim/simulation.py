@@ -119,7 +119,7 @@ def simulate(scenario: Scenario, params: ParameterSet | None = None, uncertainty
     # once every row has been read, the adverse-event model's included
     summary["sources"] = {key: citation_line(key) for key in params.sources_used()}
     summary["parameters_used"] = parameters_used(params)
-    exposures = exposure.table(scenario, model)
+    exposures = exposure.table(scenario, model, params)
     summary["exposure"] = exposures.astype(object).where(exposures.notna(), None).to_dict("records")
     return Result(scenario, model, observed, cells, observations, summary, endpoints, adverse, exposures)
 

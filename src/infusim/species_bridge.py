@@ -30,11 +30,10 @@ import numpy as np
 from infusim import ensemble, uncertainty
 from infusim.ensemble import Output
 from infusim.errors import ScenarioError
+from infusim.exposure import compartment_mass_g
 from infusim.model.kinetics import assemble
-from infusim.model.physiology import physiology
 from infusim.parameters import ParameterSet, for_scenario
 from infusim.scenario import Scenario
-from infusim.validation import organ_mass_g
 
 #: Measures of exposure: the value at the output's time, or its integral from the first dose.
 MEASURES = ("at", "auc")
@@ -69,19 +68,6 @@ def check_output(text: str, source: Scenario, to: Scenario) -> tuple[Output, Out
     if first.quantity != "live_cells":
         raise ScenarioError("--output", f"{text!r}: bridge matches live cells (live_cells:where@time)")
     return first, ensemble.parse_output(text, to)
-
-
-def compartment_mass_g(scenario: Scenario, where: str, params: ParameterSet) -> float:
-    """Mass (g) of the output's compartments at the table's values (``validation.organ_mass_g``: density of
-    water, ``target`` the lesion); as in the outputs, a condition's site is the organ without it."""
-    body = physiology(scenario.species, np.array([scenario.patient.body_weight_kg]), params)
-    site = scenario.condition.site if scenario.condition is not None else None
-    share = scenario.condition.severity * params.get("lesion_fraction_max", site, "") if site else 0.0
-
-    def one(part: str) -> float:
-        return float(np.ravel(organ_mass_g(part, body, site, share, scenario))[0])
-
-    return sum(one(part) - (one("target") if part == site else 0.0) for part in where.split("+"))
 
 
 def exposure(

@@ -18,13 +18,13 @@ import pandas as pd
 from infusim import regions, uncertainty
 from infusim.case_format import Case, CaseError, load_case
 from infusim.errors import InfusimError
+from infusim.exposure import organ_mass_g
 from infusim.model.declare import patient_sum
 from infusim.model.kinetics import SIZE_NODES, assemble
 from infusim.model.physiology import physiology
 from infusim.observe import observe_only
 from infusim.parameters import ParameterSet, for_scenario, informed_studies, sampled
 from infusim.safety import trial_odds_ratio
-from infusim.scenario import Scenario
 
 #: Marker kind of each observed quantity in the solved model.
 KIND = {"live_cells": "live", "dna": "dna", "radiolabel": "label"}
@@ -293,18 +293,6 @@ def _members(compartment: str, site: str | None) -> set[str] | None:
     if compartment == site:
         return {site, "target"}
     return {compartment}
-
-
-def organ_mass_g(compartment: str, body, site: str | None, share, scenario: Scenario) -> np.ndarray:
-    """Mass (g) of a compartment per patient of ``body`` (tissue density taken as water)."""
-    if compartment == "whole_body":
-        return np.asarray(scenario.patient.body_weight_kg * 1000.0)
-    if compartment in ("venous_blood", "arterial_blood"):
-        volume = body.venous_volume_l if compartment == "venous_blood" else body.arterial_volume_l
-        return volume * 1000.0
-    if compartment == "target":
-        return body.organ_volume_l[site] * share * 1000.0
-    return body.organ_volume_l[compartment] * 1000.0
 
 
 def fold_errors(comparisons: pd.DataFrame) -> np.ndarray:

@@ -195,10 +195,11 @@ def simulate_chunk(
     if events is None:
         events = safety.chunk_events(scenario, replicate, start, stop, params)[0]
     died, trm = safety.death_days(events, start, stop)
-    withdrawn = withdrawal_days(seed, index, trial.dropout, plan.visits_d[-1])
+    measured, twin = _measure(seed, index, plan, true, untreated, params)
+    worse = _worsening(plan, measured, params) if trial.dropout_hazard_ratio != 1.0 else None
+    withdrawn = withdrawal_days(seed, index, trial.dropout, plan.visits_d, worse, trial.dropout_hazard_ratio)
     followed = plan.visits_d[None, :] < np.minimum(died, withdrawn)[:, None]
     followed[:, 0] = True  # the baseline visit comes before the first dose
-    measured, twin = _measure(seed, index, plan, true, untreated, params)
     measured, counted = _after_deaths(plan, measured, followed, trm)
     sums = _partial_sums(plan, arm, measured, true, untreated, counted)
     groups = _subgroup_sums(
@@ -217,14 +218,46 @@ def simulate_chunk(
     return rows, stats
 
 
-def withdrawal_days(seed: int, index: np.ndarray, dropout: float, horizon_d: float) -> np.ndarray:
-    """Day each patient is lost to follow-up (inf when not within ``horizon_d``): a constant hazard
-    that loses ``dropout`` of the patients per year, from the patient's own stream."""
+def withdrawal_days(
+    seed: int,
+    index: np.ndarray,
+    dropout: float,
+    visits_d: np.ndarray,
+    worse: np.ndarray | None = None,
+    hazard_ratio: float = 1.0,
+) -> np.ndarray:
+    """Day each patient is lost to follow-up (inf when not by the last visit), from the patient's own
+    stream: a hazard that loses ``dropout`` of the patients per year, times ``hazard_ratio`` to the
+    power ``worse`` (patients, visits; SDs worse than baseline) from each visit to the next (missing
+    at random: it depends on what was last measured). The cumulative hazard reaches an exponential
+    draw, so ``hazard_ratio`` 1 gives the constant-hazard days exactly."""
     if dropout <= 0:
         return np.full(index.shape, np.inf)
     rate = -np.log1p(-dropout) / 365.25  # per day
-    days = -np.log(uniforms(seed, index, stream("withdrawal"))) / rate
-    return np.where(days <= horizon_d, days, np.inf)
+    target = -np.log(uniforms(seed, index, stream("withdrawal")))
+    horizon = visits_d[-1]
+    if worse is None or hazard_ratio == 1.0:
+        days = target / rate
+        return np.where(days <= horizon, days, np.inf)
+    days = np.full(index.shape, np.inf)
+    reached = np.zeros(index.shape)
+    for k in range(len(visits_d) - 1):
+        hazard = rate * hazard_ratio ** np.clip(worse[:, k], -10.0, 10.0)
+        length = visits_d[k + 1] - visits_d[k]
+        ends = np.isinf(days) & (reached + hazard * length >= target)
+        days[ends] = visits_d[k] + (target[ends] - reached[ends]) / hazard[ends]
+        reached += hazard * length
+    return days
+
+
+def _worsening(plan: Design, measured: dict[str, np.ndarray], params: ParameterSet) -> np.ndarray:
+    """How much the primary endpoint has worsened since baseline at each visit (patients, visits), in
+    the endpoint's measurement SDs (``measurement_sd``; negative where it improved)."""
+    endpoint = plan.endpoints[plan.primary]
+    scope = f"{plan.condition.name}/{endpoint.name}"
+    sd = params.get("measurement_sd", scope, params.entry("measurement_sd", scope).unit)
+    values = measured[endpoint.name]
+    return -endpoint.direction * (values - values[:, :1]) / sd
 
 
 def _after_deaths(

@@ -121,6 +121,24 @@ EXTRA = {
         },
         "simulation": {"duration": "20 day", "outputs": ["20 day"]},
     },
+    # uneven doses soon after an infarct: each administration's capture follows the homing signal
+    # on its own day (the signal rises and fades over the first weeks)
+    "schedule-recent-infarct-rat": {
+        "species": "rat",
+        "patient": {"body_weight": "250 g"},
+        "product": {"cell_type": "bm_mnc", "tissue_source": "bone_marrow"},
+        "condition": {"site": "heart", "severity": 0.6, "onset": "1 day"},
+        "administration": {
+            "dose": "5e6 cells",
+            "duration": "5 min",
+            "schedule": [
+                {"at": "0 day"},
+                {"at": "2 day", "dose": "2e7 cells"},
+                {"at": "9 day", "dose": "1e6 cells"},
+            ],
+        },
+        "simulation": {"duration": "14 day", "outputs": ["14 day"]},
+    },
     # a schedule of unequal allogeneic doses at uneven times, the last one after the rejection onset
     "allo-schedule-human": {
         "product": {"donor": "allogeneic", "hla_mismatches": 3},

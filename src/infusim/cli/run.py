@@ -136,7 +136,7 @@ def _print_exposure(table: pd.DataFrame, found: dict | None) -> None:
     bands = {r["where"]: r for r in (found or {}).get("rows", []) if r["quantity"] == "live_cell_days"}
     columns = ["compartment", "peak cells", "at", "live cell-days"]
     columns += ["95% band, all parameters"] if bands else []
-    for column in (*columns, "days per cell given", "half-life at end"):
+    for column in (*columns, "per g", "days per cell given", "half-life at end"):
         out.add_column(column, justify="left" if column == "compartment" else "right")
     for row in shown.itertuples():
         band = bands.get(row.compartment)
@@ -148,14 +148,16 @@ def _print_exposure(table: pd.DataFrame, found: dict | None) -> None:
             _short_time(row.peak_time_h),
             f"{row.live_cell_days:.3g}",
             *extra,
+            "-" if row.live_cell_days_per_g is None else f"{row.live_cell_days_per_g:.3g}",
             f"{row.days_per_cell_given:.3g}",
             "-" if half is None or half != half else _short_time(half),
         )
     console.print(out)
     console.print(
         f"[dim]Top {len(shown)} of {len(table)} by live cell-days (all: exposure.parquet). Peak: largest "
-        "live cells on a dense grid; days per cell given: live cell-days over all cells given; half-life at "
-        "end: ln 2 over the rate the compartment is losing cells at the end.[/dim]"
+        "live cells on a dense grid; per g: live cell-days per gram of the compartment; days per cell "
+        "given: live cell-days over all cells given; half-life at end: ln 2 over the rate the compartment "
+        "is losing cells at the end.[/dim]"
     )
 
 

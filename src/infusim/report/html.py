@@ -111,16 +111,18 @@ def _exposure_section(rows: list[dict]) -> str:
     body = "".join(
         f"<tr><td>{html.escape(r['compartment'])}</td><td>{r['peak_cells']:.3g}</td>"
         f"<td>{hours(r['peak_time_h'])}</td><td>{r['live_cell_days']:.3g}</td>"
+        f"<td>{'-' if r['live_cell_days_per_g'] is None else format(r['live_cell_days_per_g'], '.3g')}</td>"
         f"<td>{r['days_per_cell_given']:.3g}</td><td>{hours(r['half_life_at_end_h'])}</td></tr>"
         for r in rows
     )
     return (
         "<h2>Exposure to live cells</h2><p>Per compartment, to the end of the simulation: the peak of "
-        "live cells and its time (on a dense grid), the area under the curve in live cell-days, that "
+        "live cells and its time (on a dense grid), the area under the curve in live cell-days (and per "
+        "gram of the compartment: organ volume at the density of water, the lesion for target), that "
         "area over all cells given (how long an average cell given lives there), and the half-life at "
         "the end (ln 2 over the rate the compartment is losing cells then; '-' where it is not).</p>"
         "<table><tr><th>compartment</th><th>peak cells</th><th>at</th><th>live cell-days</th>"
-        f"<th>days per cell given</th><th>half-life at end</th></tr>{body}</table>"
+        f"<th>per gram</th><th>days per cell given</th><th>half-life at end</th></tr>{body}</table>"
     )
 
 

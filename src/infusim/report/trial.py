@@ -39,7 +39,7 @@ def render(summary: dict) -> str:
     return f"""{page_start(f"infusim virtual trial: {summary['scenario_name']}", summary["disclaimer"])}
 <p>{html.escape(summary["condition"])}; {summary["patients"]} patients per replicate,
 {summary["replicates"]} replicate(s); arms: {arms}; lost to follow-up
-{summary.get("dropout_per_year", 0):.0%} a year. Scenario hash
+{summary.get("dropout_per_year", 0):.0%} a year{_dropout_ratio(summary)}. Scenario hash
 {html.escape(summary["scenario_hash"][:16])}, seed {summary["seed"]}, infusim
 {html.escape(summary["infusim_version"])}.</p>
 <h2>Primary comparison: {html.escape(primary["endpoint"])} at day {primary["time_d"]:g}
@@ -203,10 +203,17 @@ def _flow_and_baseline(summary: dict) -> str:
     )
     out = f"<h2>Patient flow</h2><table><tr><th></th>{head}</tr>{flow}</table>"
     lost = summary.get("dropout_per_year", 0.0)
+    ratio = summary.get("dropout_hazard_ratio", 1.0)
+    how = (
+        "at random, the same in every arm"
+        if ratio == 1.0
+        else f"times {ratio:g} per measurement SD the primary endpoint had worsened at the last visit: "
+        "missing at random on what was measured, so the complete-case means are biased"
+    )
     out += (
         "<p>Patients leave by dying (the condition's own deaths and fatal harms, as in the adverse"
         " events)"
-        + (f" and by loss to follow-up ({lost:.0%} a year, at random, the same in every arm)" if lost else "")
+        + (f" and by loss to follow-up ({lost:.0%} a year, {how})" if lost else "")
         + ": a continuous endpoint is analysed in those still followed at the visit (complete case); a"
         " response rate counts the dead"
         + (" and the lost" if lost else "")
@@ -289,3 +296,8 @@ def _responder_html(summary: dict) -> str:
         yaxis_title="% of patients",
     )
     return figure.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+
+
+def _dropout_ratio(summary: dict) -> str:
+    ratio = summary.get("dropout_hazard_ratio", 1.0)
+    return "" if ratio == 1.0 else f" (hazard x {ratio:g} per measurement SD worse)"
