@@ -134,3 +134,74 @@ def test_per_gram_exposure_of_the_injured_tissue_uses_the_lesion_mass():
     assert target.mass_g == pytest.approx(lesion_mass_g(s), rel=1e-12)
     assert target.live_cell_days_per_g == pytest.approx(target.live_cell_days / lesion_mass_g(s), rel=1e-12)
     assert target.peak_per_g == pytest.approx(target.peak_cells / lesion_mass_g(s), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["msc-iv-human", "msc-schedule-copd-human", "condition-knee-osteoarthritis"])
+def test_a_trial_patients_exposure_to_each_visit_is_the_dense_area_within_half_a_percent(name):
+    s = load(EXAMPLES / f"{name}.yaml")
+    params = for_scenario(s)
+    model = assemble(s, params=params)
+    dense = exposure.table(s, model, params).set_index("compartment").live_cell_days
+    end_d = s.simulation.duration_h / 24.0
+    found = exposure.to_visits(s, model, np.array([end_d / 2, end_d]))
+    assert found["target"][0, 1] == pytest.approx(dense["target"], rel=5e-3)
+    assert found["whole_body"][0, 1] == pytest.approx(dense["whole_body"], rel=5e-3)
+    assert 0 < found["whole_body"][0, 0] < found["whole_body"][0, 1]
+
+
+def test_trial_rows_carry_each_patients_exposure_per_gram_of_lesion_and_per_kg():
+    """With trial.exposure: in the cells arm positive and growing over the visits, per gram of the
+    patient's own lesion (docs: organ volume x severity x lesion_fraction_max) and per kg; no cells,
+    no exposure; without it, no such columns."""
+    import yaml
+
+    from infusim.virtual_trial import simulate_chunk
+
+    spec = yaml.safe_load((EXAMPLES / "trial-copd.yaml").read_text())
+    spec["trial"]["patients"] = 40
+    spec["trial"]["exposure"] = True
+    s = __import__("infusim.scenario", fromlist=["from_dict"]).from_dict(spec)
+    table, _ = simulate_chunk(s, 0, 0, 40)
+    rows = table.to_pandas()
+    plain, _ = simulate_chunk(
+        s.model_copy(update={"trial": s.trial.model_copy(update={"exposure": False})}), 0, 0, 40
+    )
+    assert "live_cell_days_per_kg" not in plain.column_names
+    assert plain.equals(
+        table.drop(["target_cell_days_per_g", "live_cell_days_per_kg"]).replace_schema_metadata(
+            plain.schema.metadata
+        )
+    )
+    assert table.schema.metadata[b"unit:target_cell_days_per_g"] == b"cell-days per g of injured tissue"
+    placebo, cells = rows[rows.arm == "placebo"], rows[rows.arm == "msc"]
+    assert (placebo.target_cell_days_per_g == 0).all() and (placebo.live_cell_days_per_kg == 0).all()
+    later = cells[cells.time_d > 0]
+    assert (later.target_cell_days_per_g > 0).all() and (later.live_cell_days_per_kg > 0).all()
+    growing = (
+        cells.sort_values("time_d")
+        .groupby("patient")
+        .live_cell_days_per_kg.apply(lambda x: bool(np.all(np.diff(x.to_numpy()) >= 0)))
+    )
+    assert growing.all()
+    # the patients' own cell model, areas to the last visit, over a lesion mass written from docs
+    from infusim.population import cohort_model, replicate_seed, sample_cohort
+
+    p = for_scenario(s)
+    cohort = sample_cohort(s, replicate_seed(s.simulation.seed, 0), np.arange(40), p)
+    chosen = np.flatnonzero(rows.groupby("patient").arm.first().to_numpy() == "msc")
+    group = cohort.take(chosen)
+    arm = s.for_arm(s.trial.arms[1])
+    last = float(cells.time_d.max())
+    area = exposure.to_visits(arm, cohort_model(arm, group, p), np.array([last]))
+    lesion_g = (
+        p.get("volume_fraction", "human/lungs", "L/kg")
+        * group.body_weight_kg
+        * 1000.0
+        * group.severity
+        * p.get("lesion_fraction_max", "lungs", "")
+    )
+    recorded = cells[cells.time_d == last].set_index("patient").loc[group.index]
+    np.testing.assert_allclose(recorded.target_cell_days_per_g, area["target"][:, 0] / lesion_g, rtol=1e-6)
+    np.testing.assert_allclose(
+        recorded.live_cell_days_per_kg, area["whole_body"][:, 0] / group.body_weight_kg, rtol=1e-6
+    )

@@ -123,6 +123,9 @@ class Trial(_Section):
     #: endpoint has worsened since baseline at the patient's last visit (below 1 for improvement). 1:
     #: completely at random. A design assumption (a sensitivity analysis), not a measured value.
     dropout_hazard_ratio: float = Field(1.0, ge=0.1, le=20.0)
+    #: Write each patient's exposure to live cells up to each visit (``exposure.to_visits``: columns
+    #: target_cell_days_per_g and live_cell_days_per_kg); off by default: it adds about half the run time.
+    exposure: bool = False
     #: Inclusion ranges (an enriched trial); none: the condition's trial population as tabulated.
     eligibility: Eligibility | None = None
     #: Subgroup analyses of the primary comparison (effect below and at or above each cut, interaction).

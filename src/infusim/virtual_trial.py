@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from infusim import conditions, engraftment, modifiers, outcomes, posterior, safety, uncertainty
+from infusim import conditions, engraftment, exposure, modifiers, outcomes, posterior, safety, uncertainty
 from infusim.conditions import ConditionInfo, Endpoint
-from infusim.model import disease
+from infusim.model import disease, mechanisms
 from infusim.model.disease import Variation
 from infusim.parameters import ParameterSet, for_scenario, with_values
 from infusim.population import (
@@ -176,6 +176,7 @@ def simulate_chunk(
     true = {e.name: np.zeros((n, n_visits)) for e in plan.endpoints}
     untreated = {e.name: np.zeros((n, n_visits)) for e in plan.endpoints}
     recovery_d = np.full(n, np.nan)
+    exposures = {column: np.zeros((n, n_visits)) for column in EXPOSURE_COLUMNS} if trial.exposure else {}
     for a, spec in enumerate(trial.arms):
         members = np.flatnonzero(arm == a)
         if members.size == 0:
@@ -186,7 +187,9 @@ def simulate_chunk(
             recovery_d[members] = days
         group = cohort.take(members)
         k = {m: values[members] for m, values in truth.half_saturation.items()}
-        outcome = _arm_outcomes(arm_scenario, spec.kind, group, plan, params, k)
+        outcome = _arm_outcomes(arm_scenario, spec.kind, group, plan, params, k, trial.exposure)
+        for column, values in outcome.exposure.items():
+            exposures[column][members] = values
         for e in plan.endpoints:
             shift = truth.shift.get(e.name, 0.0) if spec.kind == "cells" else 0.0
             value = outcome.treated[e.name] + shift
@@ -214,7 +217,9 @@ def simulate_chunk(
     stats = ChunkStats(replicate, start, sums, _baseline_sums(cohort, arm, len(trial.arms)), groups)
     if not table:
         return None, stats
-    rows = _table(replicate, index, arm, cohort, plan, measured, twin, counted, died, recovery_d, withdrawn)
+    rows = _table(
+        replicate, index, arm, cohort, plan, measured, twin, counted, died, recovery_d, withdrawn, exposures
+    )
     return rows, stats
 
 
@@ -326,6 +331,13 @@ def _drawn_modifiers(plan: Design, seed: int, params: ParameterSet) -> Parameter
 class _Outcome:
     treated: dict[str, np.ndarray]
     untreated: dict[str, np.ndarray]
+    #: Exposure columns (patients, visits): ``EXPOSURE_COLUMNS`` (with ``trial.exposure``); zero
+    #: without cells.
+    exposure: dict[str, np.ndarray]
+
+
+#: Per-patient exposure to live cells, from the first dose to each visit (``exposure.to_visits``).
+EXPOSURE_COLUMNS = ("target_cell_days_per_g", "live_cell_days_per_kg")
 
 
 def _arm_outcomes(
@@ -335,8 +347,10 @@ def _arm_outcomes(
     plan: Design,
     params: ParameterSet,
     half_saturation: dict[str, np.ndarray] | None = None,
+    with_exposure: bool = False,
 ) -> _Outcome:
-    """True endpoint values (patients, visits) of one arm: with cells, sham, or nothing."""
+    """True endpoint values (patients, visits) of one arm: with cells, sham, or nothing; with
+    ``with_exposure``, each patient's exposure to live cells up to each visit."""
     info = plan.condition
     visits = plan.visits_d
     n = len(cohort.index)
@@ -366,7 +380,13 @@ def _arm_outcomes(
             placebo = _placebo(info, endpoint, cohort, visits, params)
             value = np.clip(value + placebo, endpoint.low, endpoint.high)
         treated[name], untreated[name] = value, natural
-    return _Outcome(treated, untreated)
+    found = {column: np.zeros((n, len(visits))) for column in EXPOSURE_COLUMNS} if with_exposure else {}
+    if model is not None and with_exposure:
+        areas = exposure.to_visits(scenario, model, visits)
+        lesion_g = mechanisms.target_mass_g(scenario, params, cohort.body_weight_kg, cohort.severity)
+        found["target_cell_days_per_g"] = areas["target"] / np.where(lesion_g > 0, lesion_g, np.inf)[:, None]
+        found["live_cell_days_per_kg"] = areas[exposure.WHOLE_BODY] / cohort.body_weight_kg[:, None]
+    return _Outcome(treated, untreated, found)
 
 
 def _placebo(
@@ -480,11 +500,13 @@ def _table(
     died_d: np.ndarray,
     recovery_d: np.ndarray,
     withdrawn_d: np.ndarray,
+    exposures: dict[str, np.ndarray],
 ) -> pa.Table:
     """One row per patient and visit: covariates, arm, recorded endpoints (null after a death or a
     loss to follow-up for a continuous endpoint), the untreated twin, the day of death and the day of
-    the loss to follow-up (null if none) and the day neutrophils recovered after conditioning (null
-    without conditioning and a haematopoietic graft)."""
+    the loss to follow-up (null if none), the day neutrophils recovered after conditioning (null
+    without conditioning and a haematopoietic graft) and the patient's exposure to live cells up to
+    the visit (``EXPOSURE_COLUMNS``, whether followed or not: the model's, not a measurement)."""
     visits = len(plan.visits_d)
 
     def per_row(values: np.ndarray, dtype) -> np.ndarray:
@@ -508,6 +530,7 @@ def _table(
         "died_d": optional_day(died_d),
         "neutrophil_recovery_d": optional_day(recovery_d),
         "withdrawn_d": optional_day(withdrawn_d),
+        **{column: pa.array(values.astype(np.float32).reshape(-1)) for column, values in exposures.items()},
     }
     for endpoint in plan.endpoints:
         name = endpoint.name
@@ -515,6 +538,11 @@ def _table(
         columns[name] = pa.array(measured[name].astype(np.float32).reshape(-1), mask=missing)
         columns[f"{name}_untreated"] = pa.array(untreated[name].astype(np.float32).reshape(-1))
     units = {e.name: ("responder (0/1)" if is_rate(e) else e.unit) for e in plan.endpoints}
+    exposure_units = {
+        "target_cell_days_per_g": "cell-days per g of injured tissue",
+        "live_cell_days_per_kg": "cell-days per kg",
+    }
+    units |= {k: v for k, v in exposure_units.items() if k in exposures}
     metadata = {f"unit:{k}".encode(): v.encode() for k, v in units.items()}
     return pa.table(columns).replace_schema_metadata(metadata)
 

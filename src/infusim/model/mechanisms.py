@@ -115,7 +115,7 @@ def signals(
     )[:, None]
     condition = scenario.condition
     level = (condition.severity if condition is not None else 0.0) if severity is None else severity
-    mass_g = _target_mass_g(scenario, params, weight[:, 0], np.broadcast_to(level, (patients,)))[:, None]
+    mass_g = target_mass_g(scenario, params, weight[:, 0], np.broadcast_to(level, (patients,)))[:, None]
     per_gram = np.divide(1.0, mass_g, out=np.zeros_like(mass_g), where=mass_g > 0)
     cell = scenario.product.cell_type
     values = {}
@@ -136,7 +136,7 @@ def signals(
     return Signals(times_d, values)
 
 
-def _target_mass_g(
+def target_mass_g(
     scenario: Scenario, params: ParameterSet, body_weight_kg: np.ndarray, severity: np.ndarray
 ) -> np.ndarray:
     """Mass (g) of the injured tissue per patient (organ mass x severity x largest lesion share)."""
