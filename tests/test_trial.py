@@ -8,6 +8,7 @@ import pytest
 import scipy.stats
 
 from infusim import stats
+from infusim.parameters import for_scenario
 from infusim.population import replicate_seed
 from infusim.runner import chunks, power_curve
 from infusim.scenario import load
@@ -340,3 +341,36 @@ def test_informative_dropout_needs_a_continuous_primary_endpoint():
             trial={"dropout": "10%", "dropout_hazard_ratio": 2},
         )
     assert caught.value.field == "trial.dropout_hazard_ratio" and "response rate" in caught.value.message
+
+
+def test_dropout_not_at_random_acts_on_the_true_value_the_next_visit_leaves_unmeasured(monkeypatch):
+    """``dropout_missing: not_at_random``: from each visit to the next the hazard follows the noise-free
+    worsening at the next visit (tipping-point analysis); ``at_random`` the measured one at the last."""
+    from infusim import virtual_trial
+    from infusim.errors import ScenarioError
+
+    seen = {}
+    original = virtual_trial._worsening
+
+    def spy(plan, values, params, ahead=False):
+        seen["ahead"], seen["values"] = ahead, values
+        return original(plan, values, params, ahead)
+
+    monkeypatch.setattr(virtual_trial, "_worsening", spy)
+    visits, primary = ["120 day", "365 day"], {"endpoint": "fev1", "at": "365 day"}
+    trial = {"dropout": "40%", "dropout_hazard_ratio": 3, "dropout_missing": "not_at_random"}
+    s = _trial("copd", visits, primary, 200, trial=trial)
+    table, _ = simulate_chunk(s, 0, 0, 200)
+    rows = table.to_pandas()
+    assert seen["ahead"] is True
+    # noise-free: the values differ from what was recorded by the measurement error alone
+    recorded = rows.pivot_table(index="patient", columns="time_d", values="fev1", dropna=False)[0.0]
+    assert not np.allclose(seen["values"]["fev1"][:, 0], recorded.to_numpy())
+    # each column holds the next visit's worsening, in measurement SDs (FEV1: lower is worse)
+    params = for_scenario(s)
+    sd = params.get("measurement_sd", "copd/fev1", params.entry("measurement_sd", "copd/fev1").unit)
+    found = original(design(s), {"fev1": np.array([[1.0, 0.8, 1.1]])}, params, True)
+    np.testing.assert_allclose(found, [[0.2 / sd, -0.1 / sd, -0.1 / sd]])
+    with pytest.raises(ScenarioError) as caught:
+        _trial("copd", visits, primary, 20, trial={"dropout": "10%", "dropout_missing": "not_at_random"})
+    assert caught.value.field == "trial.dropout_missing"

@@ -192,6 +192,7 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
         "visit_times_d": [float(f"{d:g}") for d in plan.visits_d],
         "dropout_per_year": trial.dropout,
         "dropout_hazard_ratio": trial.dropout_hazard_ratio,
+        "dropout_missing": trial.dropout_missing,
         "primary": {
             "endpoint": primary.name,
             "unit": primary.unit,

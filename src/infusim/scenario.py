@@ -204,6 +204,10 @@ class Scenario(_Section):
                 f"allowed: {', '.join(allowed)}",
             )
         endpoint = info.endpoint(trial.primary.endpoint)
+        if trial.dropout_missing != "at_random" and trial.dropout_hazard_ratio == 1.0:
+            raise _FieldError(
+                "trial.dropout_missing", "acts through trial.dropout_hazard_ratio: give a ratio other than 1"
+            )
         if trial.dropout_hazard_ratio != 1.0:
             if trial.dropout == 0:
                 raise _FieldError(

@@ -123,6 +123,10 @@ class Trial(_Section):
     #: endpoint has worsened since baseline at the patient's last visit (below 1 for improvement). 1:
     #: completely at random. A design assumption (a sensitivity analysis), not a measured value.
     dropout_hazard_ratio: float = Field(1.0, ge=0.1, le=20.0)
+    #: What the hazard ratio acts on: ``at_random``, the worsening measured at the last visit (missing
+    #: at random); ``not_at_random``, the true worsening at the next visit, the value the dropout then
+    #: leaves unmeasured (a tipping-point analysis).
+    dropout_missing: Literal["at_random", "not_at_random"] = "at_random"
     #: Write each patient's exposure to live cells up to each visit (``exposure.to_visits``: columns
     #: target_cell_days_per_g and live_cell_days_per_kg); off by default: it adds about half the run time.
     exposure: bool = False

@@ -199,7 +199,10 @@ def simulate_chunk(
         events = safety.chunk_events(scenario, replicate, start, stop, params)[0]
     died, trm = safety.death_days(events, start, stop)
     measured, twin = _measure(seed, index, plan, true, untreated, params)
-    worse = _worsening(plan, measured, params) if trial.dropout_hazard_ratio != 1.0 else None
+    worse = None
+    if trial.dropout_hazard_ratio != 1.0:  # at random: as measured; not: the true value missed next
+        ahead = trial.dropout_missing == "not_at_random"
+        worse = _worsening(plan, true if ahead else measured, params, ahead)
     withdrawn = withdrawal_days(seed, index, trial.dropout, plan.visits_d, worse, trial.dropout_hazard_ratio)
     followed = plan.visits_d[None, :] < np.minimum(died, withdrawn)[:, None]
     followed[:, 0] = True  # the baseline visit comes before the first dose
@@ -255,14 +258,18 @@ def withdrawal_days(
     return days
 
 
-def _worsening(plan: Design, measured: dict[str, np.ndarray], params: ParameterSet) -> np.ndarray:
+def _worsening(
+    plan: Design, values: dict[str, np.ndarray], params: ParameterSet, ahead: bool = False
+) -> np.ndarray:
     """How much the primary endpoint has worsened since baseline at each visit (patients, visits), in
-    the endpoint's measurement SDs (``measurement_sd``; negative where it improved)."""
+    the endpoint's measurement SDs (``measurement_sd``; negative where it improved); ``ahead``: each
+    column holds the next visit's worsening (the last repeats its own)."""
     endpoint = plan.endpoints[plan.primary]
     scope = f"{plan.condition.name}/{endpoint.name}"
     sd = params.get("measurement_sd", scope, params.entry("measurement_sd", scope).unit)
-    values = measured[endpoint.name]
-    return -endpoint.direction * (values - values[:, :1]) / sd
+    value = values[endpoint.name]
+    worse = -endpoint.direction * (value - value[:, :1]) / sd
+    return np.concatenate([worse[:, 1:], worse[:, -1:]], axis=1) if ahead else worse
 
 
 def _after_deaths(

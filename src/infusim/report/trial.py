@@ -204,12 +204,19 @@ def _flow_and_baseline(summary: dict) -> str:
     out = f"<h2>Patient flow</h2><table><tr><th></th>{head}</tr>{flow}</table>"
     lost = summary.get("dropout_per_year", 0.0)
     ratio = summary.get("dropout_hazard_ratio", 1.0)
-    how = (
-        "at random, the same in every arm"
-        if ratio == 1.0
-        else f"times {ratio:g} per measurement SD the primary endpoint had worsened at the last visit: "
-        "missing at random on what was measured, so the complete-case means are biased"
-    )
+    if ratio == 1.0:
+        how = "at random, the same in every arm"
+    elif summary.get("dropout_missing") == "not_at_random":
+        how = (
+            f"times {ratio:g} per measurement SD the primary endpoint will have worsened at the next "
+            "visit: missing not at random, on the value the loss leaves unmeasured, so the complete-case "
+            "means are biased"
+        )
+    else:
+        how = (
+            f"times {ratio:g} per measurement SD the primary endpoint had worsened at the last visit: "
+            "missing at random on what was measured, so the complete-case means are biased"
+        )
     out += (
         "<p>Patients leave by dying (the condition's own deaths and fatal harms, as in the adverse"
         " events)"
@@ -300,4 +307,5 @@ def _responder_html(summary: dict) -> str:
 
 def _dropout_ratio(summary: dict) -> str:
     ratio = summary.get("dropout_hazard_ratio", 1.0)
-    return "" if ratio == 1.0 else f" (hazard x {ratio:g} per measurement SD worse)"
+    which = "not at random" if summary.get("dropout_missing") == "not_at_random" else "at random"
+    return "" if ratio == 1.0 else f" (hazard x {ratio:g} per measurement SD worse, {which})"
