@@ -7,7 +7,7 @@ An output is written ``quantity:where@time``:
   ``target`` the injured part, as in ``simulate``'s table), cells;
 * ``live_fraction:<compartment>@24 h`` the same as a fraction of the cells given;
 * ``live_cell_days:<compartment>@28 day`` the area under the live-cell curve from the first dose to
-  that time (cell-days; ``exposure``'s grid and area rule);
+  that time (cell-days; ``exposure``'s area rule on its coarse grid, within 0.5% of the dense one);
 * ``dead_cells:<cause>@7 day`` dead cells by cause (``nonviable``, ``death``, ``phagocytosis``,
   ``rejection``, or ``all``), cells;
 * ``radiolabel:<compartment>@2 h`` what the scenario's label shows there (fraction of the injected
@@ -190,7 +190,11 @@ def evaluate(
     if cells:
         ends = [outputs[i].time_h for i in cells]
         areas = any(outputs[i].quantity == "live_cell_days" for i in cells)
-        times = np.unique(np.concatenate([ends, exposure.grid(scenario, max(ends)) if areas else []]))
+        times = np.unique(
+            np.concatenate(
+                [ends, exposure.grid(scenario, max(ends), exposure.COARSE_POINTS) if areas else []]
+            )
+        )
         weights = np.stack([_state_weights(model, outputs[i]) for i in cells])
         sums = patient_sum(solve_projected(model, times, weights), model.rows_per_patient)
         for j, i in enumerate(cells):

@@ -27,8 +27,10 @@ from infusim.solve import solve
 #: infusion) to the next start.
 POINTS_PER_ADMINISTRATION = 300
 FIRST_H = 1e-3
-#: Points per administration of the per-patient exposures of a virtual trial (``to_visits``).
-TRIAL_POINTS = 60
+#: Points per administration where many patients or parameter sets are integrated at once (a trial's
+#: per-patient exposures, ensemble outputs ``live_cell_days``): within 0.22% of the dense grid on seven
+#: examples, about five times faster.
+COARSE_POINTS = 60
 #: The whole body: every live compartment.
 WHOLE_BODY = "whole_body"
 
@@ -144,12 +146,12 @@ def table(scenario: Scenario, model: Model, params: ParameterSet) -> pd.DataFram
 def to_visits(scenario: Scenario, model: Model, visits_d: np.ndarray) -> dict[str, np.ndarray]:
     """Per patient of ``model`` (a virtual trial's arm), the live cells' area (cell-days) from the
     first dose to each visit, (patients, visits): ``target`` (the injured tissue) and ``whole_body``.
-    On ``TRIAL_POINTS`` per administration (tests/test_exposure.py: within 0.5% of the dense grid)."""
+    On ``COARSE_POINTS`` per administration (tests/test_exposure.py: within 0.5% of the dense grid)."""
     from infusim.model.declare import patient_sum
     from infusim.solve import solve_projected
 
     visits_h = np.asarray(visits_d, dtype=float) * 24.0
-    times = np.unique(np.concatenate([grid(scenario, visits_h.max(), TRIAL_POINTS), visits_h]))
+    times = np.unique(np.concatenate([grid(scenario, visits_h.max(), COARSE_POINTS), visits_h]))
     live = np.array([s.kind == "live" for s in model.states], dtype=float)
     target = live * np.array([s.compartment == "target" for s in model.states])
     sums = patient_sum(solve_projected(model, times, np.stack([target, live])), model.rows_per_patient)
