@@ -201,8 +201,7 @@ def evaluate(
             at = outputs[i].time_h
             column = sums[:, np.searchsorted(times, at), j]
             if outputs[i].quantity == "live_cell_days":
-                upto = times <= at
-                column = exposure.area(times[upto], sums[:, upto, j]) / 24.0
+                column = exposure.areas_to(times, sums[:, :, j], [at])[:, 0] / 24.0
             if outputs[i].quantity == "live_fraction":
                 given = patient_sum(model.administered(at), model.rows_per_patient)
                 column = np.divide(column, given, out=np.zeros_like(column), where=given > 0)

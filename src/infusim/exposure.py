@@ -17,11 +17,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from infusim.model.declare import Model
+from infusim.model.declare import Model, patient_sum
 from infusim.model.physiology import physiology
 from infusim.parameters import ParameterSet
 from infusim.scenario import Scenario
-from infusim.solve import solve
+from infusim.solve import solve, solve_projected
 
 #: Log-spaced points per administration, from ``FIRST_H`` after its start (and after the end of its
 #: infusion) to the next start.
@@ -82,13 +82,26 @@ def grid(
 
 def area(times_h: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Integral of ``values`` (..., times) over ``times_h`` by the linear-up / log-down trapezoid."""
+    return _interval_areas(times_h, values).sum(axis=-1)
+
+
+def areas_to(times_h: np.ndarray, values: np.ndarray, ends_h) -> np.ndarray:
+    """``area`` of ``values`` (..., times) from the first time to each of ``ends_h`` (each one of
+    ``times_h``): (..., ends), from one running sum of the intervals' areas."""
+    running = np.cumsum(_interval_areas(times_h, values), axis=-1)
+    running = np.concatenate([np.zeros_like(running[..., :1]), running], axis=-1)
+    return running[..., np.searchsorted(times_h, np.asarray(ends_h, dtype=float))]
+
+
+def _interval_areas(times_h: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Area of each interval between consecutive times (..., times - 1): linear-up / log-down."""
     dt = np.diff(times_h)
     a, b = values[..., :-1], values[..., 1:]
     linear = 0.5 * (a + b) * dt
     falling = (b < a * (1 - 1e-9)) & (b > 0)  # nearly level: the linear rule, without cancellation
     ratio = np.where(falling, a / np.where(falling, b, 1.0), 1.0)
     log_down = np.where(falling, (a - b) * dt / np.log(np.where(falling, ratio, 2.0)), 0.0)
-    return np.where(falling, log_down, linear).sum(axis=-1)
+    return np.where(falling, log_down, linear)
 
 
 def live_by_compartment(model: Model, times_h: np.ndarray) -> dict[str, np.ndarray]:
@@ -147,17 +160,10 @@ def to_visits(scenario: Scenario, model: Model, visits_d: np.ndarray) -> dict[st
     """Per patient of ``model`` (a virtual trial's arm), the live cells' area (cell-days) from the
     first dose to each visit, (patients, visits): ``target`` (the injured tissue) and ``whole_body``.
     On ``COARSE_POINTS`` per administration (tests/test_exposure.py: within 0.5% of the dense grid)."""
-    from infusim.model.declare import patient_sum
-    from infusim.solve import solve_projected
-
     visits_h = np.asarray(visits_d, dtype=float) * 24.0
     times = np.unique(np.concatenate([grid(scenario, visits_h.max(), COARSE_POINTS), visits_h]))
     live = np.array([s.kind == "live" for s in model.states], dtype=float)
     target = live * np.array([s.compartment == "target" for s in model.states])
     sums = patient_sum(solve_projected(model, times, np.stack([target, live])), model.rows_per_patient)
-    out = {}
-    for j, name in enumerate(("target", WHOLE_BODY)):
-        out[name] = np.stack(
-            [area(times[times <= t], sums[:, times <= t, j]) / 24.0 for t in visits_h], axis=1
-        )
-    return out
+    names = ("target", WHOLE_BODY)
+    return {name: areas_to(times, sums[:, :, j], visits_h) / 24.0 for j, name in enumerate(names)}

@@ -258,6 +258,12 @@ def withdrawal_days(
     return days
 
 
+def _measurement_sd(plan: Design, endpoint: Endpoint, params: ParameterSet) -> float:
+    """The condition's measurement-error SD of ``endpoint`` (in its unit)."""
+    scope = f"{plan.condition.name}/{endpoint.name}"
+    return params.get("measurement_sd", scope, params.entry("measurement_sd", scope).unit)
+
+
 def _worsening(
     plan: Design, values: dict[str, np.ndarray], params: ParameterSet, ahead: bool = False
 ) -> np.ndarray:
@@ -265,8 +271,7 @@ def _worsening(
     the endpoint's measurement SDs (``measurement_sd``; negative where it improved); ``ahead``: each
     column holds the next visit's worsening (the last repeats its own)."""
     endpoint = plan.endpoints[plan.primary]
-    scope = f"{plan.condition.name}/{endpoint.name}"
-    sd = params.get("measurement_sd", scope, params.entry("measurement_sd", scope).unit)
+    sd = _measurement_sd(plan, endpoint, params)
     value = values[endpoint.name]
     worse = -endpoint.direction * (value - value[:, :1]) / sd
     return np.concatenate([worse[:, 1:], worse[:, -1:]], axis=1) if ahead else worse
@@ -430,8 +435,7 @@ def _measure(
             twin[name] = (u < untreated[name]).astype(float)
             continue
         twin[name] = untreated[name]
-        scope = f"{plan.condition.name}/{name}"
-        sd = params.get("measurement_sd", scope, params.entry("measurement_sd", scope).unit)
+        sd = _measurement_sd(plan, endpoint, params)
         noise = np.stack(
             [standard_normals(seed, index, stream(f"noise:{name}:{v}")) for v in range(len(plan.visits_d))], 1
         )
