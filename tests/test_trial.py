@@ -374,3 +374,11 @@ def test_dropout_not_at_random_acts_on_the_true_value_the_next_visit_leaves_unme
     with pytest.raises(ScenarioError) as caught:
         _trial("copd", visits, primary, 20, trial={"dropout": "10%", "dropout_missing": "not_at_random"})
     assert caught.value.field == "trial.dropout_missing"
+
+
+def test_trial_exposure_is_true_or_false():
+    from infusim.errors import ScenarioError
+
+    with pytest.raises(ScenarioError) as caught:
+        _trial("copd", ["90 day"], {"endpoint": "fev1", "at": "90 day"}, 20, trial={"exposure": "yes"})
+    assert caught.value.field == "trial.exposure" and "boolean" in caught.value.message

@@ -7,7 +7,7 @@ import re
 from typing import Any, Literal
 
 import pydantic
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, StrictBool, field_validator, model_validator
 
 from infusim.scenario_errors import _first_error
 from infusim.scenario_sections import Administration, Hours, Product, _FieldError, _Section, share_per_year
@@ -129,7 +129,7 @@ class Trial(_Section):
     dropout_missing: Literal["at_random", "not_at_random"] = "at_random"
     #: Write each patient's exposure to live cells up to each visit (``exposure.to_visits``: columns
     #: target_cell_days_per_g and live_cell_days_per_kg); off by default: it adds about half the run time.
-    exposure: bool = False
+    exposure: StrictBool = False
     #: Inclusion ranges (an enriched trial); none: the condition's trial population as tabulated.
     eligibility: Eligibility | None = None
     #: Subgroup analyses of the primary comparison (effect below and at or above each cut, interaction).
