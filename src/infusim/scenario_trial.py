@@ -128,7 +128,8 @@ class Trial(_Section):
     #: leaves unmeasured (a tipping-point analysis).
     dropout_missing: Literal["at_random", "not_at_random"] = "at_random"
     #: Write each patient's exposure to live cells up to each visit (``exposure.to_visits``: columns
-    #: target_cell_days_per_g and live_cell_days_per_kg); off by default: it adds about half the run time.
+    #: target_cell_days_per_g and live_cell_days_per_kg); off by default: it multiplies the run time
+    #: by about 1.8 (benchmarks/bench_exposure.py).
     exposure: StrictBool = False
     #: Inclusion ranges (an enriched trial); none: the condition's trial population as tabulated.
     eligibility: Eligibility | None = None

@@ -52,9 +52,10 @@ def trial(
     p-value; power and assurance over replicates; baseline by arm; adverse events per arm with
     relative risks), OUT/adverse_events/ (one row per event), OUT/report.html and OUT/trial.json.
     With an economics section also summary.json's economics and OUT/economics.parquet (see
-    `infusim economics`); with trial.dropout, patients lost to follow-up; with trial.subgroups, the
-    primary comparison within each subgroup and the interaction; with trial.eligibility, an
-    enriched population.
+    `infusim economics`); with trial.dropout, patients lost to follow-up (more often when the
+    primary endpoint worsens with trial.dropout_hazard_ratio); with trial.exposure, each patient's
+    exposure to live cells up to each visit; with trial.subgroups, the primary comparison within
+    each subgroup and the interaction; with trial.eligibility, an enriched population.
     Chunks stream to disk, so a run killed part-way continues with --resume. Results do not depend
     on --workers, --scheduler or --chunk-size.
     """
