@@ -30,7 +30,7 @@ from infusim.parameters import for_scenario
 from infusim.population import beyond_most_severe
 from infusim.scenario import Scenario
 from infusim.simulation import DISCLAIMER
-from infusim.virtual_trial import ChunkStats, baseline_table, design, simulate_chunk
+from infusim.virtual_trial import FIELDS, ChunkStats, baseline_table, design, simulate_chunk
 
 MANIFEST = "trial.json"
 KIND = "infusim-trial"
@@ -193,6 +193,7 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
         "dropout_per_year": trial.dropout,
         "dropout_hazard_ratio": trial.dropout_hazard_ratio,
         "dropout_missing": trial.dropout_missing,
+        "analysis": trial.analysis,
         "primary": {
             "endpoint": primary.name,
             "unit": primary.unit,
@@ -229,8 +230,8 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
             "medians (the tables); assurance: the same share when each replicate draws its truth from "
             "the posterior of the controlled evidence (potencies, fitted K and the trial's own effect with "
             "the between-trial SD), i.e. power averaged over what is not known; needs replicates > 1",
-            "continuous endpoints: change from the day-0 visit, Welch t-test; rate endpoints: share of "
-            "responders, difference of proportions",
+            stats.ANALYSIS_NOTES[trial.analysis] + "; rate endpoints: share of responders, difference of "
+            "proportions",
             "effect_vs_untreated: mean of (true value in the arm - the same patient's untreated twin), "
             "placebo response included for arms with a procedure",
         ],
@@ -458,11 +459,21 @@ def _manifest(scenario: Scenario, chunk_size: int) -> dict:
         "replicates": trial.replicates,
         "chunk_size": chunk_size,
         "seed": scenario.simulation.seed,
+        "stats_fields": list(FIELDS),  # what each chunk's partial sums hold: a resume must match
         "status": "running",
     }
 
 
-_SAME_RUN = ("kind", "infusim_version", "scenario_hash", "patients", "replicates", "chunk_size", "seed")
+_SAME_RUN = (
+    "kind",
+    "infusim_version",
+    "scenario_hash",
+    "patients",
+    "replicates",
+    "chunk_size",
+    "seed",
+    "stats_fields",
+)
 
 
 def _prepare(out: Path, manifest: dict, resume: bool) -> None:

@@ -131,6 +131,11 @@ class Trial(_Section):
     #: target_cell_days_per_g and live_cell_days_per_kg); off by default: it multiplies the run time
     #: by about 1.8 (benchmarks/bench_exposure.py).
     exposure: StrictBool = False
+    #: How a continuous endpoint is compared with control at each visit: ``change``, the change from
+    #: the day-0 visit by Welch's t-test; ``ancova``, the same change adjusted for the day-0 value
+    #: (analysis of covariance, the two arms compared, a common slope): the analysis regulators
+    #: expect when the baseline predicts the outcome (EMA 2015 guideline on baseline covariates).
+    analysis: Literal["change", "ancova"] = "change"
     #: Inclusion ranges (an enriched trial); none: the condition's trial population as tabulated.
     eligibility: Eligibility | None = None
     #: Subgroup analyses of the primary comparison (effect below and at or above each cut, interaction).

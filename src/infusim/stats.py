@@ -1,10 +1,14 @@
 """Trial statistics from partial sums: arm means with 95% CIs, comparisons with control, power.
 
-Continuous endpoints are compared as change from baseline (Welch's t-test and its interval);
-response-rate endpoints as the share of responders in % (difference in percentage points, normal
-interval, pooled z-test). ``responders`` is always a percentage of the arm. Power is the share of
-replicate trials whose primary comparison is significant at two-sided 5% in favour of the treated
-arm.
+Continuous endpoints are compared as change from baseline (Welch's t-test and its interval), or with
+``trial.analysis: ancova`` as that change adjusted for the day-0 value: the least-squares fit of
+``change = a + d x treated + b x baseline`` to the two arms' patients counted at the visit, whose
+``d`` has the classical standard error ``s sqrt(1/n1 + 1/n0 + (mean baseline difference)^2 / Sxx)``
+(``Sxx``, ``s``: within-arm baseline sum of squares and residual SD, ``n1 + n0 - 3`` degrees of
+freedom) and a t-test; a test holds it to statsmodels' OLS on the rows. Response-rate endpoints
+as the share of responders in % (difference in percentage points, normal interval, pooled z-test).
+``responders`` is always a percentage of the arm. Power is the share of replicate trials whose
+primary comparison is significant at two-sided 5% in favour of the treated arm.
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ import scipy.stats
 from infusim.virtual_trial import FIELDS, ChunkStats, Design, is_rate
 
 ALPHA = 0.05
+#: How continuous endpoints are compared (``trial.analysis``), for the summary's notes.
+ANALYSIS_NOTES = {
+    "change": "continuous endpoints: change from the day-0 visit, Welch t-test",
+    "ancova": "continuous endpoints: change from the day-0 visit adjusted for the day-0 value (ANCOVA of "
+    "the two arms compared, common slope, t-test)",
+}
 _F = {name: i for i, name in enumerate(FIELDS)}
 
 
@@ -97,6 +107,13 @@ def _contrast(
         se0 = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
         p = 2 * scipy.stats.norm.sf(abs(difference) / se0) if se0 > 0 else 1.0
         difference, se, half = 100 * difference, 100 * se, 100 * half
+    elif plan.analysis == "ancova":
+        difference, se, df = _ancova(treated, control)
+        if se == 0:
+            p, half = (1.0 if difference == 0 else 0.0), 0.0
+        else:
+            p = 2 * scipy.stats.t.sf(abs(difference) / se, df)
+            half = _t(df) * se
     else:
         m1, s1 = _mean_sd(treated[_F["sum_change"]], treated[_F["sumsq_change"]], n1)
         m0, s0 = _mean_sd(control[_F["sum_change"]], control[_F["sumsq_change"]], n0)
@@ -190,6 +207,24 @@ def power(all_totals: np.ndarray, plan: Design) -> dict:
             }
         )
     return out
+
+
+def _ancova(treated: np.ndarray, control: np.ndarray) -> tuple[float, float, float]:
+    """(baseline-adjusted difference in mean change, its standard error, degrees of freedom) of two
+    arms' partial sums (see the module). Without baseline spread the slope is 0 (a pooled t-test)."""
+    n = np.array([treated[_F["n"]], control[_F["n"]]])
+    x = np.array([treated[_F["sum_baseline"]], control[_F["sum_baseline"]]]) / n
+    y = np.array([treated[_F["sum_change"]], control[_F["sum_change"]]]) / n
+    sxx = sum(s[_F["sumsq_baseline"]] for s in (treated, control)) - float(np.sum(n * x * x))
+    sxy = sum(s[_F["sum_baseline_change"]] for s in (treated, control)) - float(np.sum(n * x * y))
+    syy = sum(s[_F["sumsq_change"]] for s in (treated, control)) - float(np.sum(n * y * y))
+    spread = sxx > 1e-12 * max(sum(s[_F["sumsq_baseline"]] for s in (treated, control)), 1e-300)
+    slope = sxy / sxx if spread else 0.0
+    df = float(n.sum() - (3 if spread else 2))
+    residual = max(syy - slope * sxy, 0.0) / df
+    gap = x[0] - x[1]
+    se = np.sqrt(residual * (1 / n[0] + 1 / n[1] + (gap * gap / sxx if spread else 0.0)))
+    return float(y[0] - y[1] - slope * gap), float(se), df
 
 
 def _mean_sd(total: float, squares: float, n: float) -> tuple[float, float]:

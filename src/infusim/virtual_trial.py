@@ -50,7 +50,20 @@ from infusim.scenario import Scenario
 from infusim.scenario_trial import Trial
 
 #: Fields of the partial sums, last axis of ``ChunkStats.sums``.
-FIELDS = ("n", "sum_change", "sumsq_change", "sum_value", "sumsq_value", "sum_effect", "responders")
+#: ``sum_baseline``, ``sumsq_baseline`` and ``sum_baseline_change``: of the day-0 value of the
+#: patients counted at the visit (analysis of covariance).
+FIELDS = (
+    "n",
+    "sum_change",
+    "sumsq_change",
+    "sum_value",
+    "sumsq_value",
+    "sum_effect",
+    "responders",
+    "sum_baseline",
+    "sumsq_baseline",
+    "sum_baseline_change",
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ class Design:
     primary: int
     primary_visit: int
     responder_change: float
+    analysis: str = "change"  # continuous endpoints: "change" (Welch) or "ancova" (trial.analysis)
 
     @property
     def rate_endpoints(self) -> tuple[bool, ...]:
@@ -119,6 +133,7 @@ def design(scenario: Scenario, params: ParameterSet | None = None) -> Design:
         primary,
         int(np.searchsorted(visits, trial.primary.at_h / 24.0)),
         float(change),
+        trial.analysis,
     )
 
 
@@ -459,6 +474,7 @@ def _partial_sums(
         keep = counted[endpoint.name]
         value = np.where(keep, measured[endpoint.name], 0.0)
         change = np.where(keep, value - value[:, :1], 0.0)
+        base = np.where(keep, value[:, :1], 0.0)
         effect = np.where(keep, true[endpoint.name] - untreated[endpoint.name], 0.0)
         if is_rate(endpoint):
             responder = value
@@ -467,7 +483,18 @@ def _partial_sums(
             responder = (change * np.sign(threshold) >= abs(threshold)).astype(float)
         else:
             responder = np.zeros_like(value)
-        columns = (keep.astype(float), change, change**2, value, value**2, effect, responder * keep)
+        columns = (
+            keep.astype(float),
+            change,
+            change**2,
+            value,
+            value**2,
+            effect,
+            responder * keep,
+            base,
+            base**2,
+            base * change,
+        )
         for f, column in enumerate(columns):
             sums[:, e, :, f] = onehot.T @ column
     return sums

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from infusim import engraftment
 from infusim.report import page_start
 from infusim.report.economics import section as economics_section
+from infusim.stats import ANALYSIS_NOTES
 
 
 def render(summary: dict) -> str:
@@ -50,7 +51,8 @@ def render(summary: dict) -> str:
 <p>Power: share of replicates with p &lt; 0.05 in favour of cells at the posterior-median effect;
 assurance: the same share when each replicate draws the effect from the posterior of the controlled
 evidence, including the trial's own departure from the average (between-trial SD).</p>
-<p>Responders: change of at least {primary["responder_change"]:g} {html.escape(primary["unit"])}.
+<p>Comparisons: {html.escape(ANALYSIS_NOTES[summary.get("analysis", "change")])}.
+Responders: change of at least {primary["responder_change"]:g} {html.escape(primary["unit"])}.
 Dashed lines: the same patients' untreated twins (natural history without procedure).</p>
 {_flow_and_baseline(summary)}
 {_subgroup_section(summary.get("subgroups"), primary["unit"])}
