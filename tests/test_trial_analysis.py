@@ -152,6 +152,145 @@ def test_resume_refuses_partial_sums_of_another_layout(tmp_path):
 
 def test_an_unknown_analysis_is_a_one_line_error_naming_the_choices():
     with pytest.raises(ScenarioError) as caught:
-        _copd(20, analysis="mmrm")
+        _copd(20, analysis="multiple_imputation")
     assert caught.value.field == "trial.analysis"
-    assert "change" in caught.value.message and "ancova" in caught.value.message
+    assert all(word in caught.value.message for word in ("change", "ancova", "mmrm"))
+
+
+def _fields(values: dict[int, np.ndarray], plan) -> np.ndarray:
+    """Partial sums of a made-up trial: ``values[arm]`` (patients, visits) with NaN after a loss."""
+    from infusim.virtual_trial import moment_fields
+
+    visits = len(plan.visits_d)
+    sums = np.zeros(
+        (len(plan.arms), len(plan.endpoints), visits, len(FIELDS) + moment_fields(visits, "mmrm"))
+    )
+    f = {name: i for i, name in enumerate(FIELDS)}
+    for arm, y in values.items():
+        for v in range(visits):
+            seen = ~np.isnan(y[:, v])
+            z = np.column_stack([np.ones(seen.sum()), np.nan_to_num(y[seen])])
+            cell = sums[arm, plan.primary, v]
+            change = y[seen, v] - y[seen, 0]
+            cell[f["n"]], cell[f["sum_change"]], cell[f["sumsq_change"]] = (
+                seen.sum(),
+                change.sum(),
+                change @ change,
+            )
+            cell[len(FIELDS) :] = (z.T @ z).ravel()
+    return sums
+
+
+def _monotone(rng, n: int, means, cov, lost_after: np.ndarray) -> np.ndarray:
+    y = rng.multivariate_normal(means, cov, n)
+    for v in range(1, y.shape[1]):
+        y[lost_after < v, v] = np.nan
+    return y
+
+
+def test_mmrm_equals_a_direct_maximum_likelihood_fit_on_the_rows():
+    """The factored-likelihood estimate (regressions on earlier visits) against a generic fit: the
+    multivariate normal log-likelihood of every patient's observed visits maximised over the means
+    and a Cholesky factor by scipy, the same model computed another way."""
+    import scipy.optimize
+
+    s = _copd(20)
+    plan = design(s)
+    rng = np.random.default_rng(11)
+    cov = np.array([[1.0, 0.8, 0.6], [0.8, 1.2, 0.9], [0.6, 0.9, 1.5]])
+    data = {}
+    for arm, shift in ((0, 0.0), (1, 0.4)):
+        worse = rng.uniform(size=150)
+        data[arm] = _monotone(rng, 150, [2.0, 2.0 + shift, 1.9 + shift], cov, np.where(worse < 0.3, 1, 2))
+        data[arm][rng.uniform(size=150) < 0.15, 1:] = np.nan  # some lost before the first visit after 0
+    sums = _fields(data, plan)
+
+    def fit(y: np.ndarray) -> np.ndarray:
+        def loss(theta):
+            mean, lower = theta[:3], np.zeros((3, 3))
+            lower[np.tril_indices(3)] = theta[3:]
+            sigma = lower @ lower.T + 1e-12 * np.eye(3)
+            total = 0.0
+            for last in range(3):  # the patients seen up to visit ``last``
+                rows = y[np.sum(~np.isnan(y), axis=1) == last + 1, : last + 1]
+                if len(rows):
+                    logpdf = scipy.stats.multivariate_normal.logpdf
+                    total -= np.sum(logpdf(rows, mean[: last + 1], sigma[: last + 1, : last + 1]))
+            return total
+
+        start = np.concatenate([np.nanmean(y, axis=0), np.eye(3)[np.tril_indices(3)]])
+        return scipy.optimize.minimize(loss, start, method="BFGS", options={"gtol": 1e-9}).x[:3]
+
+    for arm in (0, 1):
+        mean = fit(data[arm])
+        for v in (1, 2):
+            found, _ = stats._mmrm_change(sums[arm, plan.primary], v)
+            assert found == pytest.approx(mean[v] - mean[0], abs=2e-5)
+        complete_case = np.nanmean(data[arm][:, 2] - data[arm][:, 0])
+        assert abs(complete_case - (mean[2] - mean[0])) > 1e-3  # the losses matter here
+
+
+def test_mmrm_without_losses_is_the_mean_change_with_its_standard_error():
+    s = _copd(20)
+    plan = design(s)
+    rng = np.random.default_rng(3)
+    cov = np.array([[1.0, 0.7, 0.5], [0.7, 1.0, 0.7], [0.5, 0.7, 1.0]])
+    data = {arm: rng.multivariate_normal([0, 0.2 * arm, 0.3 * arm], cov, 400) for arm in (0, 1)}
+    sums = _fields(data, plan)
+    for arm in (0, 1):
+        change = data[arm][:, 2] - data[arm][:, 0]
+        found, variance = stats._mmrm_change(sums[arm, plan.primary], 2)
+        assert found == pytest.approx(change.mean(), abs=1e-12)
+        assert variance == pytest.approx(change.var(ddof=1) / change.size, rel=0.02)
+
+
+def test_mmrm_removes_the_bias_of_complete_cases_when_dropout_is_missing_at_random():
+    """COPD, 40% a year lost, three times more often per measurement SD of worsening at the last
+    visit (missing at random): over 120 replicate trials the complete-case difference at day 365
+    falls far below the model's truth (the mean effect against the untreated twins) and MMRM's
+    does not. Measured 2026-12-03 over 300 replicates: truth +0.0125 L, complete case -0.0016
+    (coverage 88%), MMRM +0.0122 (coverage 94%)."""
+    s = _copd(600, dropout="40%", dropout_hazard_ratio=3, analysis="mmrm")
+    plan = design(s)
+    change = design(_copd(600, dropout="40%", dropout_hazard_ratio=3, analysis="change"))
+    e, v, effect = plan.primary, plan.primary_visit, FIELDS.index("sum_effect")
+    found = {"mmrm": [], "change": []}
+    truth = []
+    for r in range(120):
+        sums = simulate_chunk(s, r, 0, 600, table=False)[1].sums
+        truth.append(sums[1, e, v, effect] / sums[1, e, v, 0] - sums[0, e, v, effect] / sums[0, e, v, 0])
+        found["mmrm"].append(stats.compare(sums, plan, 1, e, v)["difference"])
+        found["change"].append(stats.compare(sums, change, 1, e, v)["difference"])
+    truth = float(np.mean(truth))
+    error = {k: (np.mean(x) - truth) / (np.std(x) / np.sqrt(len(x))) for k, x in found.items()}
+    assert abs(error["mmrm"]) < 3  # in Monte Carlo standard errors
+    assert error["change"] < -6
+
+
+def test_mmrm_takes_at_most_25_visits():
+    with pytest.raises(ScenarioError) as caught:
+        _copd(
+            20,
+            analysis="mmrm",
+            visits=[f"{d} day" for d in range(1, 31)],
+            primary={"endpoint": "fev1", "at": "30 day"},
+        )
+    assert caught.value.field == "trial.analysis" and "at most 25 visits" in caught.value.message
+
+
+def test_mmrm_partial_sums_are_the_rows_cross_products_however_the_trial_is_chunked():
+    from infusim.runner import chunks
+
+    s = _copd(300, dropout="40%", dropout_hazard_ratio=3, analysis="mmrm")
+    plan = design(s)
+    table, whole = simulate_chunk(s, 0, 0, 300)
+    parts = [simulate_chunk(s, 0, c.start, c.stop, table=False)[1].sums for c in chunks(s, chunk_size=70)]
+    np.testing.assert_allclose(np.sum(parts, axis=0), whole.sums, rtol=1e-12, atol=1e-9)
+    rows = table.to_pandas().pivot_table(
+        index=["patient", "arm"], columns="time_d", values="fev1", dropna=False
+    )
+    e = [x.name for x in plan.endpoints].index("fev1")
+    for a, arm in enumerate(plan.arms):
+        y = rows.xs(arm, level="arm").to_numpy(dtype=float)
+        expected = _fields({a: y}, plan)[a, plan.primary]
+        np.testing.assert_allclose(whole.sums[a, e, :, len(FIELDS) :], expected[:, len(FIELDS) :], rtol=1e-6)

@@ -108,6 +108,10 @@ class Primary(_Section):
     responder_change: float | None = None
 
 
+#: Most visits (day 0 included) an ``mmrm`` analysis takes: its partial sums grow as visits cubed.
+MMRM_VISITS = 25
+
+
 class Trial(_Section):
     """A virtual randomised trial (see README, "Virtual trials")."""
 
@@ -134,8 +138,10 @@ class Trial(_Section):
     #: How a continuous endpoint is compared with control at each visit: ``change``, the change from
     #: the day-0 visit by Welch's t-test; ``ancova``, the same change adjusted for the day-0 value
     #: (analysis of covariance, the two arms compared, a common slope): the analysis regulators
-    #: expect when the baseline predicts the outcome (EMA 2015 guideline on baseline covariates).
-    analysis: Literal["change", "ancova"] = "change"
+    #: expect when the baseline predicts the outcome (EMA 2015 guideline on baseline covariates);
+    #: ``mmrm``, the change estimated by maximum likelihood from every visit a patient was seen at (a
+    #: mixed model for repeated measures: valid when dropout is missing at random).
+    analysis: Literal["change", "ancova", "mmrm"] = "change"
     #: Inclusion ranges (an enriched trial); none: the condition's trial population as tabulated.
     eligibility: Eligibility | None = None
     #: Subgroup analyses of the primary comparison (effect below and at or above each cut, interaction).
@@ -154,6 +160,12 @@ class Trial(_Section):
         if visits[0] < 0:
             raise _FieldError("trial.visits", "visits are times after the first dose (>= 0 day)")
         object.__setattr__(self, "visits_h", visits)
+        if self.analysis == "mmrm" and len(visits) > MMRM_VISITS:
+            raise _FieldError(
+                "trial.analysis",
+                f"mmrm needs at most {MMRM_VISITS} visits with day 0 (it keeps each visit's cross-products "
+                f"of all earlier ones), got {len(visits)}; use change or ancova",
+            )
         if self.primary.at_h not in visits:
             raise _FieldError(
                 "trial.primary.at",

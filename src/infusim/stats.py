@@ -26,6 +26,9 @@ ANALYSIS_NOTES = {
     "change": "continuous endpoints: change from the day-0 visit, Welch t-test",
     "ancova": "continuous endpoints: change from the day-0 visit adjusted for the day-0 value (ANCOVA of "
     "the two arms compared, common slope, t-test)",
+    "mmrm": "continuous endpoints: change from the day-0 visit by maximum likelihood from every visit seen "
+    "(mixed model for repeated measures: day 0 a response, arm-by-visit means, unstructured covariance "
+    "per arm; valid under dropout missing at random; Wald test, normal)",
 }
 _F = {name: i for i, name in enumerate(FIELDS)}
 
@@ -107,6 +110,14 @@ def _contrast(
         se0 = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
         p = 2 * scipy.stats.norm.sf(abs(difference) / se0) if se0 > 0 else 1.0
         difference, se, half = 100 * difference, 100 * se, 100 * half
+    elif plan.analysis == "mmrm":
+        found = [_mmrm_change(totals[a, endpoint], visit) for a in (arm, plan.control)]
+        if found[0] is None or found[1] is None:
+            return None
+        difference = found[0][0] - found[1][0]
+        se = float(np.sqrt(found[0][1] + found[1][1]))
+        p = 2 * scipy.stats.norm.sf(abs(difference) / se) if se > 0 else float(difference == 0)
+        half = scipy.stats.norm.ppf(1 - ALPHA / 2) * se
     elif plan.analysis == "ancova":
         difference, se, df = _ancova(treated, control)
         if se == 0:
@@ -225,6 +236,46 @@ def _ancova(treated: np.ndarray, control: np.ndarray) -> tuple[float, float, flo
     gap = x[0] - x[1]
     se = np.sqrt(residual * (1 / n[0] + 1 / n[1] + (gap * gap / sxx if spread else 0.0)))
     return float(y[0] - y[1] - slope * gap), float(se), df
+
+
+def _mmrm_change(cells: np.ndarray, visit: int) -> tuple[float, float] | None:
+    """(mean change from day 0 to visit ``visit``, its variance) of one arm's endpoint by maximum
+    likelihood under monotone missingness at random (``cells``: (visits, fields) partial sums with
+    ``moment_fields``), or None when a visit has too few patients for its regression.
+
+    The arm's visits are multivariate normal with unstructured covariance; its likelihood factors
+    into the day-0 mean and, for each later visit k, the regression of the value at k on the values
+    at every earlier visit among the patients seen at k (Anderson 1957; Little and Rubin 2019,
+    section 7.2). The mean at k is that regression at the means before it, so a patient lost after
+    visit j still informs the later means through what was seen up to j. The factors' estimates
+    are asymptotically independent; the variance is the delta method over them (OLS covariance of
+    each regression, residual variance on n - k - 1 degrees of freedom)."""
+    size = cells.shape[0] + 1
+    moments = [cells[k, len(FIELDS) :].reshape(size, size) for k in range(visit + 1)]
+    n0, total, squares = moments[0][0, 0], moments[0][0, 1], moments[0][1, 1]
+    if n0 < 2:
+        return None
+    means = [total / n0]
+    variances = [np.array([[(squares - n0 * means[0] ** 2) / (n0 - 1) / n0]])]  # of each factor
+    gradients = [[np.ones(1)]]  # gradients[k][b]: d mean_k / d (factor b's parameters)
+    for k in range(1, visit + 1):
+        m = moments[k]
+        n = m[0, 0]
+        if n <= k + 1:
+            return None
+        inverse = np.linalg.pinv(m[: k + 1, : k + 1])  # (1, value at visits 0..k-1)
+        beta = inverse @ m[: k + 1, k + 1]
+        residual = max(m[k + 1, k + 1] - beta @ m[: k + 1, k + 1], 0.0) / (n - k - 1)
+        variances.append(residual * inverse)
+        gradients.append(
+            [sum(beta[j + 1] * gradients[j][b] for j in range(b, k)) for b in range(k)]
+            + [np.concatenate([[1.0], means])]
+        )
+        means.append(beta[0] + beta[1:] @ np.asarray(means))
+    change = list(gradients[visit])
+    change[0] = change[0] - gradients[0][0]  # of mean_visit - mean_0
+    variance = sum(g @ v @ g for g, v in zip(change, variances, strict=True))
+    return float(means[visit] - means[0]), float(variance)
 
 
 def _mean_sd(total: float, squares: float, n: float) -> tuple[float, float]:

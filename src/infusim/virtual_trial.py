@@ -66,6 +66,12 @@ FIELDS = (
 )
 
 
+def moment_fields(visits: int, analysis: str) -> int:
+    """Fields after ``FIELDS`` that an ``mmrm`` analysis needs: at each visit, the cross-products of
+    (1, value at each visit) over the patients counted there, a (visits + 1)^2 matrix; 0 otherwise."""
+    return (visits + 1) ** 2 if analysis == "mmrm" else 0
+
+
 @dataclass(frozen=True)
 class Design:
     """What a trial measures: condition, endpoints, visits (days), arms and the primary comparison."""
@@ -468,7 +474,9 @@ def _partial_sums(
 ) -> np.ndarray:
     """Sums (arms, endpoints, visits, FIELDS) over this chunk's patients whose value counts
     (``counted``: alive at the visit for a continuous endpoint)."""
-    sums = np.zeros((len(plan.arms), len(plan.endpoints), len(plan.visits_d), len(FIELDS)))
+    visits = len(plan.visits_d)
+    extra = moment_fields(visits, plan.analysis)
+    sums = np.zeros((len(plan.arms), len(plan.endpoints), visits, len(FIELDS) + extra))
     onehot = (arm[:, None] == np.arange(len(plan.arms))[None, :]).astype(float)  # (patients, arms)
     for e, endpoint in enumerate(plan.endpoints):
         keep = counted[endpoint.name]
@@ -497,6 +505,12 @@ def _partial_sums(
         )
         for f, column in enumerate(columns):
             sums[:, e, :, f] = onehot.T @ column
+        if extra and not is_rate(endpoint):  # monotone: counted at a visit means counted at all before
+            z = np.column_stack([np.ones(len(arm)), value])  # (patients, 1 + visits)
+            for v in range(visits):
+                for a in range(len(plan.arms)):
+                    weight = onehot[:, a] * keep[:, v]
+                    sums[a, e, v, len(FIELDS) :] = ((z * weight[:, None]).T @ z).ravel()
     return sums
 
 

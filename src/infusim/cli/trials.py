@@ -56,6 +56,7 @@ def trial(
     primary endpoint worsens with trial.dropout_hazard_ratio); with trial.exposure, each patient's
     exposure to live cells up to each visit; with trial.subgroups, the primary comparison within
     each subgroup and the interaction; with trial.eligibility, an enriched population.
+    trial.analysis: how continuous endpoints are compared (change, ancova or mmrm).
     Chunks stream to disk, so a run killed part-way continues with --resume. Results do not depend
     on --workers, --scheduler or --chunk-size.
     """

@@ -206,6 +206,7 @@ def _flow_and_baseline(summary: dict) -> str:
     out = f"<h2>Patient flow</h2><table><tr><th></th>{head}</tr>{flow}</table>"
     lost = summary.get("dropout_per_year", 0.0)
     ratio = summary.get("dropout_hazard_ratio", 1.0)
+    mmrm = summary.get("analysis") == "mmrm"
     if ratio == 1.0:
         how = "at random, the same in every arm"
     elif summary.get("dropout_missing") == "not_at_random":
@@ -213,18 +214,25 @@ def _flow_and_baseline(summary: dict) -> str:
             f"times {ratio:g} per measurement SD the primary endpoint will have worsened at the next "
             "visit: missing not at random, on the value the loss leaves unmeasured, so the complete-case "
             "means are biased"
+            + (", and so is the MMRM comparison, which assumes missing at random" if mmrm else "")
         )
     else:
         how = (
             f"times {ratio:g} per measurement SD the primary endpoint had worsened at the last visit: "
             "missing at random on what was measured, so the complete-case means are biased"
+            + (" (the MMRM comparison, which uses every visit seen, is not)" if mmrm else "")
         )
     out += (
         "<p>Patients leave by dying (the condition's own deaths and fatal harms, as in the adverse"
         " events)"
         + (f" and by loss to follow-up ({lost:.0%} a year, {how})" if lost else "")
-        + ": a continuous endpoint is analysed in those still followed at the visit (complete case); a"
-        " response rate counts the dead"
+        + (
+            ": a continuous endpoint is compared by a mixed model for repeated measures from every visit a"
+            " patient was seen at (the n below are those still followed); a"
+            if mmrm
+            else ": a continuous endpoint is analysed in those still followed at the visit (complete case); a"
+        )
+        + " response rate counts the dead"
         + (" and the lost" if lost else "")
         + " as non-responders."
         + ("" if lost else " No other drop-out is modelled (trial.dropout: 0).")
