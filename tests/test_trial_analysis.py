@@ -294,3 +294,15 @@ def test_mmrm_partial_sums_are_the_rows_cross_products_however_the_trial_is_chun
         y = rows.xs(arm, level="arm").to_numpy(dtype=float)
         expected = _fields({a: y}, plan)[a, plan.primary]
         np.testing.assert_allclose(whole.sums[a, e, :, len(FIELDS) :], expected[:, len(FIELDS) :], rtol=1e-6)
+
+
+def test_an_mmrm_summary_gives_each_arms_model_estimates_whose_difference_is_the_comparison(tmp_path):
+    s = _copd(200, dropout="40%", dropout_hazard_ratio=3, analysis="mmrm")
+    summary = run_trial(s, tmp_path / "t", chunk_size=70)
+    visits = {arm: summary["by_arm"][arm]["fev1"]["visits"]["365"] for arm in ("cells", "placebo")}
+    found = next(c for c in summary["comparisons"] if c["endpoint"] == "fev1" and c["time_d"] == "365")
+    model = visits["cells"]["model_mean_change"] - visits["placebo"]["model_mean_change"]
+    assert model == pytest.approx(found["difference"], abs=1e-9)
+    assert visits["cells"]["model_mean_change"] != visits["cells"]["mean_change"]  # losses matter
+    page = (tmp_path / "t" / "report.html").read_text()
+    assert "mixed model for repeated measures" in page and "MMRM" in page

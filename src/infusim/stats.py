@@ -73,6 +73,11 @@ def arm_summary(totals: np.ndarray, plan: Design) -> dict:
                     }
                     if e == plan.primary:
                         entry["responders"] = 100 * s[_F["responders"]] / n
+                    model = _mmrm_change(totals[a, e], v) if plan.analysis == "mmrm" else None
+                    if model is not None:  # every visit seen, not only those still followed
+                        half = scipy.stats.norm.ppf(1 - ALPHA / 2) * np.sqrt(model[1])
+                        entry["model_mean_change"] = model[0]
+                        entry["model_ci95"] = [model[0] - half, model[0] + half]
                 entry["effect_vs_untreated"] = s[_F["sum_effect"]] / n
                 visits[_day(day)] = _rounded(entry)
             endpoints[endpoint.name] = {"unit": endpoint.unit, "visits": visits}

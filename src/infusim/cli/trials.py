@@ -242,7 +242,10 @@ def _print_trial(summary: dict) -> None:
         table.add_column(column, justify="left" if column == "arm" else "right")
     for arm in summary["arms"]:
         entry = summary["by_arm"][arm["name"]][primary["endpoint"]]["visits"][visit]
-        if "mean_change" in entry:
+        if "model_mean_change" in entry:
+            low, high = entry["model_ci95"]
+            change = f"{entry['model_mean_change']:+.3g} ({low:+.3g} to {high:+.3g}) MMRM"
+        elif "mean_change" in entry:
             low, high = entry["ci95"]
             change = f"{entry['mean_change']:+.3g} ({low:+.3g} to {high:+.3g})"
         else:

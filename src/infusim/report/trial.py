@@ -78,10 +78,12 @@ def _endpoint_figure(summary: dict, endpoint: str) -> go.Figure:
         days = [float(d) for d in data["visits"]]
         entries = list(data["visits"].values())
         rate = "mean_change" not in entries[0]
-        key = "responders" if rate else "mean_change"
-        values = [e[key] for e in entries]
-        low = [v - e["ci95"][0] for v, e in zip(values, entries, strict=True)]
-        high = [e["ci95"][1] - v for v, e in zip(values, entries, strict=True)]
+        model = not rate and "model_mean_change" in entries[-1]  # MMRM: the model's estimates
+        key = "responders" if rate else "model_mean_change" if model else "mean_change"
+        interval = "model_ci95" if model else "ci95"
+        values = [e.get(key, e.get("mean_change")) for e in entries]
+        low = [v - e.get(interval, e["ci95"])[0] for v, e in zip(values, entries, strict=True)]
+        high = [e.get(interval, e["ci95"])[1] - v for v, e in zip(values, entries, strict=True)]
         figure.add_trace(
             go.Scatter(
                 x=days,
@@ -92,11 +94,15 @@ def _endpoint_figure(summary: dict, endpoint: str) -> go.Figure:
             )
         )
         # the twin's mean (change): the arm's minus its mean effect against the twin
-        twin = [v - e["effect_vs_untreated"] for v, e in zip(values, entries, strict=True)]
+        twin = [
+            e.get("mean_change", v) - e["effect_vs_untreated"] for v, e in zip(values, entries, strict=True)
+        ]
         figure.add_trace(
             go.Scatter(x=days, y=twin, name=f"{name}: untreated twin", mode="lines", line={"dash": "dash"})
         )
     what = "responders (%)" if unit == "% of patients" else f"change from baseline ({unit})"
+    if summary.get("analysis") == "mmrm" and unit != "% of patients":
+        what += ", MMRM"
     figure.update_layout(
         title=f"{endpoint}: {what}, mean and 95% CI by arm", height=400, margin={"t": 50, "b": 50}
     )
