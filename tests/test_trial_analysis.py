@@ -306,3 +306,22 @@ def test_an_mmrm_summary_gives_each_arms_model_estimates_whose_difference_is_the
     assert visits["cells"]["model_mean_change"] != visits["cells"]["mean_change"]  # losses matter
     page = (tmp_path / "t" / "report.html").read_text()
     assert "mixed model for repeated measures" in page and "MMRM" in page
+
+
+def test_power_compares_analyses_on_the_same_replicate_trials():
+    from infusim.runner import power_curve
+
+    lossy = {"dropout": "40%", "dropout_hazard_ratio": 3}
+    both = power_curve(_copd(200, analysis="change", **lossy), [200], 12, analyses=["change", "mmrm"])[200]
+    alone = {
+        a: power_curve(_copd(200, analysis=a, **lossy), [200], 12)[200]["cells"] for a in ("change", "mmrm")
+    }
+    for analysis, found in alone.items():
+        paired = both[f"cells ({analysis})"]
+        assert paired["analysis"] == analysis and paired["arm"] == "cells"
+        for key in ("power", "assurance", "difference_mean", "difference_p2.5"):
+            assert paired[key] == found[key]
+    assert both["cells (mmrm)"]["difference_mean"] != both["cells (change)"]["difference_mean"]
+    with pytest.raises(ScenarioError) as caught:
+        power_curve(_copd(20), [20], 2, analyses=["change", "lasso"])
+    assert caught.value.field == "--analysis" and "lasso" in caught.value.message

@@ -82,9 +82,15 @@ def trial(
 
 
 def power(
-    scenario: Scenario | dict | str | Path, sizes: Sequence[int], *, replicates: int = 200
+    scenario: Scenario | dict | str | Path,
+    sizes: Sequence[int],
+    *,
+    replicates: int = 200,
+    analyses: Sequence[str] | None = None,
 ) -> PowerResult:
-    """Power and assurance of the primary comparison for each total sample size in ``sizes``."""
+    """Power and assurance of the primary comparison for each total sample size in ``sizes``;
+    ``analyses`` (``trial.analysis`` values, e.g. ``["change", "mmrm"]``): each applied to the same
+    replicate trials (default: the scenario's own)."""
     from infusim.parameters import for_scenario
     from infusim.runner import power_curve, with_size
 
@@ -95,7 +101,7 @@ def power(
         raise ScenarioError("--replicates", f"{replicates}; give 2 or more")
     loaded = with_size(as_scenario(scenario), None, None)
     for_scenario(loaded)
-    curve = power_curve(loaded, sizes, replicates)
+    curve = power_curve(loaded, sizes, replicates, analyses=analyses)
     primary = loaded.trial.primary
     return PowerResult(loaded.name, primary.endpoint, primary.at_h / 24.0, replicates, curve)
 

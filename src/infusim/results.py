@@ -84,12 +84,18 @@ class PowerResult:
         }
 
     def to_pandas(self) -> pd.DataFrame:
-        """Columns ``patients, arm, power, assurance`` (shares of replicates, 0-1)."""
+        """Columns ``patients, arm, analysis, power, assurance`` (shares of replicates, 0-1)."""
         return pd.DataFrame(
             [
-                {"patients": n, "arm": arm, "power": v["power"], "assurance": v["assurance"]}
-                for n, arms in self.curve.items()
-                for arm, v in arms.items()
+                {
+                    "patients": n,
+                    "arm": v.get("arm", label),
+                    "analysis": v.get("analysis", ""),
+                    "power": v["power"],
+                    "assurance": v["assurance"],
+                }
+                for n, labels in self.curve.items()
+                for label, v in labels.items()
             ]
         )
 
@@ -102,8 +108,10 @@ class PowerResult:
         import plotly.graph_objects as go
 
         table = self.to_pandas()
+        several = table.analysis.nunique() > 1
+        table["label"] = table.arm + (" (" + table.analysis + ")" if several else "")
         figure = go.Figure()
-        for arm, rows in table.groupby("arm", sort=False):
+        for arm, rows in table.groupby("label", sort=False):
             figure.add_trace(
                 go.Scatter(x=rows.patients, y=rows.power, mode="lines+markers", name=f"{arm}: power")
             )

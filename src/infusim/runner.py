@@ -12,10 +12,11 @@ or the backend.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +25,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from infusim import __version__, engraftment, safety, stats
-from infusim.errors import OutputError
+from infusim.errors import OutputError, ScenarioError
 from infusim.io import write_json
 from infusim.parameters import for_scenario
 from infusim.population import beyond_most_severe
 from infusim.scenario import Scenario
+from infusim.scenario_trial import ANALYSES, MMRM_VISITS
 from infusim.simulation import DISCLAIMER
 from infusim.virtual_trial import FIELDS, ChunkStats, baseline_table, design, simulate_chunk
 
@@ -52,8 +54,6 @@ class Chunk:
 
 def with_size(scenario: Scenario, patients: int | None, replicates: int | None) -> Scenario:
     """The scenario with the trial's patient count and replicates replaced (command-line options)."""
-    from infusim.errors import ScenarioError
-
     trial = scenario.trial
     if trial is None:
         raise ScenarioError("trial", "the scenario has no trial section (see README, 'Virtual trials')")
@@ -144,24 +144,49 @@ def _run_chunks(
 
 
 def power_curve(
-    scenario: Scenario, sizes: Iterable[int], replicates: int, chunk_size: int = DEFAULT_CHUNK
+    scenario: Scenario,
+    sizes: Iterable[int],
+    replicates: int,
+    chunk_size: int = DEFAULT_CHUNK,
+    analyses: Sequence[str] | None = None,
 ) -> dict[int, dict]:
-    """Power of the primary comparison for each total sample size (no patient rows are written)."""
+    """Power of the primary comparison for each total sample size (no patient rows are written):
+    ``{patients: {label: {power, assurance, arm, analysis, ...}}}``, one label per treated arm, or
+    with several ``analyses`` (``trial.analysis`` values) per arm and analysis (``"msc (mmrm)"``),
+    each analysis applied to the same replicate trials, so their powers differ by the analysis alone."""
+    own = scenario.trial.analysis
+    analyses = tuple(analyses or (own,))
+    unknown = sorted(set(analyses) - set(ANALYSES))
+    if unknown:
+        raise ScenarioError("--analysis", f"{', '.join(unknown)}; allowed: {', '.join(ANALYSES)}")
+    if "mmrm" in analyses and own != "mmrm":  # its partial sums hold what the others read
+        if len(scenario.trial.visits_h) > MMRM_VISITS:
+            raise ScenarioError("--analysis", f"mmrm needs at most {MMRM_VISITS} visits with day 0")
+        scenario = scenario.model_copy(
+            update={"trial": scenario.trial.model_copy(update={"analysis": "mmrm"})}
+        )
     result = {}
     for n in sizes:
         sized = with_size(scenario, n, replicates)
         plan = design(sized)
-        found = {}
+        totals = {}
         for uncertain in (False, True):
             parts = [
                 simulate_chunk(sized, c.replicate, c.start, c.stop, table=False, uncertain=uncertain)[1]
                 for c in chunks(sized, chunk_size)
             ]
-            totals = stats.combine(parts, replicates, parts[0].sums.shape)
-            found[uncertain] = stats.power(totals, plan)
-        result[n] = {
-            arm: values | {"assurance": found[True][arm]["power"]} for arm, values in found[False].items()
-        }
+            totals[uncertain] = stats.combine(parts, replicates, parts[0].sums.shape)
+        result[n] = {}
+        for analysis in analyses:
+            each = dataclasses.replace(plan, analysis=analysis)
+            found = {uncertain: stats.power(t, each) for uncertain, t in totals.items()}
+            for arm, values in found[False].items():
+                label = arm if len(analyses) == 1 else f"{arm} ({analysis})"
+                result[n][label] = values | {
+                    "assurance": found[True][arm]["power"],
+                    "arm": arm,
+                    "analysis": analysis,
+                }
     return result
 
 

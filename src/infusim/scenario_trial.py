@@ -4,7 +4,7 @@ primary comparison and the trial itself."""
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pydantic
 from pydantic import BaseModel, Field, StrictBool, field_validator, model_validator
@@ -108,6 +108,10 @@ class Primary(_Section):
     responder_change: float | None = None
 
 
+#: How a trial compares continuous endpoints (``Trial.analysis``).
+Analysis = Literal["change", "ancova", "mmrm"]
+ANALYSES: tuple[str, ...] = get_args(Analysis)
+
 #: Most visits (day 0 included) an ``mmrm`` analysis takes: its partial sums grow as visits cubed.
 MMRM_VISITS = 25
 
@@ -141,7 +145,7 @@ class Trial(_Section):
     #: expect when the baseline predicts the outcome (EMA 2015 guideline on baseline covariates);
     #: ``mmrm``, the change estimated by maximum likelihood from every visit a patient was seen at (a
     #: mixed model for repeated measures: valid when dropout is missing at random).
-    analysis: Literal["change", "ancova", "mmrm"] = "change"
+    analysis: Analysis = "change"
     #: Inclusion ranges (an enriched trial); none: the condition's trial population as tabulated.
     eligibility: Eligibility | None = None
     #: Subgroup analyses of the primary comparison (effect below and at or above each cut, interaction).

@@ -182,11 +182,20 @@ def power(
         Path | None,
         typer.Option("--out", "-o", help="Also write power.parquet, summary.json and report.html here."),
     ] = None,
+    analysis: Annotated[
+        str | None,
+        typer.Option(
+            "--analysis",
+            help="Analyses of continuous endpoints to compare on the same replicate trials, comma-separated "
+            "(change, ancova, mmrm; default: the scenario's trial.analysis).",
+        ),
+    ] = None,
 ) -> None:
     """Print the power of the primary comparison against total sample size.
 
     Power: the share of replicate trials in which a treated arm beats control on the primary
-    endpoint at the primary visit (two-sided p < 0.05).
+    endpoint at the primary visit (two-sided p < 0.05). With --analysis change,ancova,mmrm each
+    analysis is applied to the same replicate trials, so the powers differ by the analysis alone.
     """
     from infusim import api
 
@@ -194,7 +203,8 @@ def power(
         sizes = [int(part) for part in n.split(",") if part.strip()]
     except ValueError:
         raise InfusimError("--n", f"{n!r} is not a comma-separated list of integers") from None
-    found = api.power(scenario, sizes, replicates=replicates)
+    analyses = [part.strip() for part in analysis.split(",") if part.strip()] if analysis else None
+    found = api.power(scenario, sizes, replicates=replicates, analyses=analyses)
     if out is not None:
         from infusim import io
         from infusim.report.power import render
@@ -215,12 +225,13 @@ def power(
         f"{trial_spec.primary.at_h / 24:g} day ({replicates} replicates per size)"
     )
     table.add_column("patients (total)", justify="right")
-    arms = [a.name for a in trial_spec.arms if a.name != trial_spec.control.name]
-    for arm in arms:
-        table.add_column(escape(f"{arm} vs {trial_spec.control.name}: power / assurance"), justify="right")
+    labels = list(next(iter(curve.values())))
+    for label in labels:
+        table.add_column(escape(f"{label} vs {trial_spec.control.name}: power / assurance"), justify="right")
     for size, result in curve.items():
         table.add_row(
-            str(size), *(f"{result[arm]['power']:.0%} / {result[arm]['assurance']:.0%}" for arm in arms)
+            str(size),
+            *(f"{result[label]['power']:.0%} / {result[label]['assurance']:.0%}" for label in labels),
         )
     console.print(table)
     console.print(

@@ -14,14 +14,22 @@ def render(summary: dict, table: pd.DataFrame) -> str:
     from infusim.results import PowerResult
 
     curve: dict[int, dict[str, dict]] = {}
+    several = table.analysis.nunique() > 1
     for row in table.itertuples():
-        curve.setdefault(int(row.patients), {})[row.arm] = {"power": row.power, "assurance": row.assurance}
+        label = f"{row.arm} ({row.analysis})" if several else row.arm
+        curve.setdefault(int(row.patients), {})[label] = {
+            "power": row.power,
+            "assurance": row.assurance,
+            "arm": row.arm,
+            "analysis": row.analysis,
+        }
     found = PowerResult(
         summary["scenario_name"], summary["endpoint"], summary["time_d"], summary["replicates"], curve
     )
     plot = found.plot().to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False})
     rows = "".join(
-        f"<tr><td>{r.patients}</td><td>{html.escape(str(r.arm))}</td><td>{r.power:.0%}</td>"
+        f"<tr><td>{r.patients}</td><td>{html.escape(str(r.arm))}</td><td>{html.escape(str(r.analysis))}</td>"
+        f"<td>{r.power:.0%}</td>"
         f"<td>{r.assurance:.0%}</td></tr>"
         for r in table.itertuples()
     )
@@ -32,5 +40,9 @@ treated arm beats control (two-sided p &lt; 0.05) at the posterior-median effect
 share when each replicate draws its effect from the posterior of the controlled evidence, with the
 between-trial SD.</p>
 {plot}
-<table><tr><th>patients (total)</th><th>arm</th><th>power</th><th>assurance</th></tr>{rows}</table>
+<p>Analysis of continuous endpoints: change, change from day 0 (Welch); ancova, adjusted for the day-0
+value; mmrm, mixed model for repeated measures from every visit seen (docs/trials.md). Several
+analyses are applied to the same replicate trials.</p>
+<table><tr><th>patients (total)</th><th>arm</th><th>analysis</th><th>power</th><th>assurance</th></tr>
+{rows}</table>
 </body></html>"""
