@@ -19,6 +19,7 @@ import pandas as pd
 
 from infusim.errors import DataError, InfusimError
 from infusim.parameters import SCENARIO_SOURCE, Entry, ParameterSet
+from infusim.population import doses_taken, replicate_seed
 from infusim.scenario import Scenario
 
 DAYS_PER_YEAR = 365.25
@@ -212,7 +213,11 @@ def exposures_of(
         for name in annual:
             blocks.append((alive_years * (arm == arms.index(name)))[:, None])
             columns.append(Column((SCENARIO_SOURCE, f"annual.{name}"), "cost", "ongoing care"))
-    procedure, procedure_columns = _procedures(scenario, params, chosen, arm, died, weight_kg)
+    replicate = int(frame["replicate"].iloc[0]) if "replicate" in frame and len(frame) else 0
+    seed = replicate_seed(scenario.simulation.seed, replicate)
+    procedure, procedure_columns = _procedures(
+        scenario, params, chosen, arm, died, weight_kg, (seed, first["patient"].to_numpy())
+    )
     blocks.append(procedure)
     columns += procedure_columns
     events, event_columns = _events(events, params, cur, rate_c, first["patient"].to_numpy(), scenario)
@@ -246,9 +251,17 @@ def _cost_key(params: ParameterSet, parameter: str, scope: str, override, field:
 
 
 def _procedures(
-    scenario: Scenario, params: ParameterSet, chosen: dict, arm: np.ndarray, died: np.ndarray, weight_kg
+    scenario: Scenario,
+    params: ParameterSet,
+    chosen: dict,
+    arm: np.ndarray,
+    died: np.ndarray,
+    weight_kg,
+    who: tuple[int, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[Column]]:
-    """Discounted doses (or million cells), deliveries, harvests and transplant episodes per patient."""
+    """Discounted doses (or million cells), deliveries, harvests and transplant episodes per patient;
+    ``who``: (replicate seed, patient indices), whose missed administrations (``trial.missed_doses``)
+    cost nothing (a missed administration is neither delivered nor its product paid)."""
     econ = scenario.economics.costs
     cur = chosen["currency"].lower()
     rate = chosen["discount_costs"]
@@ -265,6 +278,9 @@ def _procedures(
         variant = scenario.for_arm(spec)
         admin, product = variant.administration, variant.product
         given = [discount_factor(day, rate) * (alive_until > day) for day in _dose_days(variant)]
+        if who is not None and scenario.trial.missed_doses:
+            taken = doses_taken(who[0], who[1], admin.count, scenario.trial.missed_doses)
+            given = [g * taken[:, i] for i, g in enumerate(given)]
         doses = sum(given)
         # cells are paid per administration at its own dose (a schedule's doses may differ)
         dose_multiples = sum(g * scale for g, scale in zip(given, admin.dose_scales, strict=True))

@@ -67,6 +67,17 @@ def stream(name: str) -> int:
     return zlib.crc32(name.encode("utf-8"))
 
 
+def doses_taken(seed: int, patients: np.ndarray, count: int, missed: float) -> np.ndarray:
+    """Which of ``count`` administrations each patient receives (patients, count) bool: the first
+    always, each later one missed with probability ``missed``, independently (stream per
+    administration, so a patient's doses do not depend on chunking or on the arm's count)."""
+    taken = np.ones((len(patients), count), dtype=bool)
+    if missed > 0:
+        for i in range(1, count):
+            taken[:, i] = uniforms(seed, patients, stream(f"missed_dose:{i}")) >= missed
+    return taken
+
+
 def replicate_seed(seed: int, replicate: int) -> int:
     """Seed of one replicate of a trial: a pure function of (seed, replicate)."""
     with np.errstate(over="ignore"):
@@ -282,8 +293,11 @@ def _severity(
     return np.clip(severity_of(condition, primary, value, params), 0.01, SEVERITY_MAX)
 
 
-def cohort_model(scenario: Scenario, cohort: Cohort, params: ParameterSet | None = None) -> Model:
-    """The cell model of ``scenario`` for every patient of ``cohort`` (weights, severities, rates)."""
+def cohort_model(
+    scenario: Scenario, cohort: Cohort, params: ParameterSet | None = None, taken: np.ndarray | None = None
+) -> Model:
+    """The cell model of ``scenario`` for every patient of ``cohort`` (weights, severities, rates);
+    ``taken``: (patients, administrations) which doses each patient receives (``doses_taken``)."""
     return assemble(
         scenario,
         patients=len(cohort.index),
@@ -291,4 +305,5 @@ def cohort_model(scenario: Scenario, cohort: Cohort, params: ParameterSet | None
         rate_factors=cohort.rate_factors,
         body_weight_kg=cohort.body_weight_kg,
         severity=cohort.severity,
+        doses_taken=taken,
     )

@@ -219,6 +219,7 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
         "dropout_hazard_ratio": trial.dropout_hazard_ratio,
         "dropout_missing": trial.dropout_missing,
         "analysis": trial.analysis,
+        "missed_doses": trial.missed_doses,
         "primary": {
             "endpoint": primary.name,
             "unit": primary.unit,

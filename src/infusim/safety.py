@@ -48,7 +48,7 @@ after the first dose.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -59,7 +59,7 @@ from infusim.compartments import CSF_ROUTES, LEFT_VENTRICLE
 from infusim.model.kinetics import assemble
 from infusim.model.physiology import physiology
 from infusim.parameters import ParameterSet, for_scenario
-from infusim.population import replicate_seed, stream, uniforms
+from infusim.population import doses_taken, replicate_seed, stream, uniforms
 from infusim.scenario import Scenario, from_dict
 from infusim.solve import solve
 
@@ -645,6 +645,9 @@ def chunk_events(
         regimen = arm_scenario.administration.conditioning
         factor = None if days is None else engraftment.infection_factors(regimen, days, params)
         chances = risks(arm_scenario, params, spec.kind, members.size, load, brain, factor)
+        if trial.missed_doses and spec.kind != "none":  # a missed administration has no risks of its own
+            taken = doses_taken(seed, members, arm_scenario.administration.count, trial.missed_doses)
+            chances = [_if_taken(r, taken) for r in chances]
         events = draw(chances, seed, members)
         for e, name in enumerate(EVENTS):
             own = events[events.event == name]
@@ -654,6 +657,14 @@ def chunk_events(
     columns = ["replicate", "patient", "arm", "event", "time_d", "grade", "serious", "recovery_d"]
     table = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     return table, counts
+
+
+def _if_taken(risk: Risk, taken: np.ndarray) -> Risk:
+    """``risk`` of the administration ``risk.dose`` only for the patients who receive it (the first
+    administration, and chances not tied to one, ``dose`` 0, are everyone's)."""
+    if risk.dose == 0:
+        return risk
+    return replace(risk, grades=tuple((grade, p * taken[:, risk.dose]) for grade, p in risk.grades))
 
 
 def death_days(table: pd.DataFrame, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:

@@ -218,6 +218,12 @@ class Scenario(_Section):
                     "trial.dropout_hazard_ratio",
                     f"needs a continuous primary endpoint to worsen; {endpoint.name} is a response rate",
                 )
+        if trial.missed_doses > 0 and not any(
+            self.for_arm(a).administration.count > 1 for a in trial.arms if a.kind != "none"
+        ):
+            raise _FieldError(
+                "trial.missed_doses", "applies to administrations after the first; no arm gives more than one"
+            )
         change = trial.primary.responder_change
         if change is not None and change * endpoint.direction <= 0:
             better = "an increase" if endpoint.direction > 0 else "a decrease"

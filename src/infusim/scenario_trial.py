@@ -108,6 +108,16 @@ class Primary(_Section):
     responder_change: float | None = None
 
 
+def _share(value: Any) -> Any:
+    """``'10%'`` -> 0.1; numbers pass through."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"{value!r} is not a share; write e.g. 0.1 or '10%'") from None
+    return value
+
+
 #: How a trial compares continuous endpoints (``Trial.analysis``).
 Analysis = Literal["change", "ancova", "mmrm"]
 ANALYSES: tuple[str, ...] = get_args(Analysis)
@@ -135,6 +145,10 @@ class Trial(_Section):
     #: at random); ``not_at_random``, the true worsening at the next visit, the value the dropout then
     #: leaves unmeasured (a tipping-point analysis).
     dropout_missing: Literal["at_random", "not_at_random"] = "at_random"
+    #: Chance that a patient misses each administration after the first (cells or sham), independently:
+    #: non-adherence, a product lot that fails release, a visit missed. Patients stay in their arm
+    #: (intention to treat). A design assumption, like ``dropout``.
+    missed_doses: float = Field(0.0, ge=0.0, le=0.9)
     #: Write each patient's exposure to live cells up to each visit (``exposure.to_visits``: columns
     #: target_cell_days_per_g and live_cell_days_per_kg); off by default: it multiplies the run time
     #: by about 1.8 (benchmarks/bench_exposure.py).
@@ -152,6 +166,7 @@ class Trial(_Section):
     subgroups: tuple[Subgroup, ...] = Field((), max_length=10)
 
     _dropout = field_validator("dropout", mode="before")(lambda value: share_per_year(value))
+    _missed = field_validator("missed_doses", mode="before")(lambda value: _share(value))
 
     @model_validator(mode="after")
     def _arms_and_visits(self) -> Trial:

@@ -40,6 +40,7 @@ from infusim.parameters import ParameterSet, for_scenario, with_values
 from infusim.population import (
     Cohort,
     cohort_model,
+    doses_taken,
     replicate_seed,
     sample_cohort,
     standard_normals,
@@ -198,6 +199,7 @@ def simulate_chunk(
     untreated = {e.name: np.zeros((n, n_visits)) for e in plan.endpoints}
     recovery_d = np.full(n, np.nan)
     exposures = {column: np.zeros((n, n_visits)) for column in EXPOSURE_COLUMNS} if trial.exposure else {}
+    given = np.zeros((n, n_visits), dtype=np.int16) if trial.missed_doses else None  # by each visit
     for a, spec in enumerate(trial.arms):
         members = np.flatnonzero(arm == a)
         if members.size == 0:
@@ -208,7 +210,13 @@ def simulate_chunk(
             recovery_d[members] = days
         group = cohort.take(members)
         k = {m: values[members] for m, values in truth.half_saturation.items()}
-        outcome = _arm_outcomes(arm_scenario, spec.kind, group, plan, params, k, trial.exposure)
+        taken = None
+        if given is not None and spec.kind != "none":
+            admin = arm_scenario.administration
+            taken = doses_taken(seed, index[members], admin.count, trial.missed_doses)
+            started = np.asarray(admin.starts_h)[None, :] / 24.0 <= plan.visits_d[:, None]  # (visits, doses)
+            given[members] = taken.astype(np.int16) @ started.T.astype(np.int16)
+        outcome = _arm_outcomes(arm_scenario, spec.kind, group, plan, params, k, trial.exposure, taken)
         for column, values in outcome.exposure.items():
             exposures[column][members] = values
         for e in plan.endpoints:
@@ -242,7 +250,19 @@ def simulate_chunk(
     if not table:
         return None, stats
     rows = _table(
-        replicate, index, arm, cohort, plan, measured, twin, counted, died, recovery_d, withdrawn, exposures
+        replicate,
+        index,
+        arm,
+        cohort,
+        plan,
+        measured,
+        twin,
+        counted,
+        died,
+        recovery_d,
+        withdrawn,
+        exposures,
+        given,
     )
     return rows, stats
 
@@ -381,15 +401,17 @@ def _arm_outcomes(
     params: ParameterSet,
     half_saturation: dict[str, np.ndarray] | None = None,
     with_exposure: bool = False,
+    taken: np.ndarray | None = None,
 ) -> _Outcome:
     """True endpoint values (patients, visits) of one arm: with cells, sham, or nothing; with
-    ``with_exposure``, each patient's exposure to live cells up to each visit."""
+    ``with_exposure``, each patient's exposure to live cells up to each visit; ``taken``: which
+    administrations each patient receives (``trial.missed_doses``; all by default)."""
     info = plan.condition
     visits = plan.visits_d
     n = len(cohort.index)
     model = None
     if kind == "cells":
-        model = cohort_model(scenario, cohort, params)
+        model = cohort_model(scenario, cohort, params, taken)
     paths = outcomes.endpoint_paths(
         scenario,
         model,
@@ -553,6 +575,7 @@ def _table(
     recovery_d: np.ndarray,
     withdrawn_d: np.ndarray,
     exposures: dict[str, np.ndarray],
+    doses_given: np.ndarray | None = None,
 ) -> pa.Table:
     """One row per patient and visit: covariates, arm, recorded endpoints (null after a death or a
     loss to follow-up for a continuous endpoint), the untreated twin, the day of death and the day of
@@ -583,6 +606,7 @@ def _table(
         "neutrophil_recovery_d": optional_day(recovery_d),
         "withdrawn_d": optional_day(withdrawn_d),
         **{column: pa.array(values.astype(np.float32).reshape(-1)) for column, values in exposures.items()},
+        **({"doses_given": pa.array(doses_given.reshape(-1))} if doses_given is not None else {}),
     }
     for endpoint in plan.endpoints:
         name = endpoint.name

@@ -57,6 +57,7 @@ def trial(
     exposure to live cells up to each visit; with trial.subgroups, the primary comparison within
     each subgroup and the interaction; with trial.eligibility, an enriched population.
     trial.analysis: how continuous endpoints are compared (change, ancova or mmrm).
+    trial.missed_doses: the chance each later administration is missed (intention to treat).
     Chunks stream to disk, so a run killed part-way continues with --resume. Results do not depend
     on --workers, --scheduler or --chunk-size.
     """

@@ -129,12 +129,15 @@ def assemble(
     rate_factors: Mapping[str, np.ndarray] | None = None,
     body_weight_kg: np.ndarray | None = None,
     severity: np.ndarray | None = None,
+    doses_taken: np.ndarray | None = None,
 ) -> Model:
     """Build the cell-kinetics model of ``scenario`` for ``patients`` identical or varied patients.
 
     ``rate_factors`` maps names in ``VARIABLE_RATES`` to per-patient multipliers (arrays of shape
     (patients,)), the hook for inter-individual variability. ``body_weight_kg`` and ``severity``
     (patients,) replace the scenario's single patient (a per-kg dose follows the weight).
+    ``doses_taken`` (patients, administrations) bool: the administrations each patient receives
+    (a missed one gives no cells); all by default.
     """
     params = params or bundled()
     factors = {name: np.ones(patients) for name in VARIABLE_RATES}
@@ -186,7 +189,8 @@ def assemble(
     _circulation(builder, body, beds[0], shunt)
     _fates(builder, scenario, params, per_row)
     amount = np.repeat(scenario.dose_cells_for(weight), k) * np.tile(SIZE_WEIGHTS, patients)
-    rows_doses = _doses(scenario, beds, amount, viable_share(scenario, params))
+    taken = None if doses_taken is None else np.repeat(np.asarray(doses_taken, dtype=float), k, axis=0)
+    rows_doses = _doses(scenario, beds, amount, viable_share(scenario, params), taken)
     switches = _rejection(builder, scenario, params, per_row["rejection"])
     switches += _signal_switches(builder, body, beds, signals, dose_times, shunt)
     processes, parameters = builder.processes()
@@ -456,16 +460,26 @@ def _rejection(
 
 
 def _doses(
-    scenario: Scenario, beds: list[dict[str, Bed]], amount: np.ndarray, viability: float | np.ndarray
+    scenario: Scenario,
+    beds: list[dict[str, Bed]],
+    amount: np.ndarray,
+    viability: float | np.ndarray,
+    taken: np.ndarray | None = None,
 ) -> tuple[Dose, ...]:
     """The dose event table: one ``Dose`` per administration (``amount`` cells per row times the
-    administration's ``dose_scales``), each split over states by the capture in force at its start
-    (``beds``, one per dose) and the share alive (``viability``)."""
+    administration's ``dose_scales``, times ``taken[:, i]`` per row where given), each split over
+    states by the capture in force at its start (``beds``, one per dose) and the share alive
+    (``viability``)."""
     admin = scenario.administration
     duration = admin.effective_duration_h
     return tuple(
-        Dose(start, duration, amount * scale, _entry_split(scenario, beds_i, len(amount), viability))
-        for start, scale, beds_i in zip(admin.starts_h, admin.dose_scales, beds, strict=True)
+        Dose(
+            start,
+            duration,
+            amount * scale * (1.0 if taken is None else taken[:, i]),
+            _entry_split(scenario, beds_i, len(amount), viability),
+        )
+        for i, (start, scale, beds_i) in enumerate(zip(admin.starts_h, admin.dose_scales, beds, strict=True))
     )
 
 

@@ -242,6 +242,12 @@ def _flow_and_baseline(summary: dict) -> str:
         + (" and the lost" if lost else "")
         + " as non-responders."
         + ("" if lost else " No other drop-out is modelled (trial.dropout: 0).")
+        + (
+            f" Each administration after the first was missed by {summary['missed_doses']:.0%} of patients"
+            " (at random; they stay in their arm: intention to treat; column doses_given)."
+            if summary.get("missed_doses")
+            else ""
+        )
         + "</p>"
     )
     baseline = summary.get("baseline")

@@ -1,0 +1,120 @@
+"""Missed administrations in multi-dose trials (``trial.missed_doses``): cells, harms and costs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from infusim import api
+from infusim.errors import ScenarioError
+from infusim.population import doses_taken
+from infusim.scenario import from_dict
+from infusim.virtual_trial import simulate_chunk
+from tests.helpers import EXAMPLES
+
+SCHEDULES = EXAMPLES / "trial-copd-schedules.yaml"
+
+
+def _schedules(missed: float, patients: int = 400) -> dict:
+    spec = yaml.safe_load(SCHEDULES.read_text())
+    spec["trial"] |= {"patients": patients, "missed_doses": missed}
+    return spec
+
+
+def test_the_first_dose_is_always_given_and_later_ones_are_missed_at_the_share():
+    taken = doses_taken(7, np.arange(20_000), 4, 0.25)
+    assert taken[:, 0].all()
+    assert np.allclose(taken[:, 1:].mean(axis=0), 0.75, atol=0.01)
+    assert abs(np.corrcoef(taken[:, 1], taken[:, 2])[0, 1]) < 0.03  # independent administrations
+    np.testing.assert_array_equal(doses_taken(7, np.arange(5_000, 9_000), 3, 0.25), taken[5_000:9_000, :3])
+    assert doses_taken(7, np.arange(10), 4, 0.0).all()
+
+
+def test_patients_who_miss_doses_get_fewer_cells_and_those_who_miss_none_are_unchanged():
+    """Intention to treat: the four-dose arms' mean effect falls when half the later doses are
+    missed, the one-dose arm's does not; a patient given every dose has, visit for visit, the record
+    they had without missed doses (the same draws), and one who missed any has a smaller effect."""
+    rows = {}
+    for missed in (0.0, 0.5):
+        table, _ = simulate_chunk(from_dict(_schedules(missed)), 0, 0, 400)
+        rows[missed] = table.to_pandas().query("time_d == 120").set_index("patient")
+    full, half = rows[0.0], rows[0.5]
+    effect = {k: (v.fev1 - v.fev1_untreated).groupby(v.arm, observed=True).mean() for k, v in rows.items()}
+    assert effect[0.5]["monthly"] < effect[0.0]["monthly"] - 0.01
+    assert effect[0.5]["single"] == pytest.approx(effect[0.0]["single"], abs=1e-12)
+    monthly = half[half.arm == "monthly"]
+    assert monthly.doses_given.mean() == pytest.approx(2.5, abs=0.3)  # doses at days 0, 30, 60, 90
+    every = monthly.index[monthly.doses_given == 4]
+    some = monthly.index[monthly.doses_given < 4]
+    assert len(every) and len(some)
+    pd.testing.assert_series_equal(half.loc[every, "fev1"], full.loc[every, "fev1"])
+    # the same patient, measurement noise and untreated twin in both runs: only the cells differ
+    alive = full.loc[some, "fev1"].notna() & half.loc[some, "fev1"].notna()
+    gain = {k: (v.loc[some, "fev1"] - v.loc[some, "fev1_untreated"])[alive] for k, v in rows.items()}
+    assert len(gain[0.5]) > 20 and (gain[0.5] < gain[0.0]).mean() > 0.95
+
+
+def test_a_missed_administration_has_no_fever_or_procedure_risk(tmp_path):
+    """Fever follows an administration within its window: no patient has one after a dose they
+    missed, and the four-dose arm has fewer fevers when most later doses are missed."""
+    fevers = {}
+    for missed in (0.0, 0.9):
+        out = tmp_path / f"m{missed}"
+        api.trial(_schedules(missed, 300), out)
+        events = pd.read_parquet(out / "adverse_events").query("arm == 'monthly' and event == 'fever'")
+        fevers[missed] = len(events)
+        if missed:
+            rows = pd.read_parquet(out / "patients").query("replicate == 0 and arm == 'monthly'")
+            given = rows.pivot_table(index="patient", columns="time_d", values="doses_given")
+            # doses at 0, 30, 60, 90 days; visits at 0, 30, 120, 365: by day 30, dose 2 or not
+            took_second = given[30.0] == 2
+            after_second = events[(events.time_d >= 30) & (events.time_d < 60)]
+            assert took_second.reindex(after_second.patient).all()
+    assert fevers[0.9] < 0.6 * fevers[0.0]
+
+
+def test_a_missed_administration_is_neither_delivered_nor_paid(tmp_path):
+    spec = _schedules(0.5, 120)
+    spec["economics"] = {
+        "currency": "GBP",
+        "evidence_draws": 0,
+        "costs": {"product_per_million_cells": 10.0, "delivery_per_dose": 100.0},
+    }
+    api.trial(spec, tmp_path / "t")
+    costs = pd.read_parquet(tmp_path / "t" / "economics.parquet").set_index("patient")
+    rows = pd.read_parquet(tmp_path / "t" / "patients").query("replicate == 0 and arm == 'monthly'")
+    given = rows.pivot_table(index="patient", columns="time_d", values="doses_given")
+    first = rows.groupby("patient")[["body_weight_kg", "died_d"]].first()
+    # doses at 0, 30, 60 and 90 days; the visits at day 30 and 120 tell which were given
+    second = (given[30.0] == 2).astype(float)
+    later = given[120.0] - 1 - second  # doses 3 and 4 together
+    assert set(later.unique()) <= {0.0, 1.0, 2.0} and later.between(0, 2).all()
+    alive = first.died_d.fillna(np.inf)
+    discount = {day: 1.035 ** (-day / 365.25) * (alive > day) for day in (0, 30, 60, 90)}
+    paid_first_two = discount[0] + second * discount[30]
+    delivery = costs.loc[given.index, "cost_delivery"]
+    # doses 3 and 4 sit between the two visits: their share is bounded by what was given
+    low = 100.0 * (paid_first_two + later * np.minimum(discount[60], discount[90]))
+    high = 100.0 * (paid_first_two + later * np.maximum(discount[60], discount[90]))
+    assert ((delivery >= low - 1e-9) & (delivery <= high + 1e-9)).all()
+    # equal monthly doses: the product is paid for exactly the administrations delivered
+    product = costs.loc[given.index, "cost_product"] / (first.body_weight_kg * 10.0)
+    np.testing.assert_allclose(product, delivery / 100.0, rtol=1e-6)
+    none_missed = costs.loc[given.index[(given[120.0] == 4).to_numpy()]]
+    dose = 1e6 * first.body_weight_kg.loc[none_missed.index] / 1e6 * 10.0  # 1e6 cells/kg each
+    expected = dose * sum(discount[d].loc[none_missed.index] for d in (0, 30, 60, 90))
+    np.testing.assert_allclose(none_missed.cost_product, expected, rtol=1e-6)  # float32 rows
+
+
+def test_missed_doses_need_an_arm_with_more_than_one_administration():
+    spec = yaml.safe_load((EXAMPLES / "trial-copd.yaml").read_text())
+    spec["trial"]["missed_doses"] = "10%"
+    with pytest.raises(ScenarioError) as caught:
+        from_dict(spec)
+    assert caught.value.field == "trial.missed_doses" and "more than one" in caught.value.message
+    spec = _schedules("120%")
+    with pytest.raises(ScenarioError) as caught:
+        from_dict(spec)
+    assert caught.value.field == "trial.missed_doses"
