@@ -63,7 +63,9 @@ def test_trial_from_a_path_gives_patient_rows_and_the_cli_summary(tmp_path):
 def test_power_table_and_its_errors():
     found = infusim.power(TRIAL, [20, 200], replicates=8)
     table = found.to_pandas()
-    assert list(table.columns) == ["patients", "arm", "analysis", "power", "assurance"] and len(table) == 2
+    assert (
+        list(table.columns)[:5] == ["patients", "arm", "analysis", "power", "assurance"] and len(table) == 2
+    )
     assert ((table.power >= 0) & (table.power <= 1)).all()
     assert table.power.iloc[1] >= table.power.iloc[0]  # ten times the patients never loses power here
     assert found.plot().layout.yaxis.title.text.startswith("share of replicate")

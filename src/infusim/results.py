@@ -84,7 +84,9 @@ class PowerResult:
         }
 
     def to_pandas(self) -> pd.DataFrame:
-        """Columns ``patients, arm, analysis, power, assurance`` (shares of replicates, 0-1)."""
+        """Columns ``patients, arm, analysis, power, assurance`` (shares of replicates, 0-1) and the
+        estimated difference against control over the replicates at the posterior-median effect
+        (``difference_mean``, ``difference_p2.5``, ``difference_p97.5``; endpoint units)."""
         return pd.DataFrame(
             [
                 {
@@ -93,6 +95,7 @@ class PowerResult:
                     "analysis": v.get("analysis", ""),
                     "power": v["power"],
                     "assurance": v["assurance"],
+                    **{k: v.get(k) for k in ("difference_mean", "difference_p2.5", "difference_p97.5")},
                 }
                 for n, labels in self.curve.items()
                 for label, v in labels.items()

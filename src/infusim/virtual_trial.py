@@ -85,7 +85,7 @@ class Design:
     primary: int
     primary_visit: int
     responder_change: float
-    analysis: str = "change"  # continuous endpoints: "change" (Welch) or "ancova" (trial.analysis)
+    analysis: str = "change"  # continuous endpoints: "change" (Welch), "ancova" or "mmrm" (trial.analysis)
 
     @property
     def rate_endpoints(self) -> tuple[bool, ...]:
