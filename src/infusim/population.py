@@ -78,6 +78,14 @@ def doses_taken(seed: int, patients: np.ndarray, count: int, missed: float) -> n
     return taken
 
 
+def lot_factors(seed: int, patients: np.ndarray, count: int, cv: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each patient's lot (0 to ``count`` - 1, at random) and that lot's potency factor (mean-one
+    log-normal with coefficient of variation ``cv``, one per lot and seed): pure functions of the
+    seed and the patient or lot number, so chunking changes nothing."""
+    lot = np.minimum((uniforms(seed, patients, stream("lot")) * count).astype(np.int64), count - 1)
+    return lot, _mean_one(seed, np.arange(count), "lot_potency", cv)[lot]
+
+
 def replicate_seed(seed: int, replicate: int) -> int:
     """Seed of one replicate of a trial: a pure function of (seed, replicate)."""
     with np.errstate(over="ignore"):

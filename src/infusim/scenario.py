@@ -218,6 +218,14 @@ class Scenario(_Section):
                     "trial.dropout_hazard_ratio",
                     f"needs a continuous primary endpoint to worsen; {endpoint.name} is a response rate",
                 )
+        if trial.lots is not None and not any(
+            self.for_arm(a).product.donor == "allogeneic" for a in trial.arms if a.kind == "cells"
+        ):
+            raise _FieldError(
+                "trial.lots",
+                "lots apply to an allogeneic product; every cells arm here is autologous (each patient's "
+                "own cells vary by the between-patient potency CV)",
+            )
         if trial.missed_doses > 0 and not any(
             self.for_arm(a).administration.count > 1 for a in trial.arms if a.kind != "none"
         ):

@@ -79,6 +79,17 @@ class Subgroup(_Section):
     cut: float
 
 
+class Lots(_Section):
+    """Manufacturing lots (or donors) of an allogeneic product that a trial's patients share: each
+    patient gets one of ``count`` lots at random, and each lot's potency is its own mean-one
+    log-normal factor with coefficient of variation ``potency_cv`` (a design assumption: donor and
+    lot differences in MSC function are documented, none as an in-vivo CV), drawn anew per
+    replicate trial. It multiplies the patient's own potency factor."""
+
+    count: int = Field(ge=1, le=1000)
+    potency_cv: float = Field(ge=0.0, le=3.0)
+
+
 class Eligibility(_Section):
     """Inclusion ranges of a trial: its patients are drawn from the condition's population within them
     (``age`` in years; ``baseline``: the entry value of the condition's primary endpoint, in its
@@ -160,6 +171,9 @@ class Trial(_Section):
     #: ``mmrm``, the change estimated by maximum likelihood from every visit a patient was seen at (a
     #: mixed model for repeated measures: valid when dropout is missing at random).
     analysis: Analysis = "change"
+    #: Lots of an allogeneic product that patients share (their potencies differ); none: every patient's
+    #: cells are alike but for the between-patient potency CV.
+    lots: Lots | None = None
     #: Inclusion ranges (an enriched trial); none: the condition's trial population as tabulated.
     eligibility: Eligibility | None = None
     #: Subgroup analyses of the primary comparison (effect below and at or above each cut, interaction).

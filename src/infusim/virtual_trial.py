@@ -41,6 +41,7 @@ from infusim.population import (
     Cohort,
     cohort_model,
     doses_taken,
+    lot_factors,
     replicate_seed,
     sample_cohort,
     standard_normals,
@@ -194,6 +195,14 @@ def simulate_chunk(
             cohort, variation=Variation(v.severity, v.potency_factor, v.annual_change, truth.drawn)
         )
     arm = allocate(seed, index, tuple(a.ratio for a in trial.arms))
+    lot = None
+    if trial.lots is not None:  # patients of allogeneic cells arms share the lots' potencies
+        lot, factor = lot_factors(seed, index, trial.lots.count, trial.lots.potency_cv)
+        shared = np.isin(arm, _allogeneic_arms(scenario))
+        lot = np.where(shared, lot, -1)
+        v = cohort.variation
+        potency = v.potency_factor * np.where(shared, factor, 1.0)
+        cohort = replace(cohort, variation=Variation(v.severity, potency, v.annual_change, v.drawn))
     n, n_visits = len(index), len(plan.visits_d)
     true = {e.name: np.zeros((n, n_visits)) for e in plan.endpoints}
     untreated = {e.name: np.zeros((n, n_visits)) for e in plan.endpoints}
@@ -263,8 +272,19 @@ def simulate_chunk(
         withdrawn,
         exposures,
         given,
+        lot,
     )
     return rows, stats
+
+
+def _allogeneic_arms(scenario: Scenario) -> list[int]:
+    """The arms whose patients are given cells of an allogeneic product (``trial.lots`` apply)."""
+    arms = scenario.trial.arms
+    return [
+        a
+        for a, spec in enumerate(arms)
+        if spec.kind == "cells" and scenario.for_arm(spec).product.donor == "allogeneic"
+    ]
 
 
 def withdrawal_days(
@@ -576,6 +596,7 @@ def _table(
     withdrawn_d: np.ndarray,
     exposures: dict[str, np.ndarray],
     doses_given: np.ndarray | None = None,
+    lot: np.ndarray | None = None,
 ) -> pa.Table:
     """One row per patient and visit: covariates, arm, recorded endpoints (null after a death or a
     loss to follow-up for a continuous endpoint), the untreated twin, the day of death and the day of
@@ -607,6 +628,11 @@ def _table(
         "withdrawn_d": optional_day(withdrawn_d),
         **{column: pa.array(values.astype(np.float32).reshape(-1)) for column, values in exposures.items()},
         **({"doses_given": pa.array(doses_given.reshape(-1))} if doses_given is not None else {}),
+        **(
+            {"lot": pa.array(per_row(lot, np.int16), mask=per_row(lot < 0, np.bool_))}
+            if lot is not None
+            else {}
+        ),
     }
     for endpoint in plan.endpoints:
         name = endpoint.name
