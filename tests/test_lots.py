@@ -72,3 +72,11 @@ def test_lots_need_an_allogeneic_product():
     with pytest.raises(ScenarioError) as caught:
         from_dict(_copd({"count": 0, "potency_cv": 0.3}))
     assert caught.value.field == "trial.lots.count"
+
+
+def test_the_summary_and_report_name_the_lots(tmp_path):
+    from infusim import api
+
+    summary = api.trial(_copd({"count": 3, "potency_cv": 0.4}, 60), tmp_path / "t").summary
+    assert summary["lots"] == {"count": 3, "potency_cv": 0.4}
+    assert "shared 3 product lots" in (tmp_path / "t" / "report.html").read_text()

@@ -220,6 +220,7 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
         "dropout_missing": trial.dropout_missing,
         "analysis": trial.analysis,
         "missed_doses": trial.missed_doses,
+        "lots": trial.lots.model_dump() if trial.lots else None,
         "primary": {
             "endpoint": primary.name,
             "unit": primary.unit,

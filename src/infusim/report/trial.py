@@ -248,6 +248,13 @@ def _flow_and_baseline(summary: dict) -> str:
             if summary.get("missed_doses")
             else ""
         )
+        + (
+            f" Patients of allogeneic cells arms shared {summary['lots']['count']} product lots whose"
+            f" potencies differ (CV {summary['lots']['potency_cv']:g}, a design assumption; column lot):"
+            " the comparisons' intervals do not account for it, the power over replicates does."
+            if summary.get("lots")
+            else ""
+        )
         + "</p>"
     )
     baseline = summary.get("baseline")
