@@ -97,7 +97,8 @@ def fit_effects(
     """
     from infusim import conditions as registry
     from infusim import evidence, io
-    from infusim.synthesis import CHECK_SEEDS, evidence_conditions, write_fits
+    from infusim.synthesis import CHECK_SEEDS, evidence_conditions
+    from infusim.synthesis_tables import write_fits
 
     rows = evidence.load(evidence_file)
     for name in condition or []:
