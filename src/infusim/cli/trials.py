@@ -275,8 +275,9 @@ def _print_trial(summary: dict) -> None:
         if result["difference"] is None:
             continue
         low, high = result["ci95"]
+        how = {"ancova": " (ANCOVA)", "mmrm": " (MMRM)"}.get(summary.get("analysis", "change"), "")
         line = (
-            f"{arm} vs {primary['control']}: {result['difference']:+.3g} {unit} "
+            f"{arm} vs {primary['control']}{how}: {result['difference']:+.3g} {unit} "
             f"(95% CI {low:+.3g} to {high:+.3g}), {_p_text(result['p_value'])}"
         )
         if summary["replicates"] > 1:
