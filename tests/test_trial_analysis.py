@@ -325,3 +325,49 @@ def test_power_compares_analyses_on_the_same_replicate_trials():
     with pytest.raises(ScenarioError) as caught:
         power_curve(_copd(20), [20], 2, analyses=["change", "lasso"])
     assert caught.value.field == "--analysis" and "lasso" in caught.value.message
+
+
+def _two_doses(multiplicity: str, patients: int = 120):
+    import yaml
+
+    spec = yaml.safe_load(OA.read_text())  # saline against two doses of MSC
+    spec["trial"] |= {"multiplicity": multiplicity, "patients": patients}
+    return from_dict(spec)
+
+
+@pytest.mark.parametrize("method", ["bonferroni", "holm", "hochberg"])
+def test_multiplicity_adjusts_the_primary_comparisons_as_written_by_hand(method):
+    s = _two_doses(method)
+    plan = design(s)
+    _, partial = simulate_chunk(s, 0, 0, 120)
+    found = stats.primary_comparisons(partial.sums, plan)
+    raw = {arm: r["p_value"] for arm, r in found.items()}
+    small, large = sorted(raw.values())
+    expected = {  # two tests, written from the procedures' definitions
+        "bonferroni": {p: min(1.0, 2 * p) for p in raw.values()},
+        "holm": {small: min(1.0, 2 * small), large: max(min(1.0, 2 * small), large)},
+        "hochberg": {small: min(2 * small, large), large: large},
+    }[method]
+    for arm, result in found.items():
+        assert result["p_adjusted"] == pytest.approx(expected[raw[arm]], rel=1e-9)
+
+
+def test_power_under_multiplicity_counts_only_adjusted_successes():
+    from infusim.runner import power_curve
+
+    plain = power_curve(_two_doses("none"), [120], 40)[120]
+    holm = power_curve(_two_doses("holm"), [120], 40)[120]
+    for arm in plain:
+        assert holm[arm]["power"] <= plain[arm]["power"]
+        assert holm[arm]["difference_mean"] == plain[arm]["difference_mean"]  # the same trials
+    assert sum(holm[a]["power"] for a in holm) < sum(plain[a]["power"] for a in plain)
+    with pytest.raises(ScenarioError) as caught:
+        _copd(20, multiplicity="holm")
+    assert caught.value.field == "trial.multiplicity" and "one" in caught.value.message
+
+
+def test_the_summary_and_report_give_the_adjusted_p(tmp_path):
+    summary = run_trial(with_size(_two_doses("holm"), 60, 1), tmp_path / "t", chunk_size=30)
+    assert summary["primary"]["multiplicity"] == "holm"
+    assert all("p_adjusted" in r for r in summary["primary"]["comparisons"].values())
+    assert "holm-adjusted" in (tmp_path / "t" / "report.html").read_text()

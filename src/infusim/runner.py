@@ -227,11 +227,8 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
             "time_d": float(plan.visits_d[plan.primary_visit]),
             "responder_change": plan.responder_change,
             "control": trial.control.name,
-            "comparisons": {
-                plan.arms[a]: stats.compare(first, plan, a, plan.primary, plan.primary_visit)
-                for a in range(len(plan.arms))
-                if a != plan.control
-            },
+            "comparisons": stats.primary_comparisons(first, plan),
+            "multiplicity": trial.multiplicity,
         },
         "by_arm": stats.arm_summary(first, plan),
         "adverse_events": _adverse_events(out, plan_chunks, scenario),

@@ -218,6 +218,11 @@ class Scenario(_Section):
                     "trial.dropout_hazard_ratio",
                     f"needs a continuous primary endpoint to worsen; {endpoint.name} is a response rate",
                 )
+        if trial.multiplicity != "none" and len(trial.arms) < 3:
+            raise _FieldError(
+                "trial.multiplicity",
+                "adjusts the comparisons of several treated arms; this trial has one (use none)",
+            )
         if trial.lots is not None and not any(
             self.for_arm(a).product.donor == "allogeneic" for a in trial.arms if a.kind == "cells"
         ):

@@ -171,6 +171,10 @@ class Trial(_Section):
     #: ``mmrm``, the change estimated by maximum likelihood from every visit a patient was seen at (a
     #: mixed model for repeated measures: valid when dropout is missing at random).
     analysis: Analysis = "change"
+    #: Adjustment of the primary comparisons of several treated arms against control for multiple
+    #: testing (family-wise error at 5%): ``bonferroni``, ``holm`` or ``hochberg`` (statsmodels'
+    #: multipletests); power then counts an arm's success only where its adjusted p is below 0.05.
+    multiplicity: Literal["none", "bonferroni", "holm", "hochberg"] = "none"
     #: Lots of an allogeneic product that patients share (their potencies differ); none: every patient's
     #: cells are alike but for the between-patient potency CV.
     lots: Lots | None = None

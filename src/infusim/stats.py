@@ -199,20 +199,55 @@ def comparisons(totals: np.ndarray, plan: Design) -> list[dict]:
     return rows
 
 
+def primary_comparisons(totals: np.ndarray, plan: Design) -> dict[str, dict]:
+    """Each treated arm against control on the primary endpoint at the primary visit (``compare``);
+    with ``trial.multiplicity``, each also carries ``p_adjusted`` across the treated arms."""
+    found = {
+        arm: compare(totals, plan, a, plan.primary, plan.primary_visit)
+        for a, arm in enumerate(plan.arms)
+        if a != plan.control
+    }
+    if plan.multiplicity != "none":
+        adjusted = adjust([r["p_value"] for r in found.values()], plan.multiplicity)
+        for result, p in zip(found.values(), adjusted, strict=True):
+            result["p_adjusted"] = None if p is None else float(f"{p:.10g}")
+    return found
+
+
+#: ``trial.multiplicity`` -> statsmodels' multipletests method.
+MULTIPLICITY = {"bonferroni": "bonferroni", "holm": "holm", "hochberg": "simes-hochberg"}
+
+
+def adjust(p_values: list[float | None], method: str) -> list[float | None]:
+    """Two-sided p-values adjusted for testing them together (statsmodels' ``multipletests``,
+    family-wise error); None (no comparison) stays None and is not counted."""
+    if method == "none":
+        return list(p_values)
+    from statsmodels.stats.multitest import multipletests
+
+    present = [i for i, p in enumerate(p_values) if p is not None]
+    out = list(p_values)
+    if present:
+        found = multipletests([p_values[i] for i in present], alpha=ALPHA, method=MULTIPLICITY[method])[1]
+        for i, p in zip(present, found, strict=True):
+            out[i] = float(p)
+    return out
+
+
 def power(all_totals: np.ndarray, plan: Design) -> dict:
-    """Per treated arm: share of replicates whose primary comparison favours it at p < 0.05."""
+    """Per treated arm: share of replicates whose primary comparison favours it at p < 0.05 (the
+    adjusted p with ``trial.multiplicity``)."""
     endpoint = plan.endpoints[plan.primary]
     better = endpoint.direction
+    per_replicate = [primary_comparisons(t, plan) for t in all_totals]
+    key = "p_value" if plan.multiplicity == "none" else "p_adjusted"
     out = {}
     for a, arm in enumerate(plan.arms):
         if a == plan.control:
             continue
-        results = [compare(t, plan, a, plan.primary, plan.primary_visit) for t in all_totals]
+        results = [found[arm] for found in per_replicate]
         differences = np.array([r["difference"] for r in results if r["difference"] is not None])
-        hits = [
-            r["p_value"] is not None and r["p_value"] < ALPHA and r["difference"] * better > 0
-            for r in results
-        ]
+        hits = [r[key] is not None and r[key] < ALPHA and r["difference"] * better > 0 for r in results]
         out[arm] = _rounded(
             {
                 "power": float(np.mean(hits)),

@@ -87,6 +87,7 @@ class Design:
     primary_visit: int
     responder_change: float
     analysis: str = "change"  # continuous endpoints: "change" (Welch), "ancova" or "mmrm" (trial.analysis)
+    multiplicity: str = "none"  # adjustment of the primary comparisons across treated arms
 
     @property
     def rate_endpoints(self) -> tuple[bool, ...]:
@@ -142,6 +143,7 @@ def design(scenario: Scenario, params: ParameterSet | None = None) -> Design:
         int(np.searchsorted(visits, trial.primary.at_h / 24.0)),
         float(change),
         trial.analysis,
+        trial.multiplicity,
     )
 
 

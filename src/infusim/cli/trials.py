@@ -280,6 +280,8 @@ def _print_trial(summary: dict) -> None:
             f"{arm} vs {primary['control']}{how}: {result['difference']:+.3g} {unit} "
             f"(95% CI {low:+.3g} to {high:+.3g}), {_p_text(result['p_value'])}"
         )
+        if "p_adjusted" in result:
+            line += f" ({primary['multiplicity']}-adjusted {_p_text(result['p_adjusted'])})"
         if summary["replicates"] > 1:
             line += f"; power {summary['power'][arm]['power']:.0%} over {summary['replicates']} replicates"
             if summary.get("assurance"):

@@ -30,7 +30,13 @@ def render(summary: dict) -> str:
             "<tr>"
             f"<td>{html.escape(arm)} vs {html.escape(primary['control'])}</td>"
             f"<td>{_number(result['difference'])}</td><td>{_number(low)} to {_number(high)}</td>"
-            f"<td>{_p(result['p_value'])}</td><td>{_power(power)}</td>"
+            f"<td>{_p(result['p_value'])}"
+            + (
+                f" ({html.escape(primary['multiplicity'])}-adjusted {_p(result['p_adjusted'])})"
+                if "p_adjusted" in result
+                else ""
+            )
+            + f"</td><td>{_power(power)}</td>"
             f"<td>{sure}</td></tr>"
         )
     arms = ", ".join(
