@@ -371,3 +371,10 @@ def test_the_summary_and_report_give_the_adjusted_p(tmp_path):
     assert summary["primary"]["multiplicity"] == "holm"
     assert all("p_adjusted" in r for r in summary["primary"]["comparisons"].values())
     assert "holm-adjusted" in (tmp_path / "t" / "report.html").read_text()
+    from infusim import api
+
+    curve = api.power(_two_doses("holm"), [40], replicates=2)
+    assert (
+        curve.summary["multiplicity"] == "holm"
+        and "holm-adjusted" in curve.write_report(tmp_path / "p.html").read_text()
+    )

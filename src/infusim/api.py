@@ -103,7 +103,9 @@ def power(
     for_scenario(loaded)
     curve = power_curve(loaded, sizes, replicates, analyses=analyses)
     primary = loaded.trial.primary
-    return PowerResult(loaded.name, primary.endpoint, primary.at_h / 24.0, replicates, curve)
+    return PowerResult(
+        loaded.name, primary.endpoint, primary.at_h / 24.0, replicates, curve, loaded.trial.multiplicity
+    )
 
 
 def cost_effectiveness(scenario: Scenario | dict | str | Path, out: str | Path) -> dict:

@@ -67,6 +67,7 @@ class PowerResult:
     time_d: float
     replicates: int
     curve: dict[int, dict[str, dict]]
+    multiplicity: str = "none"  # trial.multiplicity: power counts adjusted successes
 
     @property
     def summary(self) -> dict:
@@ -80,6 +81,7 @@ class PowerResult:
             "endpoint": self.endpoint,
             "time_d": self.time_d,
             "replicates": self.replicates,
+            "multiplicity": self.multiplicity,
             "power": self.to_pandas().to_dict("records"),
         }
 

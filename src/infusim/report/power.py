@@ -9,6 +9,10 @@ import pandas as pd
 from infusim.report import page_start
 
 
+def _adjusted(multiplicity: str) -> str:
+    return "" if multiplicity == "none" else f", {html.escape(multiplicity)}-adjusted across the treated arms"
+
+
 def render(summary: dict, table: pd.DataFrame) -> str:
     """A standalone page: the curve (plotly embedded) and the table behind it."""
     from infusim.results import PowerResult
@@ -23,8 +27,14 @@ def render(summary: dict, table: pd.DataFrame) -> str:
             "arm": row.arm,
             "analysis": row.analysis,
         }
+    multiplicity = summary.get("multiplicity", "none")
     found = PowerResult(
-        summary["scenario_name"], summary["endpoint"], summary["time_d"], summary["replicates"], curve
+        summary["scenario_name"],
+        summary["endpoint"],
+        summary["time_d"],
+        summary["replicates"],
+        curve,
+        multiplicity,
     )
     plot = found.plot().to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False})
     rows = "".join(
@@ -36,7 +46,8 @@ def render(summary: dict, table: pd.DataFrame) -> str:
     return f"""{page_start(f"infusim power: {summary['scenario_name']}", summary["disclaimer"])}
 <p>Primary endpoint {html.escape(summary["endpoint"])} at day {summary["time_d"]:g};
 {summary["replicates"]} replicate trials per sample size. Power: the share of replicates in which the
-treated arm beats control (two-sided p &lt; 0.05) at the posterior-median effect; assurance: the same
+treated arm beats control (two-sided p &lt; 0.05{_adjusted(multiplicity)}) at the posterior-median
+effect; assurance: the same
 share when each replicate draws its effect from the posterior of the controlled evidence, with the
 between-trial SD.</p>
 {plot}
