@@ -359,3 +359,15 @@ def test_stored_posteriors_agree_with_importance_sampling(condition):
         kept = np.percentile(x[:, j], [2.5, 50, 97.5])
         assert abs(found[1] - kept[1]) < 0.1 * sd, p.name
         assert np.all(np.abs(found - kept) < 0.25 * sd), p.name
+
+
+def test_the_refit_command_answers_help_and_refuses_unknown_conditions_in_one_line(capsys):
+    from infusim.synthesis_tables import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])  # prints usage, fits nothing
+    assert done.value.code == 0 and "--write" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main(["no_such_condition"])
+    error = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and len(error.splitlines()) == 1 and "knee_osteoarthritis" in error

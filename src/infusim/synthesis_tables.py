@@ -6,6 +6,7 @@ The fit itself is ``infusim.synthesis``; this module only runs it per condition 
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import sys
@@ -94,11 +95,26 @@ def main(argv: list[str] | None = None) -> int:
     With ``--write``: draws to ``data/posteriors``, medians into the tables of a source checkout; a
     written fit always carries its Monte Carlo check (``--check``: the fit from ``CHECK_SEEDS`` too).
     """
-    argv = sys.argv[1:] if argv is None else argv
-    write = "--write" in argv
-    check = CHECK_SEEDS if write or "--check" in argv else ()
-    only = [a for a in argv if not a.startswith("--")] or None
+    parser = argparse.ArgumentParser(
+        prog="python -m infusim.synthesis",
+        description="Refit the bundled posteriors of the clinical evidence.",
+    )
+    parser.add_argument("conditions", nargs="*", help="conditions to fit (default: every one with evidence)")
+    parser.add_argument(
+        "--write", action="store_true", help="write draws and table medians (source checkout)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="also fit from CHECK_SEEDS (always with --write)"
+    )
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    write = args.write
+    check = CHECK_SEEDS if write or args.check else ()
     rows = evidence.load()
+    unknown = sorted(set(args.conditions) - set(evidence_conditions(rows)))
+    if unknown:
+        allowed = ", ".join(evidence_conditions(rows))
+        parser.exit(2, f"error: conditions: no evidence for {', '.join(unknown)}; allowed: {allowed}\n")
+    only = args.conditions or None
     command = "python -m infusim.synthesis --write"
 
     def report(condition: str, record: dict) -> None:
