@@ -58,6 +58,8 @@ def trial(
     each subgroup and the interaction; with trial.eligibility, an enriched population.
     trial.analysis: how continuous endpoints are compared (change, ancova or mmrm).
     trial.missed_doses: the chance each later administration is missed (intention to treat).
+    trial.lots: lots of an allogeneic product whose potencies differ; trial.multiplicity: p-values
+    adjusted across several treated arms (bonferroni, holm or hochberg).
     Chunks stream to disk, so a run killed part-way continues with --resume. Results do not depend
     on --workers, --scheduler or --chunk-size.
     """
