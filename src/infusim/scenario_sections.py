@@ -75,15 +75,23 @@ def _parsed(unit: str, what: str):
     return pydantic.BeforeValidator(convert)
 
 
+def share(value: Any, what: str = "share", text: str | None = None) -> Any:
+    """``'10%'`` or ``'0.1'`` -> 0.1; numbers pass through (``text``: the string to read, when a
+    caller has stripped a suffix from ``value``)."""
+    if not isinstance(value, str):
+        return value
+    text = (value if text is None else text).strip()
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a {what}; write e.g. 0.1 or '10%'") from None
+
+
 def share_per_year(value: Any) -> Any:
     """``'3.5%'``, ``'10% per year'`` or ``'0.1/year'`` -> a fraction per year; numbers pass through."""
     if not isinstance(value, str):
         return value
-    text = value.strip().removesuffix("/year").removesuffix("per year").strip()
-    try:
-        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a share per year; write e.g. 0.1 or '10%'") from None
+    return share(value, "share per year", value.strip().removesuffix("/year").removesuffix("per year"))
 
 
 def _hours():

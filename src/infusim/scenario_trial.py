@@ -10,7 +10,15 @@ import pydantic
 from pydantic import BaseModel, Field, StrictBool, field_validator, model_validator
 
 from infusim.scenario_errors import _first_error
-from infusim.scenario_sections import Administration, Hours, Product, _FieldError, _Section, share_per_year
+from infusim.scenario_sections import (
+    Administration,
+    Hours,
+    Product,
+    _FieldError,
+    _Section,
+    share,
+    share_per_year,
+)
 
 
 class Arm(_Section):
@@ -119,16 +127,6 @@ class Primary(_Section):
     responder_change: float | None = None
 
 
-def _share(value: Any) -> Any:
-    """``'10%'`` -> 0.1; numbers pass through."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            return float(value.strip()[:-1]) / 100
-        except ValueError:
-            raise ValueError(f"{value!r} is not a share; write e.g. 0.1 or '10%'") from None
-    return value
-
-
 #: How a trial compares continuous endpoints (``Trial.analysis``).
 Analysis = Literal["change", "ancova", "mmrm"]
 ANALYSES: tuple[str, ...] = get_args(Analysis)
@@ -184,7 +182,7 @@ class Trial(_Section):
     subgroups: tuple[Subgroup, ...] = Field((), max_length=10)
 
     _dropout = field_validator("dropout", mode="before")(lambda value: share_per_year(value))
-    _missed = field_validator("missed_doses", mode="before")(lambda value: _share(value))
+    _missed = field_validator("missed_doses", mode="before")(lambda value: share(value))
 
     @model_validator(mode="after")
     def _arms_and_visits(self) -> Trial:
