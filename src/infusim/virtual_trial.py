@@ -604,7 +604,9 @@ def _table(
     loss to follow-up for a continuous endpoint), the untreated twin, the day of death and the day of
     the loss to follow-up (null if none), the day neutrophils recovered after conditioning (null
     without conditioning and a haematopoietic graft) and the patient's exposure to live cells up to
-    the visit (``EXPOSURE_COLUMNS``, whether followed or not: the model's, not a measurement)."""
+    the visit (``EXPOSURE_COLUMNS``, whether followed or not: the model's, not a measurement); with
+    ``trial.missed_doses`` the administrations received by each visit (``doses_given``), with
+    ``trial.lots`` the patient's lot (``lot``, null outside allogeneic cells arms)."""
     visits = len(plan.visits_d)
 
     def per_row(values: np.ndarray, dtype) -> np.ndarray:
