@@ -82,13 +82,18 @@ class PowerResult:
             "time_d": self.time_d,
             "replicates": self.replicates,
             "multiplicity": self.multiplicity,
-            "power": self.to_pandas().to_dict("records"),
+            "power": [
+                {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+                for row in self.to_pandas().to_dict("records")
+            ],  # no NaN in JSON: a column without a value for this analysis is null
         }
 
     def to_pandas(self) -> pd.DataFrame:
         """Columns ``patients, arm, analysis, power, assurance`` (shares of replicates, 0-1) and the
         estimated difference against control over the replicates at the posterior-median effect
-        (``difference_mean``, ``difference_p2.5``, ``difference_p97.5``; endpoint units)."""
+        (``difference_mean``, ``difference_p2.5``, ``difference_p97.5``; endpoint units); for ``mmrm``,
+        ``tipping_delta_sd_median``: the median tipping point of the successful replicates, in SDs of
+        the change (``stats.tipping_point``; None otherwise)."""
         return pd.DataFrame(
             [
                 {
@@ -98,6 +103,7 @@ class PowerResult:
                     "power": v["power"],
                     "assurance": v["assurance"],
                     **{k: v.get(k) for k in ("difference_mean", "difference_p2.5", "difference_p97.5")},
+                    "tipping_delta_sd_median": v.get("tipping_delta_sd_median"),
                 }
                 for n, labels in self.curve.items()
                 for label, v in labels.items()

@@ -284,8 +284,18 @@ def _print_trial(summary: dict) -> None:
         )
         if "p_adjusted" in result:
             line += f" ({primary['multiplicity']}-adjusted {_p_text(result['p_adjusted'])})"
+        tipping = result.get("tipping_point") or {}
+        if tipping.get("tipping_delta") is not None:
+            line += (
+                f"; tipping point: significance is lost if the {tipping['missing_share']:.0%} of {arm} not"
+                f" seen at day {primary['time_d']:g} fared {tipping['tipping_delta']:.3g} {unit}"
+                f" ({tipping['tipping_delta_sd']:.2f} SD) worse than MMRM assumes"
+            )
         if summary["replicates"] > 1:
             line += f"; power {summary['power'][arm]['power']:.0%} over {summary['replicates']} replicates"
+            if summary["power"][arm].get("tipping_delta_sd_median") is not None:
+                median = summary["power"][arm]["tipping_delta_sd_median"]
+                line += f" (median tipping point of the successes {median:.2f} SD)"
             if summary.get("assurance"):
                 line += f", assurance {summary['assurance'][arm]['assurance']:.0%}"
         console.print(line)

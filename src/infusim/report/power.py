@@ -37,10 +37,13 @@ def render(summary: dict, table: pd.DataFrame) -> str:
         multiplicity,
     )
     plot = found.plot().to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False})
+    tipping = "tipping_delta_sd_median" in table and table.tipping_delta_sd_median.notna().any()
     rows = "".join(
         f"<tr><td>{r.patients}</td><td>{html.escape(str(r.arm))}</td><td>{html.escape(str(r.analysis))}</td>"
         f"<td>{r.power:.0%}</td>"
-        f"<td>{r.assurance:.0%}</td></tr>"
+        f"<td>{r.assurance:.0%}</td>"
+        + (f"<td>{_sd(r.tipping_delta_sd_median)}</td>" if tipping else "")
+        + "</tr>"
         for r in table.itertuples()
     )
     return f"""{page_start(f"infusim power: {summary['scenario_name']}", summary["disclaimer"])}
@@ -54,6 +57,20 @@ between-trial SD.</p>
 <p>Analysis of continuous endpoints: change, change from day 0 (Welch); ancova, adjusted for the day-0
 value; mmrm, mixed model for repeated measures from every visit seen (docs/trials.md). Several
 analyses are applied to the same replicate trials.</p>
-<table><tr><th>patients (total)</th><th>arm</th><th>analysis</th><th>power</th><th>assurance</th></tr>
+{_tipping_note() if tipping else ""}
+<table><tr><th>patients (total)</th><th>arm</th><th>analysis</th><th>power</th><th>assurance</th>
+{"<th>median tipping point of the successes (SD)</th>" if tipping else ""}</tr>
 {rows}</table>
 </body></html>"""
+
+
+def _sd(value) -> str:
+    return "" if value is None or value != value else f"{value:.2f}"
+
+
+def _tipping_note() -> str:
+    return (
+        "<p>Median tipping point (mmrm): in the replicates that succeed, how much worse (in SDs of the"
+        " change at the primary visit) the treated patients missing there would have to fare than the"
+        " missing-at-random model predicts for p to reach 0.05 (unadjusted; docs/trials.md).</p>"
+    )

@@ -60,6 +60,7 @@ evidence, including the trial's own departure from the average (between-trial SD
 <p>Comparisons: {html.escape(ANALYSIS_NOTES[summary.get("analysis", "change")])}.
 Responders: change of at least {primary["responder_change"]:g} {html.escape(primary["unit"])}.
 Dashed lines: the same patients' untreated twins (natural history without procedure).</p>
+{_tipping_section(primary)}
 {_flow_and_baseline(summary)}
 {_subgroup_section(summary.get("subgroups"), primary["unit"])}
 {"".join(parts)}
@@ -277,6 +278,42 @@ def _flow_and_baseline(summary: dict) -> str:
             "<p>female: share of patients. Drawn from the condition's trial populations (docs/trials.md).</p>"
         )
     return out
+
+
+def _tipping_section(primary: dict) -> str:
+    """The delta-adjusted MMRM comparisons (``stats.tipping_point``): how much worse the treated
+    patients missing at the primary visit would have to fare for the result to lose significance."""
+    found = {arm: r["tipping_point"] for arm, r in primary["comparisons"].items() if "tipping_point" in r}
+    if not found:
+        return ""
+    unit = html.escape(primary["unit"])
+    rows = []
+    for arm, t in found.items():
+        if t["tipping_delta"] is not None:
+            tip = f"{_number(t['tipping_delta'])} {unit} ({t['tipping_delta_sd']:.2f} SD)"
+        else:
+            tip = "none (not significant in favour of cells under MAR, or no one missing)"
+        shifts = "".join(
+            f"<td>{_number(x['difference'])} ({_number(x['ci95'][0])} to {_number(x['ci95'][1])}),"
+            f" {_p(x['p_value'])}</td>"
+            for x in t["shifts"]
+        )
+        rows.append(
+            f"<tr><td>{html.escape(arm)}</td><td>{t['missing_share']:.0%}</td><td>{tip}</td>{shifts}</tr>"
+        )
+    heads = "".join(f"<th>delta {x['delta_sd']:g} SD</th>" for x in next(iter(found.values()))["shifts"])
+    return (
+        "<h2>If the missing patients fared worse: tipping point (MMRM)</h2>"
+        f"<table><tr><th>arm</th><th>missing at the primary visit</th><th>tipping delta</th>{heads}</tr>"
+        f"{''.join(rows)}</table>"
+        "<p>MMRM assumes the patients not seen at the primary visit would have followed the model's"
+        " prediction from their earlier visits (missing at random). Here the treated arm's missing"
+        " patients are taken to fare delta worse than that prediction (a delta-adjusted pattern-mixture"
+        " analysis; the control arm's stay at MAR): the difference moves by the missing share times"
+        " delta. Tipping delta: the smallest shift at which p reaches 0.05. SD: of the change at the"
+        " primary visit, both arms' observed patients pooled. Whether a departure that large is"
+        " plausible is a clinical judgement, not a model output.</p>"
+    )
 
 
 def _baseline_cell(entry: dict) -> str:

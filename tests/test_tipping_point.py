@@ -1,0 +1,137 @@
+"""The delta-adjusted tipping-point analysis of an MMRM comparison (``stats.tipping_point``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from infusim import stats
+from infusim.runner import run_trial
+from infusim.virtual_trial import design
+from tests.test_trial_analysis import OA, _copd, _fields, _with_analysis
+
+MEANS = {0: np.array([2.0, 2.0, 1.95]), 1: np.array([2.0, 2.1, 2.12])}  # placebo, cells (FEV1, L)
+COV = np.array([[0.16, 0.13, 0.12], [0.13, 0.17, 0.14], [0.12, 0.14, 0.18]])
+CUT, LOW, HIGH = 2.0, 0.6, 0.1  # lost after day 120 with probability LOW below CUT there, HIGH above
+
+
+def _trial(rng, plan, n: int, shift: float) -> tuple[np.ndarray, dict, dict]:
+    """Partial sums of a made-up two-arm trial, written from the pattern-mixture model itself: full
+    data multivariate normal, losses after day 120 that depend on the value seen there (missing at
+    random), and the cells arm's lost patients ``shift`` L worse at day 365 than their unobserved
+    MAR values (not seen, so the sums cannot know it). Returns the sums, each arm's rows as seen
+    (NaN where lost) and in full."""
+    full, seen = {}, {}
+    for arm in (0, 1):
+        y = rng.multivariate_normal(MEANS[arm], COV, n)
+        lost = rng.uniform(size=n) < np.where(y[:, 1] < CUT, LOW, HIGH)
+        if arm == 1:
+            y[lost, 2] -= shift
+        full[arm] = y
+        seen[arm] = y.copy()
+        seen[arm][lost, 2] = np.nan
+    return _fields(seen, plan), seen, full
+
+
+def _lost_share(arm: int) -> float:
+    below = scipy.stats.norm.cdf((CUT - MEANS[arm][1]) / np.sqrt(COV[1, 1]))
+    return LOW * below + HIGH * (1 - below)
+
+
+def test_the_delta_adjusted_comparison_recovers_a_known_departure_from_missing_at_random():
+    """1000 replicate trials of 250 per arm whose cells-arm dropouts fare 0.15 L worse than MAR: the
+    comparison adjusted by that delta is unbiased against the truth computed from the generating
+    model (the mean over every randomised patient, lost ones at their shifted values) and its 95%
+    interval covers it within three binomial SDs of 95%; plain MMRM overstates the benefit by
+    pi x delta. Measured 2026-12-03 over 2000 replicates: bias -0.00015 L (SD of the estimate
+    0.0335, mean SE 0.0338), coverage 95.0%; with delta 0.4 L, 95.3%."""
+    plan = design(_copd(20, analysis="mmrm"))
+    assert plan.primary_visit == 2 and plan.control == 0
+    shift, n = 0.15, 250
+    truth = (MEANS[1][2] - MEANS[1][0] - shift * _lost_share(1)) - (MEANS[0][2] - MEANS[0][0])
+    rng = np.random.default_rng(7)
+    adjusted, plain, covered = [], [], []
+    for _ in range(1000):
+        sums, _seen, _full = _trial(rng, plan, n, shift)
+        difference, se, _p = stats.delta_adjusted(sums, plan, 1, shift)
+        adjusted.append(difference)
+        plain.append(stats.delta_adjusted(sums, plan, 1, 0.0)[0])
+        covered.append(abs(difference - truth) < 1.959964 * se)
+    error = {
+        k: (np.mean(x) - truth) / (np.std(x) / np.sqrt(len(x))) for k, x in (("a", adjusted), ("m", plain))
+    }
+    assert abs(error["a"]) < 3
+    assert error["m"] > 6  # MAR ignores the shift: too favourable
+    assert abs(np.mean(covered) - 0.95) < 3 * np.sqrt(0.95 * 0.05 / len(covered))
+
+
+def test_the_tipping_delta_is_where_p_reaches_five_percent():
+    plan = design(_copd(20, analysis="mmrm"))
+    sums, seen, _full = _trial(np.random.default_rng(3), plan, 400, 0.0)
+    found = stats.tipping_point(sums, plan, 1)
+    delta = found["tipping_delta"]
+    assert 0 < delta and stats.delta_adjusted(sums, plan, 1, 0.0)[2] < 0.05
+    assert stats.delta_adjusted(sums, plan, 1, delta)[2] == pytest.approx(0.05, abs=1e-9)
+    assert stats.delta_adjusted(sums, plan, 1, 0.99 * delta)[2] < 0.05
+    # the share lost and the SD scale, counted from the rows
+    lost = np.isnan(seen[1][:, 2]).mean()
+    assert found["missing_share"] == pytest.approx(lost, abs=1e-12)
+    sd = np.nanstd(np.concatenate([seen[a][:, 2] - seen[a][:, 0] for a in (0, 1)]), ddof=1)
+    assert found["sd_change"] == pytest.approx(sd, rel=1e-9)
+    assert found["tipping_delta_sd"] == pytest.approx(delta / sd, rel=1e-9)
+    plain = stats.delta_adjusted(sums, plan, 1, 0.0)[0]
+    for row in found["shifts"]:
+        moved, _se, p = stats.delta_adjusted(sums, plan, 1, row["delta_sd"] * sd)
+        assert row["difference"] == pytest.approx(moved) == pytest.approx(plain - lost * row["delta"])
+        assert row["p_value"] == pytest.approx(p)
+
+
+def test_no_tipping_delta_without_losses_or_without_a_significant_benefit():
+    plan = design(_copd(20, analysis="mmrm"))
+    rng = np.random.default_rng(5)
+    complete = _fields({arm: rng.multivariate_normal(MEANS[arm], COV, 400) for arm in (0, 1)}, plan)
+    found = stats.tipping_point(complete, plan, 1)
+    assert found["missing_share"] == 0 and found["tipping_delta"] is None
+    plain = stats.delta_adjusted(complete, plan, 1, 0)[0]
+    assert all(row["difference"] == pytest.approx(plain, rel=1e-9) for row in found["shifts"])
+    _sums, seen, _full = _trial(rng, plan, 200, 0.0)
+    same = _fields({0: seen[0], 1: seen[0]}, plan)  # both arms the same patients: difference 0, p 1
+    assert stats.delta_adjusted(same, plan, 1, 0.0)[2] == pytest.approx(1.0)
+    assert stats.tipping_point(same, plan, 1)["tipping_delta"] is None
+    for analysis in ("change", "ancova"):
+        other = design(_copd(20, analysis=analysis))
+        assert stats.tipping_point(complete, other, 1) is None
+        assert "tipping_point" not in stats.primary_comparisons(complete, other)["cells"]
+
+
+def test_a_trial_with_mmrm_reports_its_tipping_point_in_summary_report_console_and_power(tmp_path):
+    """Knee OA with losses that follow decline: the 5e7-cell arm's WOMAC difference at day 180 is
+    significant (p = 0.03), so its tipping point is printed; without ``mmrm`` there is none."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from infusim.cli import app
+    from infusim.runner import power_curve
+    from infusim.scenario_spec import to_spec
+
+    lossy = {"dropout": "30%", "dropout_hazard_ratio": 2}
+    s = _with_analysis(OA, "mmrm", **lossy)
+    summary = run_trial(s, tmp_path / "t")
+    found = summary["primary"]["comparisons"]["msc_5e7"]["tipping_point"]
+    n = summary["by_arm"]["msc_5e7"]["womac_total"]["visits"]
+    assert found["missing_share"] == pytest.approx(1 - n["180"]["n"] / n["0"]["n"], abs=1e-9)
+    assert found["tipping_delta"] > 0
+    assert "If the missing patients fared worse" in (tmp_path / "t" / "report.html").read_text()
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(to_spec(s)))
+    printed = CliRunner().invoke(app, ["trial", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "cli")])
+    assert printed.exit_code == 0
+    text = " ".join(printed.output.split())
+    assert f"fared {found['tipping_delta']:.3g} points" in text
+    plain = run_trial(_with_analysis(OA, "change", **lossy), tmp_path / "c")
+    assert "tipping_point" not in plain["primary"]["comparisons"]["msc_5e7"]
+    curve = power_curve(s, [180], 20)[180]["msc_5e7"]
+    assert curve["tipping_delta_sd_median"] > 0
+    assert (
+        "tipping_delta_sd_median" not in power_curve(_with_analysis(OA, "change"), [180], 4)[180]["msc_5e7"]
+    )
