@@ -102,3 +102,76 @@ def test_marker_systems_solved_by_eigen_decomposition_match_the_matrix_exponenti
     exact = observe(assemble(s), times, s.species, label=label, method="expm").trajectory
     scale = s.dose_cells * s.administration.repeat.count
     np.testing.assert_allclose(fast.states, exact.states, rtol=1e-8, atol=1e-12 * scale)
+
+
+#: ICRP Publication 151, Table 27.3: the systemic model of indium (transfer coefficients, 1/day), as
+#: transcribed in github 9rnsr/FlexID (resources/inp/OIR/49-In/In-111/In-111_inj.inp), typed here
+#: from that file, independently of labels.csv.
+ICRP151_INDIUM = [
+    ("plasma", "transferrin", 83),
+    ("plasma", "rbc", 0.415),
+    ("rbc", "plasma", 0.0554),
+    ("transferrin", "marrow1", 0.316),
+    ("transferrin", "liver1", 0.253),
+    ("transferrin", "st0", 0.427),
+    ("transferrin", "st1", 0.586),
+    ("marrow1", "transferrin", 1.10),
+    ("marrow1", "marrow2", 0.475),
+    ("marrow2", "marrow1", 0.00831),
+    ("liver1", "transferrin", 0.475),
+    ("liver1", "faeces", 0.110),
+    ("liver1", "liver2", 0.554),
+    ("liver2", "liver1", 0.00831),
+    ("st0", "plasma", 2.37),
+    ("st1", "plasma", 0.00475),
+    ("plasma", "kidneys", 1.66),
+    ("kidneys", "plasma", 0.0166),
+    ("kidneys", "urine", 0.0268),
+]
+
+
+def test_human_free_indium_follows_the_icrp_151_model_and_rodents_keep_their_own_rows():
+    """Solve the ICRP 151 indium model for a unit input to plasma: the human free-In-111 rows are its
+    shares outside blood at day 7 (to the rows' rounding) and its blood share at day 1; mice and rats
+    read the ``in111`` rows, not the human ones."""
+    import scipy.linalg
+
+    from infusim.observe import free_label_scope, label_rates
+
+    names = sorted({n for a, b, _ in ICRP151_INDIUM for n in (a, b)})
+    at = {n: i for i, n in enumerate(names)}
+    rates = np.zeros((len(names), len(names)))
+    for source, target, k in ICRP151_INDIUM:
+        rates[at[target], at[source]] += k
+        rates[at[source], at[source]] -= k
+    start = np.zeros(len(names))
+    start[at["plasma"]] = 1.0
+
+    def share(days: float, *pools: str) -> float:
+        x = scipy.linalg.expm(rates * days) @ start
+        return float(sum(x[at[p]] for p in pools))
+
+    blood = ("plasma", "transferrin", "rbc")
+    outside = 1 - share(7, *blood)
+    expected = {
+        "liver": share(7, "liver1", "liver2") / outside,
+        "bone_marrow": share(7, "marrow1", "marrow2") / outside,
+        "kidneys": share(7, "kidneys") / outside,
+        "rest": share(7, "st0", "st1") / outside,
+        "excreted": share(7, "urine", "faeces") / outside,
+    }
+    params = bundled()
+    human = label_rates("in111", "human", params)
+    assert free_label_scope("in111", "human", params) == "human/in111"
+    for dest, value in expected.items():
+        assert human.free_fractions[dest] == pytest.approx(value, abs=0.006), dest
+    assert human.free_clearance == pytest.approx(-np.log(share(1, *blood)) / 24, rel=0.01)
+    for species in ("mouse", "rat"):
+        rodent = label_rates("in111", species, params)
+        assert free_label_scope("in111", species, params) == "in111"
+        assert rodent.free_fractions["bone_marrow"] == params.get("free_fraction", "in111/bone_marrow", "")
+        assert rodent.free_clearance == params.get("free_clearance_rate", "in111", "1/h")
+    assert (
+        label_rates("tc99m", "human", params).free_fractions
+        == label_rates("tc99m", "mouse", params).free_fractions
+    )

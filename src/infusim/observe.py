@@ -73,16 +73,25 @@ def dna_rates(species: str, params: ParameterSet) -> MarkerRates:
     )
 
 
+def free_label_scope(isotope: str, species: str, params: ParameterSet) -> str:
+    """Scope of the free-label rows (``free_clearance_rate``, ``free_fraction[<scope>/<dest>]``):
+    ``<species>/<isotope>`` where the tables give the species its own (human In-111: ICRP 151),
+    else ``<isotope>``, the rows for every other species."""
+    own = f"{species}/{isotope}"
+    return own if params.has("free_clearance_rate", own) else isotope
+
+
 def label_rates(isotope: str, species: str, params: ParameterSet) -> MarkerRates:
     """Radiolabel marker of ``isotope`` (in111, tc99m, f18, zr89)."""
+    scope = free_label_scope(isotope, species, params)
     fractions = {
-        dest: params.get("free_fraction", f"{isotope}/{dest}", "")
+        dest: params.get("free_fraction", f"{scope}/{dest}", "")
         for dest in (*FREE_DESTINATIONS, "excreted")
-        if params.has("free_fraction", f"{isotope}/{dest}")
+        if params.has("free_fraction", f"{scope}/{dest}")
     }
     total = sum(fractions.values())
     if abs(total - 1.0) > 1e-9:
-        raise ValueError(f"free_fraction rows of {isotope} sum to {total}, not 1")
+        raise ValueError(f"free_fraction rows of {scope} sum to {total}, not 1")
     return MarkerRates(
         name="label",
         efflux=params.get("efflux_rate", isotope, "1/h"),
@@ -94,7 +103,7 @@ def label_rates(isotope: str, species: str, params: ParameterSet) -> MarkerRates
         phagocyte_degradation=0.0,
         liver_share=params.get("phagocyte_liver_share", species, ""),
         lung_local_share=params.get("phagocyte_local_share", "lungs", ""),
-        free_clearance=params.get("free_clearance_rate", isotope, "1/h"),
+        free_clearance=params.get("free_clearance_rate", scope, "1/h"),
         free_fractions=fractions,
         half_life_h=params.get("physical_half_life", isotope, "h"),
     )
