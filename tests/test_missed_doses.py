@@ -156,3 +156,25 @@ def test_a_patient_who_misses_doses_is_the_reference_model_given_only_the_doses_
                 if s.kind == "live" and s.compartment == compartment
             )
             np.testing.assert_allclose(mine, ref[compartment], rtol=1e-6, atol=1e-6 * given.max())
+
+
+def test_the_summary_counts_the_patients_given_every_administration_as_the_rows_do(tmp_path):
+    """``summary.json`` adherence per arm against the rows' ``doses_given`` at the last visit (all four
+    doses come before day 365), and the four-dose arms' share near (1 - 0.3)^3 = 0.343; chunking does
+    not change it; without missed doses there is no adherence section."""
+    out = tmp_path / "t"
+    summary = api.trial(_schedules(0.3, 600), out, chunk_size=170).summary
+    rows = pd.read_parquet(out / "patients").query("replicate == 0 and time_d == 365")
+    for arm, found in summary["adherence"].items():
+        given = rows[rows.arm == arm].doses_given
+        assert found["patients"] == len(given)
+        assert found["given_all"] == int((given == found["administrations_scheduled"]).sum())
+        assert found["administrations_mean"] == pytest.approx(given.mean(), rel=1e-9)
+    monthly = summary["adherence"]["monthly"]
+    assert monthly["administrations_scheduled"] == 4
+    assert abs(monthly["given_all_share"] - 0.343) < 3 * np.sqrt(0.343 * 0.657 / monthly["patients"])
+    assert summary["adherence"]["single"]["given_all_share"] == 1.0
+    whole = api.trial(_schedules(0.3, 600), tmp_path / "whole").summary
+    assert whole["adherence"] == summary["adherence"]
+    assert "adherence" not in api.trial(_schedules(0.0, 60), tmp_path / "none").summary
+    assert "Given every administration" in (out / "report.html").read_text()

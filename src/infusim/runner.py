@@ -32,7 +32,15 @@ from infusim.population import beyond_most_severe
 from infusim.scenario import Scenario
 from infusim.scenario_trial import ANALYSES, MMRM_VISITS
 from infusim.simulation import DISCLAIMER
-from infusim.virtual_trial import FIELDS, ChunkStats, baseline_table, design, simulate_chunk
+from infusim.virtual_trial import (
+    BASELINE_FIELDS,
+    FIELDS,
+    ChunkStats,
+    adherence_table,
+    baseline_table,
+    design,
+    simulate_chunk,
+)
 
 MANIFEST = "trial.json"
 KIND = "infusim-trial"
@@ -197,6 +205,7 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
     parts = [ChunkStats(c.replicate, c.start, np.load(out / "stats" / f"{c.stem}.npy")) for c in plan_chunks]
     totals = stats.combine(parts, trial.replicates, parts[0].sums.shape)
     first = totals[0]
+    baseline = sum(np.load(out / "stats" / f"{c.stem}-baseline.npy") for c in plan_chunks if c.replicate == 0)
     size = sum(f.stat().st_size for f in (out / "patients").glob("*.parquet"))
     rows = trial.patients * trial.replicates
     primary = plan.endpoints[plan.primary]
@@ -232,10 +241,8 @@ def summarize(scenario: Scenario, out: Path, plan_chunks: list[Chunk]) -> dict:
         },
         "by_arm": stats.arm_summary(first, plan),
         "adverse_events": _adverse_events(out, plan_chunks, scenario),
-        "baseline": baseline_table(
-            sum(np.load(out / "stats" / f"{c.stem}-baseline.npy") for c in plan_chunks if c.replicate == 0),
-            [a.name for a in trial.arms],
-        ),
+        "baseline": baseline_table(baseline, [a.name for a in trial.arms]),
+        **({"adherence": _adherence(baseline, scenario)} if trial.missed_doses else {}),
         "comparisons": stats.comparisons(first, plan),
         **({"subgroups": _subgroups(out, plan_chunks, scenario, plan)} if trial.subgroups else {}),
         "power": stats.power(totals, plan),
@@ -312,6 +319,13 @@ def _adverse_events(out: Path, plan_chunks: list[Chunk], scenario: Scenario) -> 
         "exact binomial 95% CIs; relative risk against the control arm (None when either arm has none). "
         "Event models and sources: docs/safety.md. A research model, not advice for any patient.",
     }
+
+
+def _adherence(baseline: np.ndarray, scenario: Scenario) -> dict:
+    """Patients of replicate 0 given every administration of their arm, per arm (``adherence_table``)."""
+    arms = scenario.trial.arms
+    scheduled = [0 if a.kind == "none" else scenario.for_arm(a).administration.count for a in arms]
+    return adherence_table(baseline, [a.name for a in arms], scheduled)
 
 
 def _assurance(out: Path, plan_chunks: list[Chunk], replicates: int, plan, shape) -> dict | None:
@@ -484,6 +498,7 @@ def _manifest(scenario: Scenario, chunk_size: int) -> dict:
         "chunk_size": chunk_size,
         "seed": scenario.simulation.seed,
         "stats_fields": list(FIELDS),  # what each chunk's partial sums hold: a resume must match
+        "baseline_fields": BASELINE_FIELDS,
         "status": "running",
     }
 
@@ -497,6 +512,7 @@ _SAME_RUN = (
     "chunk_size",
     "seed",
     "stats_fields",
+    "baseline_fields",
 )
 
 

@@ -101,7 +101,7 @@ class ChunkStats:
     replicate: int
     start: int
     sums: np.ndarray
-    baseline: np.ndarray | None = None  # (arms, 1 + 2 covariates): see ``baseline_table``
+    baseline: np.ndarray | None = None  # (arms, BASELINE_FIELDS): see ``_baseline_sums``
     #: (subgroups, 2, arms, endpoints, visits, fields): ``sums`` of the patients below and at or above
     #: each cut of ``trial.subgroups`` (None without subgroups)
     subgroups: np.ndarray | None = None
@@ -211,6 +211,8 @@ def simulate_chunk(
     recovery_d = np.full(n, np.nan)
     exposures = {column: np.zeros((n, n_visits)) for column in EXPOSURE_COLUMNS} if trial.exposure else {}
     given = np.zeros((n, n_visits), dtype=np.int16) if trial.missed_doses else None  # by each visit
+    administrations = np.zeros(n)  # given to each patient over the whole schedule (0: no-treatment arm)
+    given_all = np.zeros(n, dtype=bool)
     for a, spec in enumerate(trial.arms):
         members = np.flatnonzero(arm == a)
         if members.size == 0:
@@ -222,9 +224,14 @@ def simulate_chunk(
         group = cohort.take(members)
         k = {m: values[members] for m, values in truth.half_saturation.items()}
         taken = None
+        if spec.kind != "none":
+            administrations[members] = arm_scenario.administration.count
+            given_all[members] = True
         if given is not None and spec.kind != "none":
             admin = arm_scenario.administration
             taken = doses_taken(seed, index[members], admin.count, trial.missed_doses)
+            administrations[members] = taken.sum(axis=1)
+            given_all[members] = taken.all(axis=1)
             started = np.asarray(admin.starts_h)[None, :] / 24.0 <= plan.visits_d[:, None]  # (visits, doses)
             given[members] = taken.astype(np.int16) @ started.T.astype(np.int16)
         outcome = _arm_outcomes(arm_scenario, spec.kind, group, plan, params, k, trial.exposure, taken)
@@ -257,7 +264,8 @@ def simulate_chunk(
         params,
         lambda kept: _partial_sums(plan, arm, measured, true, untreated, kept),
     )
-    stats = ChunkStats(replicate, start, sums, _baseline_sums(cohort, arm, len(trial.arms)), groups)
+    baseline = _baseline_sums(cohort, arm, len(trial.arms), given_all, administrations)
+    stats = ChunkStats(replicate, start, sums, baseline, groups)
     if not table:
         return None, stats
     rows = _table(
@@ -657,9 +665,17 @@ def _table(
 BASELINE = (("age_years", "year"), ("body_weight_kg", "kg"), ("severity", "0-1"), ("female", "share"))
 
 
-def _baseline_sums(cohort: Cohort, arm: np.ndarray, arms: int) -> np.ndarray:
-    """Per arm: patients, and the sum and sum of squares of each baseline covariate (``BASELINE``)."""
-    out = np.zeros((arms, 1 + 2 * len(BASELINE)))
+#: Columns of ``_baseline_sums``: patients, each covariate's sum and sum of squares, then the patients
+#: given every administration of their arm's schedule and the administrations given.
+BASELINE_FIELDS = 1 + 2 * len(BASELINE) + 2
+
+
+def _baseline_sums(
+    cohort: Cohort, arm: np.ndarray, arms: int, given_all: np.ndarray, administrations: np.ndarray
+) -> np.ndarray:
+    """Per arm: patients, the sum and sum of squares of each baseline covariate (``BASELINE``), the
+    patients given every administration (``given_all``) and the administrations given."""
+    out = np.zeros((arms, BASELINE_FIELDS))
     for a in range(arms):
         members = arm == a
         out[a, 0] = members.sum()
@@ -667,7 +683,27 @@ def _baseline_sums(cohort: Cohort, arm: np.ndarray, arms: int) -> np.ndarray:
             values = np.asarray(getattr(cohort, name), dtype=float)[members]
             out[a, 1 + 2 * j] = values.sum()
             out[a, 2 + 2 * j] = (values**2).sum()
+        out[a, -2] = given_all[members].sum()
+        out[a, -1] = administrations[members].sum()
     return out
+
+
+def adherence_table(sums: np.ndarray, arms: list[str], scheduled: list[int]) -> dict:
+    """Per arm given administrations (``scheduled`` > 0): the schedule's count, the patients given
+    every one (number and share) and the mean administrations given (``trial.missed_doses``)."""
+    table = {}
+    for a, arm in enumerate(arms):
+        n = sums[a, 0]
+        if scheduled[a] == 0 or n == 0:
+            continue
+        table[arm] = {
+            "administrations_scheduled": int(scheduled[a]),
+            "patients": int(n),
+            "given_all": int(sums[a, -2]),
+            "given_all_share": float(f"{sums[a, -2] / n:.10g}"),
+            "administrations_mean": float(f"{sums[a, -1] / n:.10g}"),
+        }
+    return table
 
 
 def baseline_table(sums: np.ndarray, arms: list[str]) -> dict:

@@ -273,6 +273,15 @@ def _print_trial(summary: dict) -> None:
             f"{entry['effect_vs_untreated']:+.3g}",
         )
     console.print(table)
+    if summary.get("adherence"):
+        console.print(
+            "Given every administration (trial.missed_doses): "
+            + "; ".join(
+                f"{escape(arm)} {a['given_all']}/{a['patients']} ({a['given_all_share']:.0%}, mean "
+                f"{a['administrations_mean']:.2f} of {a['administrations_scheduled']})"
+                for arm, a in summary["adherence"].items()
+            )
+        )
     for arm, result in primary["comparisons"].items():
         if result["difference"] is None:
             continue

@@ -252,6 +252,7 @@ def _flow_and_baseline(summary: dict) -> str:
         + (
             f" Each administration after the first was missed by {summary['missed_doses']:.0%} of patients"
             " (at random; they stay in their arm: intention to treat; column doses_given)."
+            + _adherence_text(summary.get("adherence") or {})
             if summary.get("missed_doses")
             else ""
         )
@@ -278,6 +279,18 @@ def _flow_and_baseline(summary: dict) -> str:
             "<p>female: share of patients. Drawn from the condition's trial populations (docs/trials.md).</p>"
         )
     return out
+
+
+def _adherence_text(adherence: dict) -> str:
+    """Patients given every administration, per arm (``summary['adherence']``)."""
+    if not adherence:
+        return ""
+    parts = [
+        f"{html.escape(arm)} {a['given_all']} of {a['patients']} ({a['given_all_share']:.0%}; mean"
+        f" {a['administrations_mean']:.2f} of {a['administrations_scheduled']})"
+        for arm, a in adherence.items()
+    ]
+    return " Given every administration: " + "; ".join(parts) + "."
 
 
 def _tipping_section(primary: dict) -> str:
