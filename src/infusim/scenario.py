@@ -204,6 +204,28 @@ class Scenario(_Section):
                 f"allowed: {', '.join(allowed)}",
             )
         endpoint = info.endpoint(trial.primary.endpoint)
+        seen = {(trial.primary.endpoint, trial.primary.at_h)}
+        for i, secondary in enumerate(trial.key_secondary):
+            if secondary.endpoint not in allowed:
+                raise _FieldError(
+                    f"trial.key_secondary[{i}].endpoint",
+                    f"{secondary.endpoint!r} is not an endpoint of {info.name}; "
+                    f"allowed: {', '.join(allowed)}",
+                )
+            if (secondary.endpoint, secondary.at_h) in seen:
+                raise _FieldError(
+                    f"trial.key_secondary[{i}]",
+                    f"{secondary.endpoint} at {secondary.at_h / 24:g} day is already tested (the primary or "
+                    "an earlier key secondary)",
+                )
+            seen.add((secondary.endpoint, secondary.at_h))
+        if trial.key_secondary and trial.multiplicity in ("holm", "hochberg"):
+            raise _FieldError(
+                "trial.key_secondary",
+                f"the fixed sequence runs within each arm; with several arms it keeps the family-wise error "
+                f"only with multiplicity bonferroni (each arm's sequence at 0.05 / arms), not "
+                f"{trial.multiplicity}",
+            )
         if trial.dropout_missing != "at_random" and trial.dropout_hazard_ratio == 1.0:
             raise _FieldError(
                 "trial.dropout_missing", "acts through trial.dropout_hazard_ratio: give a ratio other than 1"

@@ -127,6 +127,13 @@ class Primary(_Section):
     responder_change: float | None = None
 
 
+class Secondary(_Section):
+    """A key secondary comparison (endpoint and visit), tested after the primary in a fixed sequence."""
+
+    endpoint: str
+    at_h: Hours = Field(alias="at")
+
+
 #: How a trial compares continuous endpoints (``Trial.analysis``).
 Analysis = Literal["change", "ancova", "mmrm"]
 ANALYSES: tuple[str, ...] = get_args(Analysis)
@@ -152,7 +159,8 @@ class Trial(_Section):
     dropout_hazard_ratio: float = Field(1.0, ge=0.1, le=20.0)
     #: What the hazard ratio acts on: ``at_random``, the worsening measured at the last visit (missing
     #: at random); ``not_at_random``, the true worsening at the next visit, the value the dropout then
-    #: leaves unmeasured (a tipping-point analysis).
+    #: leaves unmeasured (a simulated departure from MAR; with ``mmrm`` the summary's tipping point asks
+    #: how large a departure would overturn the result).
     dropout_missing: Literal["at_random", "not_at_random"] = "at_random"
     #: Chance that a patient misses each administration after the first (cells or sham), independently:
     #: non-adherence, a product lot that fails release, a visit missed. Patients stay in their arm
@@ -173,6 +181,9 @@ class Trial(_Section):
     #: testing (family-wise error at 5%): ``bonferroni``, ``holm`` or ``hochberg`` (statsmodels'
     #: multipletests); power then counts an arm's success only where its adjusted p is below 0.05.
     multiplicity: Literal["none", "bonferroni", "holm", "hochberg"] = "none"
+    #: Key secondary comparisons, tested in this order after the primary, each only if every one before
+    #: it succeeded (fixed sequence: the family-wise error stays at the primary's level).
+    key_secondary: tuple[Secondary, ...] = Field((), max_length=10)
     #: Lots of an allogeneic product that patients share (their potencies differ); none: every patient's
     #: cells are alike but for the between-patient potency CV.
     lots: Lots | None = None
@@ -201,12 +212,15 @@ class Trial(_Section):
                 f"mmrm needs at most {MMRM_VISITS} visits with day 0 (it keeps each visit's cross-products "
                 f"of all earlier ones), got {len(visits)}; use change or ancova",
             )
-        if self.primary.at_h not in visits:
-            raise _FieldError(
-                "trial.primary.at",
-                f"{self.primary.at_h / 24:g} day is not a visit; allowed: "
-                + ", ".join(f"{v / 24:g} day" for v in visits),
-            )
+        times = [("trial.primary.at", self.primary.at_h)]
+        times += [(f"trial.key_secondary[{i}].at", s.at_h) for i, s in enumerate(self.key_secondary)]
+        for where, at in times:
+            if at not in visits:
+                raise _FieldError(
+                    where,
+                    f"{at / 24:g} day is not a visit; allowed: "
+                    + ", ".join(f"{v / 24:g} day" for v in visits),
+                )
         return self
 
     @property

@@ -221,7 +221,43 @@ def primary_comparisons(totals: np.ndarray, plan: Design) -> dict[str, dict]:
     for a, arm in enumerate(plan.arms):
         if arm in found and (tipping := tipping_point(totals, plan, a)) is not None:
             found[arm]["tipping_point"] = tipping
+    if plan.key_secondary:
+        for a, arm in enumerate(plan.arms):
+            if arm in found:
+                found[arm]["key_secondary"] = key_secondary(totals, plan, a, found[arm])
     return found
+
+
+def key_secondary(totals: np.ndarray, plan: Design, arm: int, primary: dict) -> list[dict]:
+    """The key secondary comparisons of ``arm`` (``trial.key_secondary``) in their fixed sequence:
+    each is ``claimed`` when it favours the arm at two-sided p below the level and every comparison
+    before it, the primary first, was claimed (the primary by its adjusted p with ``multiplicity``).
+    The level is 0.05, or 0.05 / treated arms with ``bonferroni`` (each arm's sequence its share of
+    the error), so the family-wise error stays at 5% (Westfall and Krishen 2001; EMA 2017 guideline
+    on multiplicity)."""
+    arms = len(plan.arms) - 1
+    level = ALPHA / arms if plan.multiplicity == "bonferroni" else ALPHA
+    key = "p_value" if plan.multiplicity == "none" else "p_adjusted"
+    direction = plan.endpoints[plan.primary].direction
+    gate = _favours(primary["difference"], primary[key], direction, ALPHA)
+    out = []
+    for e, v in plan.key_secondary:
+        found = compare(totals, plan, arm, e, v)
+        gate = gate and _favours(found["difference"], found["p_value"], plan.endpoints[e].direction, level)
+        out.append(
+            {
+                "endpoint": plan.endpoints[e].name,
+                "unit": plan.endpoints[e].unit,
+                "time_d": _day(plan.visits_d[v]),
+            }
+            | found
+            | {"level": level, "claimed": gate}
+        )
+    return out
+
+
+def _favours(difference: float | None, p: float | None, direction: float, level: float) -> bool:
+    return difference is not None and p is not None and p < level and difference * direction > 0
 
 
 #: ``trial.multiplicity`` -> statsmodels' multipletests method.
@@ -265,6 +301,11 @@ def power(all_totals: np.ndarray, plan: Design) -> dict:
             "difference_p2.5": float(np.percentile(differences, 2.5)) if differences.size else None,
             "difference_p97.5": float(np.percentile(differences, 97.5)) if differences.size else None,
         }
+        if plan.key_secondary:  # each key secondary claimed in its fixed sequence
+            entry["key_secondary_power"] = [
+                float(np.mean([r["key_secondary"][i]["claimed"] for r in results]))
+                for i in range(len(plan.key_secondary))
+            ]
         if plan.analysis == "mmrm" and not is_rate(endpoint):  # how robust the successes are
             tipping = [
                 r["tipping_point"]["tipping_delta_sd"]

@@ -88,6 +88,8 @@ class Design:
     responder_change: float
     analysis: str = "change"  # continuous endpoints: "change" (Welch), "ancova" or "mmrm" (trial.analysis)
     multiplicity: str = "none"  # adjustment of the primary comparisons across treated arms
+    #: (endpoint, visit) indices of the key secondary comparisons, in their testing order
+    key_secondary: tuple[tuple[int, int], ...] = ()
 
     @property
     def rate_endpoints(self) -> tuple[bool, ...]:
@@ -144,6 +146,10 @@ def design(scenario: Scenario, params: ParameterSet | None = None) -> Design:
         float(change),
         trial.analysis,
         trial.multiplicity,
+        tuple(
+            (names.index(s.endpoint), int(np.searchsorted(visits, s.at_h / 24.0)))
+            for s in trial.key_secondary
+        ),
     )
 
 

@@ -56,7 +56,9 @@ def trial(
     primary endpoint worsens with trial.dropout_hazard_ratio); with trial.exposure, each patient's
     exposure to live cells up to each visit; with trial.subgroups, the primary comparison within
     each subgroup and the interaction; with trial.eligibility, an enriched population.
-    trial.analysis: how continuous endpoints are compared (change, ancova or mmrm).
+    trial.analysis: how continuous endpoints are compared (change, ancova or mmrm; with mmrm each
+    primary comparison also gets its tipping point). trial.key_secondary: comparisons tested after
+    the primary in a fixed sequence.
     trial.missed_doses: the chance each later administration is missed (intention to treat).
     trial.lots: lots of an allogeneic product whose potencies differ; trial.multiplicity: p-values
     adjusted across several treated arms (bonferroni, holm or hochberg).
@@ -308,8 +310,30 @@ def _print_trial(summary: dict) -> None:
             if summary.get("assurance"):
                 line += f", assurance {summary['assurance'][arm]['assurance']:.0%}"
         console.print(line)
+        _print_key_secondary(
+            result.get("key_secondary"), summary["power"].get(arm, {}), summary["replicates"]
+        )
     _print_subgroups(summary.get("subgroups"), unit)
     _print_adverse_events(summary.get("adverse_events"))
+
+
+def _print_key_secondary(found: list | None, power: dict, replicates: int) -> None:
+    """Each key secondary in its fixed sequence: the comparison, whether it is claimed, its power."""
+    for i, entry in enumerate(found or []):
+        if entry["difference"] is None:
+            text = "no comparison"
+        else:
+            low, high = entry["ci95"]
+            text = (
+                f"{entry['difference']:+.3g} {entry['unit']} (95% CI {low:+.3g} to {high:+.3g}),"
+                f" {_p_text(entry['p_value'])}"
+                f" at level {entry['level']:g}"
+            )
+        claimed = "claimed" if entry["claimed"] else "not claimed"
+        line = f"  key secondary {i + 1}, {entry['endpoint']} at day {entry['time_d']}: {text}: {claimed}"
+        if replicates > 1 and "key_secondary_power" in power:
+            line += f"; claimed in {power['key_secondary_power'][i]:.0%} of replicates"
+        console.print(escape(line))
 
 
 def _print_subgroups(found: dict | None, unit: str) -> None:

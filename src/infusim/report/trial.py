@@ -60,6 +60,7 @@ evidence, including the trial's own departure from the average (between-trial SD
 <p>Comparisons: {html.escape(ANALYSIS_NOTES[summary.get("analysis", "change")])}.
 Responders: change of at least {primary["responder_change"]:g} {html.escape(primary["unit"])}.
 Dashed lines: the same patients' untreated twins (natural history without procedure).</p>
+{_key_secondary_section(summary)}
 {_tipping_section(primary)}
 {_flow_and_baseline(summary)}
 {_subgroup_section(summary.get("subgroups"), primary["unit"])}
@@ -279,6 +280,35 @@ def _flow_and_baseline(summary: dict) -> str:
             "<p>female: share of patients. Drawn from the condition's trial populations (docs/trials.md).</p>"
         )
     return out
+
+
+def _key_secondary_section(summary: dict) -> str:
+    """The key secondary comparisons in their fixed sequence, per treated arm."""
+    primary = summary["primary"]
+    rows = []
+    for arm, result in primary["comparisons"].items():
+        power = summary["power"].get(arm, {}).get("key_secondary_power")
+        for i, entry in enumerate(result.get("key_secondary") or []):
+            low, high = entry["ci95"]
+            claimed = "claimed" if entry["claimed"] else "not claimed"
+            rows.append(
+                f"<tr><td>{html.escape(arm)}</td><td>{i + 1}</td><td>{html.escape(entry['endpoint'])} at day"
+                f" {html.escape(entry['time_d'])}</td><td>{_number(entry['difference'])}</td>"
+                f"<td>{_number(low)} to {_number(high)}</td><td>{_p(entry['p_value'])}</td>"
+                f"<td>{entry['level']:g}</td><td>{claimed}</td>"
+                f"<td>{'' if power is None or summary['replicates'] < 2 else f'{power[i]:.0%}'}</td></tr>"
+            )
+    if not rows:
+        return ""
+    return (
+        "<h2>Key secondary comparisons (fixed sequence)</h2><table><tr><th>arm</th><th>order</th>"
+        "<th>comparison</th><th>difference</th><th>95% CI</th><th>p</th><th>level</th><th>result</th>"
+        f"<th>claimed in replicates</th></tr>{''.join(rows)}</table>"
+        "<p>Each is tested only if the primary and every key secondary before it were claimed in"
+        " favour of cells; the level is 0.05 (0.05 / treated arms with bonferroni), so the chance of"
+        " any false claim stays at 5%. A comparison not claimed is still an estimate with its"
+        " interval.</p>"
+    )
 
 
 def _adherence_text(adherence: dict) -> str:
