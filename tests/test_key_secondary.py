@@ -114,3 +114,15 @@ def test_the_summary_report_and_terminal_give_the_sequence(tmp_path):
     assert printed.exit_code == 0 and "key secondary 2, womac_total at day 365" in printed.output
     plain = run_trial(_oa(60, sequence=[]), tmp_path / "plain")
     assert "key_secondary" not in plain["primary"]["comparisons"]["msc_5e7"]
+
+
+def test_the_power_table_and_page_give_each_key_secondary(tmp_path):
+    from infusim import api
+
+    found = api.power(_oa(), [60], replicates=6)
+    table = found.to_pandas()
+    assert list(table.columns[-2:]) == ["key_secondary_1_power", "key_secondary_2_power"]
+    assert (table.key_secondary_1_power <= table.power).all()
+    assert (table.key_secondary_2_power <= table.key_secondary_1_power).all()
+    assert "key secondary 2 claimed" in found.write_report(tmp_path / "p.html").read_text()
+    assert "key_secondary_1_power" not in api.power(_oa(sequence=[]), [60], replicates=2).to_pandas()

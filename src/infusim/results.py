@@ -93,7 +93,8 @@ class PowerResult:
         estimated difference against control over the replicates at the posterior-median effect
         (``difference_mean``, ``difference_p2.5``, ``difference_p97.5``; endpoint units); for ``mmrm``,
         ``tipping_delta_sd_median``: the median tipping point of the successful replicates, in SDs of
-        the change (``stats.tipping_point``; None otherwise)."""
+        the change (``stats.tipping_point``; None otherwise); with ``trial.key_secondary``,
+        ``key_secondary_<i>_power``: the share of replicates claiming the i-th key secondary."""
         return pd.DataFrame(
             [
                 {
@@ -104,6 +105,10 @@ class PowerResult:
                     "assurance": v["assurance"],
                     **{k: v.get(k) for k in ("difference_mean", "difference_p2.5", "difference_p97.5")},
                     "tipping_delta_sd_median": v.get("tipping_delta_sd_median"),
+                    **{
+                        f"key_secondary_{i + 1}_power": x
+                        for i, x in enumerate(v.get("key_secondary_power") or [])
+                    },
                 }
                 for n, labels in self.curve.items()
                 for label, v in labels.items()

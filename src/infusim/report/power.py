@@ -38,13 +38,15 @@ def render(summary: dict, table: pd.DataFrame) -> str:
     )
     plot = found.plot().to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False})
     tipping = "tipping_delta_sd_median" in table and table.tipping_delta_sd_median.notna().any()
+    secondary = [c for c in table.columns if c.startswith("key_secondary_")]
     rows = "".join(
         f"<tr><td>{r.patients}</td><td>{html.escape(str(r.arm))}</td><td>{html.escape(str(r.analysis))}</td>"
         f"<td>{r.power:.0%}</td>"
         f"<td>{r.assurance:.0%}</td>"
         + (f"<td>{_sd(r.tipping_delta_sd_median)}</td>" if tipping else "")
+        + "".join(f"<td>{row[c]:.0%}</td>" for c in secondary)
         + "</tr>"
-        for r in table.itertuples()
+        for r, (_i, row) in zip(table.itertuples(), table.iterrows(), strict=True)
     )
     return f"""{page_start(f"infusim power: {summary['scenario_name']}", summary["disclaimer"])}
 <p>Primary endpoint {html.escape(summary["endpoint"])} at day {summary["time_d"]:g};
@@ -59,7 +61,8 @@ value; mmrm, mixed model for repeated measures from every visit seen (docs/trial
 analyses are applied to the same replicate trials.</p>
 {_tipping_note() if tipping else ""}
 <table><tr><th>patients (total)</th><th>arm</th><th>analysis</th><th>power</th><th>assurance</th>
-{"<th>median tipping point of the successes (SD)</th>" if tipping else ""}</tr>
+{"<th>median tipping point of the successes (SD)</th>" if tipping else ""}
+{"".join(f"<th>key secondary {c.split('_')[2]} claimed</th>" for c in secondary)}</tr>
 {rows}</table>
 </body></html>"""
 
