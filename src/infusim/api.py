@@ -87,10 +87,12 @@ def power(
     *,
     replicates: int = 200,
     analyses: Sequence[str] | None = None,
+    target: float | None = None,
 ) -> PowerResult:
     """Power and assurance of the primary comparison for each total sample size in ``sizes``;
     ``analyses`` (``trial.analysis`` values, e.g. ``["change", "mmrm"]``): each applied to the same
-    replicate trials (default: the scenario's own)."""
+    replicate trials (default: the scenario's own); ``target`` (0-1): also the total sample size
+    that reaches that power (``PowerResult.sample_sizes``)."""
     from infusim.parameters import for_scenario
     from infusim.runner import power_curve, with_size
 
@@ -99,12 +101,20 @@ def power(
         raise ScenarioError("--n", "give sample sizes of at least 2, e.g. 20,40,80")
     if replicates < 2:
         raise ScenarioError("--replicates", f"{replicates}; give 2 or more")
+    if target is not None and not 0 < target < 1:
+        raise ScenarioError("--target", f"{target}; give a power between 0 and 1, e.g. 0.8")
     loaded = with_size(as_scenario(scenario), None, None)
     for_scenario(loaded)
     curve = power_curve(loaded, sizes, replicates, analyses=analyses)
     primary = loaded.trial.primary
     return PowerResult(
-        loaded.name, primary.endpoint, primary.at_h / 24.0, replicates, curve, loaded.trial.multiplicity
+        loaded.name,
+        primary.endpoint,
+        primary.at_h / 24.0,
+        replicates,
+        curve,
+        loaded.trial.multiplicity,
+        target,
     )
 
 

@@ -68,6 +68,23 @@ class PowerResult:
     replicates: int
     curve: dict[int, dict[str, dict]]
     multiplicity: str = "none"  # trial.multiplicity: power counts adjusted successes
+    target: float | None = None  # power to find the total sample size for (``sample_sizes``)
+
+    def sample_sizes(self, target: float | None = None) -> dict[str, dict]:
+        """Per arm (and analysis) label, the total sample size that reaches ``target`` power (0-1;
+        default ``self.target``) with its 95% interval, read from the simulated curve
+        (``infusim.sample_size.for_target``: a probit in the square root of n)."""
+        from infusim.sample_size import for_target
+
+        target = self.target if target is None else target
+        if target is None:
+            raise ValueError("give a target power, e.g. 0.8")
+        sizes = sorted(self.curve)
+        labels = list(self.curve[sizes[0]])
+        return {
+            label: for_target(sizes, [self.curve[n][label]["power"] for n in sizes], self.replicates, target)
+            for label in labels
+        }
 
     @property
     def summary(self) -> dict:
@@ -86,6 +103,17 @@ class PowerResult:
                 {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
                 for row in self.to_pandas().to_dict("records")
             ],  # no NaN in JSON: a column without a value for this analysis is null
+            **(
+                {
+                    "target_power": self.target,
+                    "sample_size": self.sample_sizes(),
+                    "sample_size_note": "total patients for the target power: a probit in sqrt(n) fitted "
+                    "to the simulated powers (binomial GLM); 95% interval from the fit; an interpolation "
+                    "between the simulated sizes unless extrapolated",
+                }
+                if self.target is not None
+                else {}
+            ),
         }
 
     def to_pandas(self) -> pd.DataFrame:

@@ -195,6 +195,14 @@ def power(
             "(change, ancova, mmrm; default: the scenario's trial.analysis).",
         ),
     ] = None,
+    target: Annotated[
+        float | None,
+        typer.Option(
+            "--target",
+            help="Also estimate the total sample size that reaches this power (e.g. 0.8), with its 95% "
+            "interval, from the simulated curve.",
+        ),
+    ] = None,
 ) -> None:
     """Print the power of the primary comparison against total sample size.
 
@@ -209,7 +217,7 @@ def power(
     except ValueError:
         raise InfusimError("--n", f"{n!r} is not a comma-separated list of integers") from None
     analyses = [part.strip() for part in analysis.split(",") if part.strip()] if analysis else None
-    found = api.power(scenario, sizes, replicates=replicates, analyses=analyses)
+    found = api.power(scenario, sizes, replicates=replicates, analyses=analyses, target=target)
     if out is not None:
         from infusim import io
         from infusim.report.power import render
@@ -239,6 +247,21 @@ def power(
             *(f"{result[label]['power']:.0%} / {result[label]['assurance']:.0%}" for label in labels),
         )
     console.print(table)
+    if target is not None:
+        for label, size in found.sample_sizes().items():
+            if size["patients"] is None:
+                console.print(
+                    escape(f"{label}: sample size for {target:.0%} power not estimable: {size['reason']}")
+                )
+                continue
+            low, high = size["ci95"]
+            console.print(
+                escape(
+                    f"{label}: {size['patients']} patients in total for {target:.0%} power (95% CI {low} to "
+                    f"{'beyond reach' if high is None else high})"
+                    + (", extrapolated beyond the sizes simulated" if size["extrapolated"] else "")
+                )
+            )
     console.print(
         "[dim]power: at the posterior-median effect; assurance: averaged over the posterior of the "
         "controlled evidence, each replicate with its own trial effect (between-trial SD).[/dim]"

@@ -59,6 +59,7 @@ between-trial SD.</p>
 <p>Analysis of continuous endpoints: change, change from day 0 (Welch); ancova, adjusted for the day-0
 value; mmrm, mixed model for repeated measures from every visit seen (docs/trials.md). Several
 analyses are applied to the same replicate trials.</p>
+{_sample_size_html(summary)}
 {_tipping_note() if tipping else ""}
 <table><tr><th>patients (total)</th><th>arm</th><th>analysis</th><th>power</th><th>assurance</th>
 {"<th>median tipping point of the successes (SD)</th>" if tipping else ""}
@@ -76,4 +77,29 @@ def _tipping_note() -> str:
         "<p>Median tipping point (mmrm): in the replicates that succeed, how much worse (in SDs of the"
         " change at the primary visit) the treated patients missing there would have to fare than the"
         " missing-at-random model predicts for p to reach 0.05 (unadjusted; docs/trials.md).</p>"
+    )
+
+
+def _sample_size_html(summary: dict) -> str:
+    """The total sample size for the target power per arm (``PowerResult.sample_sizes``)."""
+    found = summary.get("sample_size")
+    if not found:
+        return ""
+    target = summary["target_power"]
+    rows = []
+    for label, size in found.items():
+        if size["patients"] is None:
+            cell = f"<td colspan=2>not estimable: {html.escape(size['reason'])}</td>"
+        else:
+            low, high = size["ci95"]
+            cell = (
+                f"<td>{size['patients']}{' (extrapolated)' if size['extrapolated'] else ''}</td>"
+                f"<td>{low} to {'beyond reach' if high is None else high}</td>"
+            )
+        rows.append(f"<tr><td>{html.escape(label)}</td>{cell}</tr>")
+    return (
+        f"<h2>Patients for {target:.0%} power</h2><table><tr><th>arm</th><th>total patients</th>"
+        f"<th>95% CI</th></tr>{''.join(rows)}</table><p>{html.escape(summary['sample_size_note'])}."
+        " The interval carries the Monte Carlo error of the simulated powers, not the uncertainty of the"
+        " effect itself (that is what assurance is for).</p>"
     )
