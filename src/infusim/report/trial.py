@@ -306,8 +306,9 @@ def _key_secondary_section(summary: dict) -> str:
         f"<th>claimed in replicates</th></tr>{''.join(rows)}</table>"
         "<p>Each is tested only if the primary and every key secondary before it were claimed in"
         " favour of cells; the level is 0.05 (0.05 / treated arms with bonferroni), so the chance of"
-        " any false claim stays at 5%. A comparison not claimed is still an estimate with its"
-        " interval.</p>"
+        " any false claim for an arm stays at 5% (across arms too with bonferroni; with"
+        " multiplicity none each arm has its own 5%). A comparison not claimed is still an estimate"
+        " with its interval.</p>"
     )
 
 
