@@ -233,8 +233,8 @@ def key_secondary(totals: np.ndarray, plan: Design, arm: int, primary: dict) -> 
     each is ``claimed`` when it favours the arm at two-sided p below the level and every comparison
     before it, the primary first, was claimed (the primary by its adjusted p with ``multiplicity``).
     The level is 0.05, or 0.05 / treated arms with ``bonferroni`` (each arm's sequence its share of
-    the error), so the family-wise error stays at 5% (Westfall and Krishen 2001; EMA 2017 guideline
-    on multiplicity)."""
+    the error), so each arm's family-wise error stays at 5%, and the whole trial's with bonferroni
+    (Westfall and Krishen 2001; EMA 2017 guideline on multiplicity)."""
     arms = len(plan.arms) - 1
     level = ALPHA / arms if plan.multiplicity == "bonferroni" else ALPHA
     key = "p_value" if plan.multiplicity == "none" else "p_adjusted"
