@@ -188,6 +188,11 @@ BAD_INPUTS = [
 ]
 
 SCHEDULE = [{"at": "0 day"}, {"at": "14 day", "dose": "1e6 cells/kg"}, {"at": "30 day"}]
+BAD_INPUTS += [  # a list where a mapping goes, a mapping where a list goes
+    ({"product": 5}, "product", "give a mapping of carrier, cell_type"),
+    ({"administration": {"schedule": {"at": "0 day"}}}, "administration.schedule", "give a list"),
+    ({"administration": {"schedule": ["0 day"]}}, "administration.schedule.0", "give a mapping of at"),
+]
 BAD_INPUTS += [
     (
         {"administration": {"schedule": [{"at": "1 day"}]}},

@@ -64,6 +64,14 @@ def _first_error(exc: pydantic.ValidationError, data: dict, root: type[BaseModel
         message = f"unknown field; allowed here: {', '.join(allowed)}"
     elif kind == "missing":
         message = "is required"
+    elif kind in ("tuple_type", "list_type"):
+        message = f"give a list (YAML '- item' lines or [a, b]), got {type(error['input']).__name__}"
+    elif kind == "model_type":
+        section = _section_model(
+            location[:-1] if location[-1:] and location[-1].isdigit() else location, root
+        )
+        fields = sorted({_ALIASES.get(name, f.alias or name) for name, f in section.model_fields.items()})
+        message = f"give a mapping of {', '.join(fields)}"
     elif kind == "literal_error":
         message = f"{error['input']!r} is not allowed; {message[0].lower()}{message[1:]}"
     field = ".".join(location) or "scenario"
