@@ -192,3 +192,32 @@ def test_a_joined_output_is_the_sum_of_its_parts_and_matches_the_whole_organ_of_
     assert heart > 0 and target > 0
     assert whole == pytest.approx(heart + target, rel=1e-12)
     assert 100 * whole == pytest.approx(float(predict(case, np.array([24.0])).predicted.iloc[0]), rel=1e-9)
+
+
+def test_a_free_label_split_is_drawn_as_a_dirichlet_that_keeps_its_sum():
+    """Where free In-111 goes (human rows): each drawn set sums to one, the shares' means are the
+    table's split, each share's SD is the Dirichlet's sqrt(m (1 - m) / (a0 + 1)) with a0 = 1/0.25^2 - 1
+    = 15, the marginal quantile is that Beta's, and a sensitivity design holds the split."""
+    params = bundled()
+    keys = [k for k in params.entries if k[0] == "free_fraction" and k[1].startswith("human/in111/")]
+    found = uncertainty.priors(params, keys)
+    assert {p.distribution for p in found.values()} == {"dirichlet"}
+    drawn = uncertainty.draw(found, 20_000, seed=3)
+    total = sum(drawn[k] for k in keys)
+    np.testing.assert_allclose(total, 1.0, atol=1e-12)
+    for key in keys:
+        m = params.get(*key, "")
+        assert drawn[key].mean() == pytest.approx(m, abs=0.004)
+        assert drawn[key].std() == pytest.approx(np.sqrt(m * (1 - m) / 16), rel=0.05)
+        q = found[key].quantile(np.array([0.1, 0.9]))
+        np.testing.assert_allclose(q, scipy.stats.beta.ppf([0.1, 0.9], 15 * m, 15 * (1 - m)))
+    again = uncertainty.draw(found, 20_000, seed=3)
+    assert all(np.array_equal(again[k], drawn[k]) for k in keys)  # the same seed, the same split
+    rodent = uncertainty.prior_for(params, ("free_fraction", "in111/liver"))
+    assert rodent.distribution == "dirichlet" and uncertainty.dirichlet_concentration(
+        rodent.spread
+    ) == pytest.approx(3)
+    human = load(EXAMPLES / "msc-iv-human.yaml")  # In-111: its free label's split is read
+    output = [ensemble.parse_output("radiolabel:liver@24 h", human)]
+    assert ("free_fraction", "human/in111/liver") in ensemble.read_keys(human, output)
+    assert not any(k[0] == "free_fraction" for k in sensitivity.varied_priors(human, output))

@@ -89,8 +89,8 @@ def label_rates(isotope: str, species: str, params: ParameterSet) -> MarkerRates
         for dest in (*FREE_DESTINATIONS, "excreted")
         if params.has("free_fraction", f"{scope}/{dest}")
     }
-    total = sum(fractions.values())
-    if abs(total - 1.0) > 1e-9:
+    total = sum(fractions.values())  # a number, or one per parameter set drawn (uncertainty)
+    if np.any(np.abs(np.asarray(total) - 1.0) > 1e-9):
         raise ValueError(f"free_fraction rows of {scope} sum to {total}, not 1")
     return MarkerRates(
         name="label",

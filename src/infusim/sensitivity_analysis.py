@@ -85,7 +85,7 @@ def varied_priors(
     ``name[scope]`` (any match keeps a row); an empty selection is an error naming the patterns."""
     params = for_scenario(scenario)
     found = uncertainty.priors(params, ensemble.read_keys(scenario, outputs))
-    kept = {k: p for k, p in found.items() if p.varies}
+    kept = {k: p for k, p in found.items() if p.varies and p.distribution != "dirichlet"}  # see uncertainty
     if patterns:
         kept = {k: p for k, p in kept.items() if any(fnmatch.fnmatchcase(p.name, g) for g in patterns)}
         if not kept:

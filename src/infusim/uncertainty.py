@@ -9,7 +9,9 @@ posterior draws instead; values a
 scenario sets (``parameters:``) are the user's choice and are held.
 
 A ``Prior`` maps probabilities to values (``quantile``), so random draws (``draw``) and the unit
-hypercube of a sensitivity design (``infusim sensitivity``) go through one function.
+hypercube of a sensitivity design (``infusim sensitivity``) go through one function. Shares that
+must sum to one (where free label goes) are drawn together from a Dirichlet around the table's
+split (``dirichlet``): ``draw`` keeps their sum, a sensitivity design cannot, so it holds them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from infusim import conditions, posterior
 from infusim.errors import DataError
 from infusim.parameters import PROVENANCES, SCENARIO_SOURCE, ParameterSet, _data_dir, citations
 
-DISTRIBUTIONS = ("lognormal", "logitnormal", "fixed")
+DISTRIBUTIONS = ("lognormal", "logitnormal", "fixed", "dirichlet")
 PRIOR_COLUMNS = ("parameter", "scope", "distribution", "spread", "source", "provenance", "note")
 #: Parameters whose values come with posterior draws (``data/posteriors``).
 POSTERIOR_PARAMETERS = ("potency", "effect_ratio", "half_saturation")
@@ -56,7 +58,9 @@ class Prior:
     spread: float
     basis: str  # which priors row (or posterior) set it, and why
     draws: np.ndarray | None = None
-    group: str = ""  # the fit whose draws these are (rows of one fit are drawn jointly)
+    #: Rows drawn jointly: the fit whose draws these are (posterior), or the split a share belongs to
+    #: (dirichlet: ``parameter[scope]`` of its priors row).
+    group: str = ""
 
     @property
     def varies(self) -> bool:
@@ -74,6 +78,9 @@ class Prior:
             return np.full(q.shape, self.value)
         if self.distribution == "posterior":
             return np.quantile(self.draws, q)
+        if self.distribution == "dirichlet":  # the share's marginal: Beta(a0 m, a0 (1 - m))
+            total = dirichlet_concentration(self.spread)
+            return scipy.stats.beta.ppf(q, total * self.value, total * (1.0 - self.value))
         z = scipy.stats.norm.ppf(q) * np.sqrt(np.log1p(self.spread**2))
         if self.distribution == "lognormal":
             return self.value * np.exp(z)
@@ -177,6 +184,10 @@ def prior_for(params: ParameterSet, key: tuple[str, str]) -> Prior:
     )
     basis = f"{row.parameter}[{row.scope}]: {row.note}"
     dimensionless = entry.unit in ("", "dimensionless")
+    if row.distribution == "dirichlet" and 0 < value < 1:
+        return Prior(
+            key, value, entry.unit, "dirichlet", row.spread, basis, group=f"{row.parameter}[{row.scope}]"
+        )
     if row.distribution == "fixed" or row.spread == 0 or value == 0 or (dimensionless and value == 1):
         return Prior(
             key,
@@ -198,6 +209,14 @@ def priors(params: ParameterSet, keys: Iterable[tuple[str, str]]) -> dict[tuple[
     return {key: prior_for(params, key) for key in sorted(set(keys))}
 
 
+def dirichlet_concentration(spread: float) -> float:
+    """Total concentration ``a0`` of a Dirichlet whose share of one half has coefficient of variation
+    ``spread`` (Var = m (1 - m) / (a0 + 1)): ``a0 = 1 / spread^2 - 1``."""
+    if not 0 < spread < 1:
+        raise DataError("priors.csv", f"a dirichlet spread is a CV between 0 and 1, got {spread}")
+    return 1.0 / spread**2 - 1.0
+
+
 def _stream(seed: int, key: tuple[str, str]) -> np.random.Generator:
     """A random stream of one parameter, independent of which other parameters are drawn."""
     return np.random.default_rng([seed, zlib.crc32(f"{key[0]}[{key[1]}]".encode())])
@@ -216,7 +235,23 @@ def draw(found: Mapping[tuple[str, str], Prior], count: int, seed: int) -> dict[
                 stream = np.random.default_rng([seed, zlib.crc32(prior.group.encode())])
                 picks[prior.group] = stream.integers(0, len(prior.draws), size=count)
             out[key] = prior.draws[picks[prior.group]]
+        elif prior.distribution == "dirichlet":
+            if prior.group not in picks:
+                picks[prior.group] = _split(found, prior.group, count, seed)
+            out[key] = picks[prior.group][key]
         else:
             q = _stream(seed, key).random(count)
             out[key] = prior.quantile(np.clip(q, 1e-12, 1 - 1e-12))
     return out
+
+
+def _split(found: Mapping[tuple[str, str], Prior], group: str, count: int, seed: int) -> dict:
+    """``count`` draws of every share of one split (``group``) from a Dirichlet with the table's
+    shares as its mean; the shares of the split this prior set holds must sum to one."""
+    members = sorted(k for k, p in found.items() if p.distribution == "dirichlet" and p.group == group)
+    means = np.array([found[k].value for k in members])
+    if abs(means.sum() - 1.0) > 1e-6:
+        raise DataError("priors.csv", f"the shares of {group} drawn together sum to {means.sum():g}, not 1")
+    total = dirichlet_concentration(found[members[0]].spread)
+    drawn = np.random.default_rng([seed, zlib.crc32(group.encode())]).dirichlet(total * means, size=count)
+    return {k: drawn[:, j] for j, k in enumerate(members)}
