@@ -53,9 +53,9 @@ def for_target(sizes: list[int], power: list[float], replicates: int, target: fl
     patients = ((goal - a) / b) ** 2
     rng = np.random.default_rng(0)
     draws = rng.multivariate_normal(fit.params, fit.cov_params(), DRAWS)
-    rising = draws[:, 1] > 0
-    found = np.maximum((goal - draws[rising, 0]) / draws[rising, 1], 0.0) ** 2
-    low, high = np.percentile(found, [2.5, 97.5]) if rising.mean() > 0.975 else (patients, math.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a draw whose power does not rise: never
+        found = np.where(draws[:, 1] > 0, np.maximum((goal - draws[:, 0]) / draws[:, 1], 0.0) ** 2, np.inf)
+    low, high = np.percentile(found, [2.5, 97.5])
     return {
         "patients": math.ceil(patients),
         "ci95": [math.floor(low), None if not np.isfinite(high) else math.ceil(high)],
