@@ -211,6 +211,11 @@ def test_a_free_label_split_is_drawn_as_a_dirichlet_that_keeps_its_sum():
         assert drawn[key].std() == pytest.approx(np.sqrt(m * (1 - m) / 16), rel=0.05)
         q = found[key].quantile(np.array([0.1, 0.9]))
         np.testing.assert_allclose(q, scipy.stats.beta.ppf([0.1, 0.9], 15 * m, 15 * (1 - m)))
+    every = [k for k in params.entries if k[0] == "free_fraction"]  # every label's split at once
+    both = uncertainty.draw(uncertainty.priors(params, every), 10, seed=3)
+    for split in {k[1].rpartition("/")[0] for k in every}:
+        shares = [both[k] for k in every if k[1].rpartition("/")[0] == split and k in both]
+        np.testing.assert_allclose(sum(shares), 1.0, atol=1e-12, err_msg=split)
     again = uncertainty.draw(found, 20_000, seed=3)
     assert all(np.array_equal(again[k], drawn[k]) for k in keys)  # the same seed, the same split
     rodent = uncertainty.prior_for(params, ("free_fraction", "in111/liver"))

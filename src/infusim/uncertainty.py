@@ -59,7 +59,7 @@ class Prior:
     basis: str  # which priors row (or posterior) set it, and why
     draws: np.ndarray | None = None
     #: Rows drawn jointly: the fit whose draws these are (posterior), or the split a share belongs to
-    #: (dirichlet: ``parameter[scope]`` of its priors row).
+    #: (dirichlet: ``free_fraction[in111]`` for ``free_fraction[in111/liver]``).
     group: str = ""
 
     @property
@@ -184,10 +184,9 @@ def prior_for(params: ParameterSet, key: tuple[str, str]) -> Prior:
     )
     basis = f"{row.parameter}[{row.scope}]: {row.note}"
     dimensionless = entry.unit in ("", "dimensionless")
-    if row.distribution == "dirichlet" and 0 < value < 1:
-        return Prior(
-            key, value, entry.unit, "dirichlet", row.spread, basis, group=f"{row.parameter}[{row.scope}]"
-        )
+    if row.distribution == "dirichlet" and 0 < value < 1:  # one split: the scope less its destination
+        split = f"{key[0]}[{key[1].rpartition('/')[0]}]"
+        return Prior(key, value, entry.unit, "dirichlet", row.spread, basis, group=split)
     if row.distribution == "fixed" or row.spread == 0 or value == 0 or (dimensionless and value == 1):
         return Prior(
             key,
