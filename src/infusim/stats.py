@@ -219,12 +219,12 @@ def primary_comparisons(totals: np.ndarray, plan: Design) -> dict[str, dict]:
         for result, p in zip(found.values(), adjusted, strict=True):
             result["p_adjusted"] = None if p is None else float(f"{p:.10g}")
     for a, arm in enumerate(plan.arms):
-        if arm in found and (tipping := tipping_point(totals, plan, a)) is not None:
+        if arm not in found:
+            continue
+        if (tipping := tipping_point(totals, plan, a)) is not None:
             found[arm]["tipping_point"] = tipping
-    if plan.key_secondary:
-        for a, arm in enumerate(plan.arms):
-            if arm in found:
-                found[arm]["key_secondary"] = key_secondary(totals, plan, a, found[arm])
+        if plan.key_secondary:
+            found[arm]["key_secondary"] = key_secondary(totals, plan, a, found[arm])
     return found
 
 
@@ -333,13 +333,19 @@ def delta_adjusted(
     by ``pi delta``: difference(delta) = difference - direction pi delta. Its variance adds
     ``delta^2 pi (1 - pi) / n`` for the estimated share (under MAR the data model's and the losses'
     estimates are asymptotically independent); Wald test, normal."""
-    e, v = plan.primary, plan.primary_visit
-    found = _contrast(totals, plan, arm, e, v)
-    if found is None:
-        return None
-    n = totals[arm, e, 0, _F["n"]]
-    share = float(1 - totals[arm, e, v, _F["n"]] / n)
-    moved = found[0] - plan.endpoints[e].direction * share * delta
+    found = _contrast(totals, plan, arm, plan.primary, plan.primary_visit)
+    return None if found is None else _shifted(found, *_missing(totals, plan, arm), plan, delta)
+
+
+def _missing(totals: np.ndarray, plan: Design, arm: int) -> tuple[float, float]:
+    """(share of the arm's day-0 patients not seen at the primary visit, those day-0 patients)."""
+    n = totals[arm, plan.primary, 0, _F["n"]]
+    return float(1 - totals[arm, plan.primary, plan.primary_visit, _F["n"]] / n), float(n)
+
+
+def _shifted(found: tuple, share: float, n: float, plan: Design, delta: float) -> tuple[float, float, float]:
+    """``delta_adjusted`` from the MAR comparison ``found`` (``_contrast``), computed once."""
+    moved = found[0] - plan.endpoints[plan.primary].direction * share * delta
     se = float(np.sqrt(found[1] ** 2 + delta**2 * share * (1 - share) / n))
     p = 2 * scipy.stats.norm.sf(abs(moved) / se) if se > 0 else float(moved == 0)
     return float(moved), se, float(p)
@@ -354,27 +360,28 @@ def tipping_point(totals: np.ndarray, plan: Design, arm: int) -> dict | None:
     e, v = plan.primary, plan.primary_visit
     if plan.analysis != "mmrm" or is_rate(plan.endpoints[e]):
         return None
-    found = delta_adjusted(totals, plan, arm, 0.0)
+    found = _contrast(totals, plan, arm, e, v)
     if found is None:
         return None
-    share = float(1 - totals[arm, e, v, _F["n"]] / totals[arm, e, 0, _F["n"]])
+    share, n = _missing(totals, plan, arm)
     cells = [totals[a, e, v] for a in (arm, plan.control)]
     m = sum(c[_F["n"]] for c in cells)
     spread = sum(c[_F["sumsq_change"]] for c in cells) - sum(c[_F["sum_change"]] for c in cells) ** 2 / m
     sd = float(np.sqrt(max(spread, 0.0) / (m - 1)))
-    favourable = plan.endpoints[e].direction * found[0]
+    direction = plan.endpoints[e].direction
+    favourable = direction * found[0]
     z = scipy.stats.norm.ppf(1 - ALPHA / 2)
     tipping = None
     if share > 0 and favourable > z * found[1]:  # p(delta) rises to 0.05 before the difference is 0
 
         def gap(delta: float) -> float:
-            moved, se, _p = delta_adjusted(totals, plan, arm, delta)
-            return plan.endpoints[e].direction * moved - z * se
+            moved, se, _p = _shifted(found, share, n, plan, delta)
+            return direction * moved - z * se
 
         tipping = float(scipy.optimize.brentq(gap, 0.0, favourable / share, xtol=1e-12 * favourable))
     rows = []
     for k in TIPPING_SHIFTS_SD:
-        moved, se, p = delta_adjusted(totals, plan, arm, k * sd)
+        moved, se, p = _shifted(found, share, n, plan, k * sd)
         entry = {
             "delta_sd": k,
             "delta": k * sd,

@@ -229,17 +229,17 @@ def simulate_chunk(
             recovery_d[members] = days
         group = cohort.take(members)
         k = {m: values[members] for m, values in truth.half_saturation.items()}
-        taken = None
+        taken = None  # every administration, unless trial.missed_doses
         if spec.kind != "none":
-            administrations[members] = arm_scenario.administration.count
-            given_all[members] = True
-        if given is not None and spec.kind != "none":
             admin = arm_scenario.administration
-            taken = doses_taken(seed, index[members], admin.count, trial.missed_doses)
-            administrations[members] = taken.sum(axis=1)
-            given_all[members] = taken.all(axis=1)
-            started = np.asarray(admin.starts_h)[None, :] / 24.0 <= plan.visits_d[:, None]  # (visits, doses)
-            given[members] = taken.astype(np.int16) @ started.T.astype(np.int16)
+            if given is not None:
+                taken = doses_taken(seed, index[members], admin.count, trial.missed_doses)
+                started = (
+                    np.asarray(admin.starts_h)[None, :] / 24.0 <= plan.visits_d[:, None]
+                )  # (visits, doses)
+                given[members] = taken.astype(np.int16) @ started.T.astype(np.int16)
+            administrations[members] = admin.count if taken is None else taken.sum(axis=1)
+            given_all[members] = True if taken is None else taken.all(axis=1)
         outcome = _arm_outcomes(arm_scenario, spec.kind, group, plan, params, k, trial.exposure, taken)
         for column, values in outcome.exposure.items():
             exposures[column][members] = values
