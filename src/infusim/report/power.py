@@ -40,13 +40,12 @@ def render(summary: dict, table: pd.DataFrame) -> str:
     tipping = "tipping_delta_sd_median" in table and table.tipping_delta_sd_median.notna().any()
     secondary = [c for c in table.columns if c.startswith("key_secondary_")]
     rows = "".join(
-        f"<tr><td>{r.patients}</td><td>{html.escape(str(r.arm))}</td><td>{html.escape(str(r.analysis))}</td>"
-        f"<td>{r.power:.0%}</td>"
-        f"<td>{r.assurance:.0%}</td>"
-        + (f"<td>{_sd(r.tipping_delta_sd_median)}</td>" if tipping else "")
-        + "".join(f"<td>{row[c]:.0%}</td>" for c in secondary)
+        f"<tr><td>{r['patients']}</td><td>{html.escape(str(r['arm']))}</td>"
+        f"<td>{html.escape(str(r['analysis']))}</td><td>{r['power']:.0%}</td><td>{r['assurance']:.0%}</td>"
+        + (f"<td>{_sd(r['tipping_delta_sd_median'])}</td>" if tipping else "")
+        + "".join(f"<td>{r[c]:.0%}</td>" for c in secondary)
         + "</tr>"
-        for r, (_i, row) in zip(table.itertuples(), table.iterrows(), strict=True)
+        for r in table.to_dict("records")
     )
     return f"""{page_start(f"infusim power: {summary['scenario_name']}", summary["disclaimer"])}
 <p>Primary endpoint {html.escape(summary["endpoint"])} at day {summary["time_d"]:g};
