@@ -303,6 +303,29 @@ def test_power_prints_power_against_sample_size():
     result = run("power", str(EXAMPLES / "trial-knee-osteoarthritis.yaml"), "--n", "30,90", "-r", "20")
     assert result.returncode == 0, result.stderr
     assert "msc_5e7 vs saline" in result.stdout and "90" in result.stdout
+    assert "key secondary" not in result.stdout  # no second table for a design without them
+
+
+def test_power_prints_key_secondary_powers_and_tipping_points_as_written(tmp_path):
+    data = yaml.safe_load((EXAMPLES / "trial-knee-osteoarthritis.yaml").read_text())
+    data["trial"] |= {
+        "key_secondary": [{"endpoint": "pain_vas", "at": "180 day"}],
+        "analysis": "mmrm",
+        "dropout": 0.3,
+    }
+    scenario = write_scenario(tmp_path, data)
+    result = run("power", str(scenario), "--n", "120", "-r", "12", "-o", str(tmp_path / "p"))
+    assert result.returncode == 0, result.stderr
+    assert "key secondary 1: pain_vas day 180" in result.stdout and "median tipping point" in result.stdout
+    rows = pd.read_parquet(tmp_path / "p" / "power.parquet")
+    lines = [line for line in result.stdout.splitlines() if " msc_" in line and "│" in line]
+    assert len(lines) == len(rows) == 2
+    for line, row in zip(lines, rows.itertuples(), strict=True):
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        assert cells[:2] == ["120", row.arm]
+        assert cells[2] == f"{row.key_secondary_1_power:.0%}"
+        tipping = row.tipping_delta_sd_median
+        assert cells[3] == ("-" if tipping is None or tipping != tipping else f"{tipping:.2f}")
 
 
 def test_trial_warns_about_arms_outside_the_evidence_and_ignored_patient_fields(tmp_path):

@@ -247,6 +247,7 @@ def power(
             *(f"{result[label]['power']:.0%} / {result[label]['assurance']:.0%}" for label in labels),
         )
     console.print(table)
+    _print_power_extras(found.to_pandas(), trial_spec)
     if target is not None:
         for label, size in found.sample_sizes().items():
             if size["patients"] is None:
@@ -267,6 +268,46 @@ def power(
         "controlled evidence, each replicate with its own trial effect (between-trial SD).[/dim]"
     )
     console.print(f"[dim]{found.summary['disclaimer']}[/dim]")
+
+
+def _print_power_extras(rows, trial_spec) -> None:
+    """Key-secondary powers and the successes' median tipping point, when the design has them."""
+    keys = [c for c in rows.columns if c.startswith("key_secondary_") and c.endswith("_power")]
+    tipping = "tipping_delta_sd_median" in rows and rows.tipping_delta_sd_median.notna().any()
+    if not keys and not tipping:
+        return
+    table = Table(title="key secondary claims, and how robust the primary's successes are to missing data")
+    for column in ("patients (total)", "arm", *(["analysis"] if rows.analysis.nunique() > 1 else [])):
+        table.add_column(column, justify="right" if column.startswith("patients") else "left")
+    for i, key in enumerate(trial_spec.key_secondary or ()):
+        table.add_column(
+            escape(f"key secondary {i + 1}: {key.endpoint} day {key.at_h / 24:g}"), justify="right"
+        )
+    if tipping:
+        table.add_column("median tipping point (SD)", justify="right")
+    for row in rows.to_dict("records"):
+        table.add_row(
+            str(row["patients"]),
+            escape(row["arm"]),
+            *([row["analysis"]] if rows.analysis.nunique() > 1 else []),
+            *(f"{row[k]:.0%}" if row.get(k) == row.get(k) and row.get(k) is not None else "" for k in keys),
+            *(
+                [
+                    f"{row['tipping_delta_sd_median']:.2f}"
+                    if row["tipping_delta_sd_median"] is not None
+                    and row["tipping_delta_sd_median"] == row["tipping_delta_sd_median"]
+                    else "-"
+                ]
+                if tipping
+                else []
+            ),
+        )
+    console.print(table)
+    console.print(
+        "[dim]key secondary: share of replicates claiming it in the fixed sequence after the primary; "
+        "tipping point: how much worse than MAR predicts the treated arm's missing patients must fare at "
+        "the primary visit before a success stops being significant (median over successes).[/dim]"
+    )
 
 
 def _print_trial(summary: dict) -> None:
