@@ -16,18 +16,17 @@ COV = np.array([[0.16, 0.13, 0.12], [0.13, 0.17, 0.14], [0.12, 0.14, 0.18]])
 CUT, LOW, HIGH = 2.0, 0.6, 0.1  # lost after day 120 with probability LOW below CUT there, HIGH above
 
 
-def _trial(rng, plan, n: int, shift: float) -> tuple[np.ndarray, dict, dict]:
+def _trial(rng, plan, n: int, shift: float, shift_control: float = 0.0) -> tuple[np.ndarray, dict, dict]:
     """Partial sums of a made-up two-arm trial, written from the pattern-mixture model itself: full
     data multivariate normal, losses after day 120 that depend on the value seen there (missing at
     random), and the cells arm's lost patients ``shift`` L worse at day 365 than their unobserved
-    MAR values (not seen, so the sums cannot know it). Returns the sums, each arm's rows as seen
-    (NaN where lost) and in full."""
+    MAR values (the placebo arm's ``shift_control``; not seen, so the sums cannot know it). Returns
+    the sums, each arm's rows as seen (NaN where lost) and in full."""
     full, seen = {}, {}
     for arm in (0, 1):
         y = rng.multivariate_normal(MEANS[arm], COV, n)
         lost = rng.uniform(size=n) < np.where(y[:, 1] < CUT, LOW, HIGH)
-        if arm == 1:
-            y[lost, 2] -= shift
+        y[lost, 2] -= shift if arm == 1 else shift_control
         full[arm] = y
         seen[arm] = y.copy()
         seen[arm][lost, 2] = np.nan
@@ -64,6 +63,58 @@ def test_the_delta_adjusted_comparison_recovers_a_known_departure_from_missing_a
     assert abs(error["a"]) < 3
     assert error["m"] > 6  # MAR ignores the shift: too favourable
     assert abs(np.mean(covered) - 0.95) < 3 * np.sqrt(0.95 * 0.05 / len(covered))
+
+
+def test_shifting_both_arms_recovers_the_truth_and_plain_mmrm_misses_it_the_other_way():
+    """600 replicate trials of 250 per arm whose placebo dropouts fare 0.3 L worse than MAR and cells
+    dropouts 0.1 L worse: the two-arm delta-adjusted comparison is unbiased against the generating
+    model's truth and covers it at 95%; plain MMRM now understates the benefit, by
+    pi_c x 0.3 - pi_t x 0.1."""
+    plan = design(_copd(20, analysis="mmrm"))
+    shift, shift_control, n = 0.1, 0.3, 250
+    truth = (MEANS[1][2] - MEANS[1][0] - shift * _lost_share(1)) - (
+        MEANS[0][2] - MEANS[0][0] - shift_control * _lost_share(0)
+    )
+    rng = np.random.default_rng(11)
+    adjusted, plain, covered = [], [], []
+    for _ in range(600):
+        sums, _seen, _full = _trial(rng, plan, n, shift, shift_control)
+        difference, se, _p = stats.delta_adjusted(sums, plan, 1, shift, shift_control)
+        adjusted.append(difference)
+        plain.append(stats.delta_adjusted(sums, plan, 1, 0.0)[0])
+        covered.append(abs(difference - truth) < 1.959964 * se)
+    error = {
+        k: (np.mean(x) - truth) / (np.std(x) / np.sqrt(len(x))) for k, x in (("a", adjusted), ("m", plain))
+    }
+    assert abs(error["a"]) < 3
+    assert error["m"] < -6  # MAR ignores that placebo dropouts did worse: the benefit looks smaller
+    assert abs(np.mean(covered) - 0.95) < 3 * np.sqrt(0.95 * 0.05 / len(covered))
+
+
+def test_the_control_arm_shift_moves_the_tipping_point_as_its_definition_says():
+    plan = design(_copd(20, analysis="mmrm"))
+    sums, seen, _full = _trial(np.random.default_rng(3), plan, 400, 0.0)
+    found = stats.tipping_point(sums, plan, 1)
+    sd, plain = found["sd_change"], stats.delta_adjusted(sums, plan, 1, 0.0)[0]
+    lost = {arm: np.isnan(seen[arm][:, 2]).mean() for arm in (0, 1)}
+    assert found["missing_share_control"] == pytest.approx(lost[0], abs=1e-12)
+    tips = []
+    for row in found["control_shifts"]:
+        delta_c = row["delta_control_sd"] * sd
+        tip = row["tipping_delta"]
+        moved, _se, p = stats.delta_adjusted(sums, plan, 1, tip, delta_c)
+        assert p == pytest.approx(0.05, abs=1e-9)  # where significance is lost, by definition
+        assert moved == pytest.approx(plain - lost[1] * tip + lost[0] * delta_c, rel=1e-9)
+        assert stats.delta_adjusted(sums, plan, 1, 0.99 * tip, delta_c)[2] < 0.05
+        assert row["tipping_delta_sd"] == pytest.approx(tip / sd, rel=1e-9)
+        tips.append((row["delta_control_sd"], tip))
+    tips.append((0.0, found["tipping_delta"]))
+    ordered = [tip for _k, tip in sorted(tips)]
+    assert ordered == sorted(ordered)  # the worse the placebo dropouts fare, the more robust the result
+    # a control shift that large the other way removes significance at delta 0: no tipping point
+    found_mar = stats._contrast(sums, plan, 1, plan.primary, plan.primary_visit)
+    losses = (stats._missing(sums, plan, 1), stats._missing(sums, plan, 0))
+    assert stats._tipping(found_mar, losses, plan, -1.01 * plain / lost[0]) is None
 
 
 def test_the_tipping_delta_is_where_p_reaches_five_percent():
@@ -122,12 +173,16 @@ def test_a_trial_with_mmrm_reports_its_tipping_point_in_summary_report_console_a
     n = summary["by_arm"]["msc_5e7"]["womac_total"]["visits"]
     assert found["missing_share"] == pytest.approx(1 - n["180"]["n"] / n["0"]["n"], abs=1e-9)
     assert found["tipping_delta"] > 0
-    assert "If the missing patients fared worse" in (tmp_path / "t" / "report.html").read_text()
+    page = (tmp_path / "t" / "report.html").read_text()
+    assert "If the missing patients fared worse" in page and "saline's missing +1 SD" in page
+    by_control = {c["delta_control_sd"]: c["tipping_delta"] for c in found["control_shifts"]}
+    assert set(by_control) == set(stats.CONTROL_SHIFTS_SD) and by_control[1.0] > found["tipping_delta"]
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(to_spec(s)))
     printed = CliRunner().invoke(app, ["trial", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "cli")])
     assert printed.exit_code == 0
     text = " ".join(printed.output.split())
     assert f"fared {found['tipping_delta']:.3g} points" in text
+    assert "if saline's missing fared -0.5/+0.5/+1 SD worse" in text
     plain = run_trial(_with_analysis(OA, "change", **lossy), tmp_path / "c")
     assert "tipping_point" not in plain["primary"]["comparisons"]["msc_5e7"]
     curve = power_curve(s, [180], 20)[180]["msc_5e7"]

@@ -319,22 +319,28 @@ def power(all_totals: np.ndarray, plan: Design) -> dict:
 
 #: Shifts of the tipping-point table, in SDs of the change at the primary visit (both arms pooled).
 TIPPING_SHIFTS_SD = (0.25, 0.5, 1.0)
+#: Shifts of the control arm's missing patients (SD of the change; positive = worse than MAR) at which
+#: the treated arm's tipping point is recomputed: the two-dimensional tipping point.
+CONTROL_SHIFTS_SD = (-0.5, 0.5, 1.0)
 
 
 def delta_adjusted(
-    totals: np.ndarray, plan: Design, arm: int, delta: float
+    totals: np.ndarray, plan: Design, arm: int, delta: float, delta_control: float = 0.0
 ) -> tuple[float, float, float] | None:
     """(difference, standard error, two-sided p) of ``arm`` against control on the primary endpoint
     at the primary visit by MMRM when the arm's patients not seen there fare ``delta`` worse
-    (endpoint units, unfavourable direction) than missing at random predicts; None without a
-    comparison.
+    (endpoint units, unfavourable direction) than missing at random predicts, and the control's
+    ``delta_control`` worse; None without a comparison.
 
-    With a share ``pi`` of the arm's day-0 patients (``n``) not seen at the visit, the arm's mean moves
-    by ``pi delta``: difference(delta) = difference - direction pi delta. Its variance adds
-    ``delta^2 pi (1 - pi) / n`` for the estimated share (under MAR the data model's and the losses'
-    estimates are asymptotically independent); Wald test, normal."""
+    With a share ``pi`` of an arm's day-0 patients (``n``) not seen at the visit, its mean moves by
+    ``pi delta``: difference = MAR difference - direction (pi_t delta - pi_c delta_control). The
+    variance adds ``delta^2 pi (1 - pi) / n`` per arm for the estimated share (under MAR the data
+    model's and the losses' estimates are asymptotically independent); Wald test, normal."""
     found = _contrast(totals, plan, arm, plan.primary, plan.primary_visit)
-    return None if found is None else _shifted(found, *_missing(totals, plan, arm), plan, delta)
+    if found is None:
+        return None
+    losses = (_missing(totals, plan, arm), _missing(totals, plan, plan.control))
+    return _shifted(found, losses, plan, delta, delta_control)
 
 
 def _missing(totals: np.ndarray, plan: Design, arm: int) -> tuple[float, float]:
@@ -343,45 +349,64 @@ def _missing(totals: np.ndarray, plan: Design, arm: int) -> tuple[float, float]:
     return float(1 - totals[arm, plan.primary, plan.primary_visit, _F["n"]] / n), float(n)
 
 
-def _shifted(found: tuple, share: float, n: float, plan: Design, delta: float) -> tuple[float, float, float]:
-    """``delta_adjusted`` from the MAR comparison ``found`` (``_contrast``), computed once."""
-    moved = found[0] - plan.endpoints[plan.primary].direction * share * delta
-    se = float(np.sqrt(found[1] ** 2 + delta**2 * share * (1 - share) / n))
+def _shifted(
+    found: tuple, losses: tuple, plan: Design, delta: float, delta_control: float = 0.0
+) -> tuple[float, float, float]:
+    """``delta_adjusted`` from the MAR comparison ``found`` (``_contrast``), computed once;
+    ``losses``: ``_missing`` of the treated arm, then of the control."""
+    (share, n), (share_c, n_c) = losses
+    moved = found[0] - plan.endpoints[plan.primary].direction * (share * delta - share_c * delta_control)
+    variance = (
+        found[1] ** 2 + delta**2 * share * (1 - share) / n + delta_control**2 * share_c * (1 - share_c) / n_c
+    )
+    se = float(np.sqrt(variance))
     p = 2 * scipy.stats.norm.sf(abs(moved) / se) if se > 0 else float(moved == 0)
     return float(moved), se, float(p)
+
+
+def _tipping(found: tuple, losses: tuple, plan: Design, delta_control: float) -> float | None:
+    """The smallest treated-arm shift >= 0 at which p reaches 0.05, with the control's missing
+    patients ``delta_control`` worse than MAR; None unless that comparison favours cells at p < 0.05
+    with someone missing in the treated arm."""
+    direction = plan.endpoints[plan.primary].direction
+    z = scipy.stats.norm.ppf(1 - ALPHA / 2)
+    share = losses[0][0]
+
+    def gap(delta: float) -> float:
+        moved, se, _p = _shifted(found, losses, plan, delta, delta_control)
+        return direction * moved - z * se
+
+    start = gap(0.0)
+    if share <= 0 or start <= 0:
+        return None
+    favourable = direction * _shifted(found, losses, plan, 0.0, delta_control)[0]
+    return float(scipy.optimize.brentq(gap, 0.0, favourable / share, xtol=1e-12 * favourable))
 
 
 def tipping_point(totals: np.ndarray, plan: Design, arm: int) -> dict | None:
     """The delta-adjusted MMRM comparison (``delta_adjusted``) at shifts of ``TIPPING_SHIFTS_SD``
     SDs of the change at the primary visit (both arms' observed patients pooled), and the
     ``tipping_delta``: the smallest delta >= 0 at which p reaches 0.05, given only for a comparison
-    significant in favour of the arm under MAR with someone missing. None unless the analysis is
-    ``mmrm`` and the primary endpoint continuous."""
+    significant in favour of the arm under MAR with someone missing; ``control_shifts``: the same
+    tipping point with the control's missing patients ``CONTROL_SHIFTS_SD`` worse than MAR (a
+    two-dimensional tipping point). None unless the analysis is ``mmrm`` and the primary endpoint
+    continuous."""
     e, v = plan.primary, plan.primary_visit
     if plan.analysis != "mmrm" or is_rate(plan.endpoints[e]):
         return None
     found = _contrast(totals, plan, arm, e, v)
     if found is None:
         return None
-    share, n = _missing(totals, plan, arm)
+    losses = (_missing(totals, plan, arm), _missing(totals, plan, plan.control))
     cells = [totals[a, e, v] for a in (arm, plan.control)]
     m = sum(c[_F["n"]] for c in cells)
     spread = sum(c[_F["sumsq_change"]] for c in cells) - sum(c[_F["sum_change"]] for c in cells) ** 2 / m
     sd = float(np.sqrt(max(spread, 0.0) / (m - 1)))
-    direction = plan.endpoints[e].direction
-    favourable = direction * found[0]
     z = scipy.stats.norm.ppf(1 - ALPHA / 2)
-    tipping = None
-    if share > 0 and favourable > z * found[1]:  # p(delta) rises to 0.05 before the difference is 0
-
-        def gap(delta: float) -> float:
-            moved, se, _p = _shifted(found, share, n, plan, delta)
-            return direction * moved - z * se
-
-        tipping = float(scipy.optimize.brentq(gap, 0.0, favourable / share, xtol=1e-12 * favourable))
+    tipping = _tipping(found, losses, plan, 0.0)
     rows = []
     for k in TIPPING_SHIFTS_SD:
-        moved, se, p = _shifted(found, share, n, plan, k * sd)
+        moved, se, p = _shifted(found, losses, plan, k * sd)
         entry = {
             "delta_sd": k,
             "delta": k * sd,
@@ -389,14 +414,28 @@ def tipping_point(totals: np.ndarray, plan: Design, arm: int) -> dict | None:
             "ci95": [moved - z * se, moved + z * se],
         }
         rows.append(_rounded(entry | {"p_value": p}))
+    by_control = []
+    for k in CONTROL_SHIFTS_SD:
+        tip = _tipping(found, losses, plan, k * sd)
+        by_control.append(
+            _rounded(
+                {
+                    "delta_control_sd": k,
+                    "p_value_at_zero": _shifted(found, losses, plan, 0.0, k * sd)[2],
+                    "tipping_delta": tip,
+                    "tipping_delta_sd": None if tip is None or sd == 0 else tip / sd,
+                }
+            )
+        )
     return _rounded(
         {
-            "missing_share": share,
+            "missing_share": losses[0][0],
+            "missing_share_control": losses[1][0],
             "sd_change": sd,
             "tipping_delta": tipping,
             "tipping_delta_sd": None if tipping is None or sd == 0 else tipping / sd,
         }
-    ) | {"shifts": rows}
+    ) | {"shifts": rows, "control_shifts": by_control}
 
 
 def _ancova(treated: np.ndarray, control: np.ndarray) -> tuple[float, float, float]:

@@ -366,6 +366,13 @@ def _print_trial(summary: dict) -> None:
                 f" seen at day {primary['time_d']:g} fared {tipping['tipping_delta']:.3g} {unit}"
                 f" ({tipping['tipping_delta_sd']:.2f} SD) worse than MMRM assumes"
             )
+            by_control = [
+                f"{c['tipping_delta_sd']:.2f} SD" if c["tipping_delta_sd"] is not None else "none"
+                for c in tipping.get("control_shifts", [])
+            ]
+            if by_control:
+                shifts = "/".join(f"{c['delta_control_sd']:+g}" for c in tipping["control_shifts"])
+                line += f" ({'/'.join(by_control)} if {primary['control']}'s missing fared {shifts} SD worse)"
         if summary["replicates"] > 1:
             line += f"; power {summary['power'][arm]['power']:.0%} over {summary['replicates']} replicates"
             if summary["power"][arm].get("tipping_delta_sd_median") is not None:

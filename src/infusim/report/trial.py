@@ -346,15 +346,32 @@ def _tipping_section(primary: dict) -> str:
             f"<tr><td>{html.escape(arm)}</td><td>{t['missing_share']:.0%}</td><td>{tip}</td>{shifts}</tr>"
         )
     heads = "".join(f"<th>delta {x['delta_sd']:g} SD</th>" for x in next(iter(found.values()))["shifts"])
+    control = html.escape(primary["control"])
+    grid = []
+    for arm, t in found.items():
+        cells = "".join(
+            f"<td>{'none' if c['tipping_delta_sd'] is None else format(c['tipping_delta_sd'], '.2f') + ' SD'}"
+            f" (p = {_p(c['p_value_at_zero'])} at delta 0)</td>"
+            for c in t.get("control_shifts", [])
+        )
+        grid.append(f"<tr><td>{html.escape(arm)}</td><td>{t['missing_share_control']:.0%}</td>{cells}</tr>")
+    grid_heads = "".join(
+        f"<th>{control}'s missing {c['delta_control_sd']:+g} SD</th>"
+        for c in next(iter(found.values())).get("control_shifts", [])
+    )
     return (
         "<h2>If the missing patients fared worse: tipping point (MMRM)</h2>"
         f"<table><tr><th>arm</th><th>missing at the primary visit</th><th>tipping delta</th>{heads}</tr>"
         f"{''.join(rows)}</table>"
+        f"<p>The treated arm's tipping delta when {control}'s missing patients also depart from MAR"
+        " (worse by the shift shown; negative: better):</p>"
+        f"<table><tr><th>arm</th><th>{control} missing</th>{grid_heads}</tr>{''.join(grid)}</table>"
         "<p>MMRM assumes the patients not seen at the primary visit would have followed the model's"
         " prediction from their earlier visits (missing at random). Here the treated arm's missing"
         " patients are taken to fare delta worse than that prediction (a delta-adjusted pattern-mixture"
-        " analysis; the control arm's stay at MAR): the difference moves by the missing share times"
-        " delta. Tipping delta: the smallest shift at which p reaches 0.05. SD: of the change at the"
+        " analysis; in the first table the control arm's stay at MAR, in the second they shift too):"
+        " the difference moves by each arm's missing share times its delta. Tipping delta: the"
+        " smallest shift at which p reaches 0.05. SD: of the change at the"
         " primary visit, both arms' observed patients pooled. Whether a departure that large is"
         " plausible is a clinical judgement, not a model output.</p>"
     )
