@@ -114,3 +114,16 @@ def test_summary_time_keys_read_like_the_console_and_list_the_hours():
     assert keys == [_time_label(t) for t in summary["output_times_h"]]
     assert "5 min" in keys and "7 d" in keys and "168 h" not in keys
     assert [hours(k, "time") for k in keys] == pytest.approx(summary["output_times_h"], rel=1e-12)
+
+
+def test_a_condition_without_controlled_evidence_has_no_effect_number_not_a_zero():
+    """Rheumatoid arthritis has no controlled estimate with a CI: its potency row is a placeholder 0,
+    so the effect is null (not estimated) in summary.json, not a measured 0; a condition with evidence
+    keeps its number."""
+    ra = infusim.simulate(EXAMPLES / "condition-rheumatoid-arthritis.yaml").summary
+    assert ra["evidence"]["studies"] == 0 and "placeholder" in ra["evidence"]["note"]
+    entries = [e for visits in ra["endpoints"].values() for e in visits.values()]
+    assert entries and all(e["effect"] is None and e["low"] is None for e in entries)
+    assert all(e["treated"] == e["untreated"] for e in entries)
+    copd = infusim.simulate(EXAMPLES / "condition-copd.yaml").summary
+    assert all(e["effect"] > 0 for visits in copd["endpoints"].values() for e in visits.values())

@@ -294,6 +294,7 @@ def test_thawed_hsc_grafts_cause_infusion_reactions_at_the_published_rate():
         1 - (1 - 480 / 1269) ** 2, rel=1e-3
     )
     assert found["probability_serious"] == 0.0  # no grade 3+ counts in the source: none invented
+    assert found["serious_modelled"] is False and safety.serious_text(found) == "not modelled"
     n = 20_000
     drawn = safety.draw(safety.risks(s, params, "cells", n), 3, np.arange(n))
     grades = drawn[drawn.event == "infusion_reaction"].grade.value_counts()
@@ -491,3 +492,17 @@ def test_an_intra_articular_injection_risks_septic_arthritis_and_site_reactions_
     heart = scenario(administration={"route": "local", "into": "heart", "duration": None})
     assert "joint_effusion" not in {c.event for c in safety.risks(heart, params)}
     assert not [c for c in safety.risks(scenario(), params) if c.event == "delivery_complication"]
+
+
+def test_a_tiny_risk_is_kept_and_printed_as_tiny_never_as_zero():
+    """1 - prod(1 - p) rounds risks under about 1e-16 to 0; the union is computed exactly."""
+    assert safety.any_of([6e-32]) == 6e-32
+    assert safety.any_of([1e-20, 2e-20]) == pytest.approx(3e-20, rel=1e-12)
+    assert safety.any_of([0.5, 0.5]) == pytest.approx(0.75, rel=1e-15)
+    assert safety.any_of([1.0, 1e-3]) == 1.0 and safety.any_of([]) == 0.0
+    assert [safety.probability_text(p) for p in (0.0, 6e-32, 1.9e-6, 0.82)] == [
+        "0",
+        "<1e-10",
+        "1.9e-06",
+        "0.82",
+    ]

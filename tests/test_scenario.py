@@ -188,6 +188,10 @@ BAD_INPUTS = [
 ]
 
 SCHEDULE = [{"at": "0 day"}, {"at": "14 day", "dose": "1e6 cells/kg"}, {"at": "30 day"}]
+BAD_INPUTS += [  # a misspelt required field is named as misspelt, not as missing
+    ({"product": {"cell_type": None, "celltype": "msc"}}, "product.celltype", "did you mean cell_type?"),
+    ({"product": {"cell_type": None}}, "product.cell_type", "is required"),
+]
 BAD_INPUTS += [  # a list where a mapping goes, a mapping where a list goes
     ({"product": 5}, "product", "give a mapping of carrier, cell_type"),
     ({"administration": {"schedule": {"at": "0 day"}}}, "administration.schedule", "give a list"),

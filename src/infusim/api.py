@@ -22,21 +22,8 @@ from infusim.results import (
     TrialResult,
     ValidationResult,
 )
-from infusim.scenario import Scenario, from_dict, load
+from infusim.scenario import Scenario, as_scenario
 from infusim.simulation import DISCLAIMER
-
-
-def as_scenario(scenario: Scenario | dict | str | Path) -> Scenario:
-    """A validated ``Scenario`` from an object, a mapping or a YAML path."""
-    if isinstance(scenario, Scenario):
-        return scenario
-    if isinstance(scenario, dict):
-        return from_dict(scenario)
-    if isinstance(scenario, (str, Path)):
-        return load(scenario)
-    raise ScenarioError(
-        "scenario", f"a Scenario, a mapping or a path to a YAML file, not {type(scenario).__name__}"
-    )
 
 
 def _as_spec(scenario: Scenario | dict | str | Path) -> dict:

@@ -70,7 +70,7 @@ def window(spec: dict, doses: list[float], per_kg: bool = True, routes: list[str
 
 def _any(probabilities: dict[str, float], names: tuple[str, ...]) -> float:
     """Probability of at least one of the named events (independent chances)."""
-    return 1.0 - float(np.prod([1.0 - probabilities.get(name, 0.0) for name in names]))
+    return safety.any_of([probabilities.get(name, 0.0) for name in names])
 
 
 def _variant(spec: dict, base: Scenario, dose: float, per_kg: bool, route: str) -> Scenario:

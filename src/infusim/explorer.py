@@ -18,6 +18,7 @@ from typing import Any
 import plotly.graph_objects as go
 import yaml
 
+from infusim import safety
 from infusim.compartments import ROUTES
 from infusim.errors import InfusimError
 from infusim.safety import BACKGROUND_EVENTS
@@ -144,8 +145,8 @@ def evaluate(values: dict[str, Any]) -> View:
         (
             {
                 "event": name,
-                "any": f"{e['probability']:.3g}",
-                "serious": f"{e['probability_serious']:.3g}",
+                "any": safety.probability_text(e["probability"]),
+                "serious": safety.serious_text(e),
                 "basis": e["basis"],
             }
             for name, e in events.items()
@@ -177,7 +178,8 @@ def _effect_figure(summary: dict) -> go.Figure:
     for key, endpoints in summary["endpoints"].items():
         days = units.hours(key, "time") / 24.0
         for name, e in endpoints.items():
-            by_endpoint.setdefault(name, []).append((days, e))
+            if e["effect"] is not None:  # not estimated: no controlled evidence
+                by_endpoint.setdefault(name, []).append((days, e))
     for name, rows in by_endpoint.items():
         rows.sort(key=lambda r: r[0])
         x = [d for d, _ in rows]

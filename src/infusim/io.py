@@ -6,6 +6,7 @@ if it holds an earlier infusim output (its ``summary.json`` names infusim); anyt
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -41,8 +42,15 @@ def write_folder(out: Path, write: Callable[[Path], None]) -> Path:
         raise OutputError("output", f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not is_infusim_output(out):
         raise OutputError("output", f"{out} holds files infusim did not write; choose an empty or new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:  # a parent that is a file, a read-only or virtual file system
+        blocking = next((p for p in out.parents if p.exists()), None)
+        why = (
+            f"{blocking} is a file" if blocking is not None and not blocking.is_dir() else exc.strerror or exc
+        )
+        raise OutputError("output", f"cannot create {out}: {why}") from None
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)
@@ -55,10 +63,17 @@ def write_folder(out: Path, write: Callable[[Path], None]) -> Path:
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+            raise OutputError("output", f"cannot write {out}: {exc.strerror}") from None
         raise
     return out
+
+
+#: Write errors that are the output location's fault, not infusim's: no space, no permission,
+#: a read-only file system, a disk quota.
+_NO_ROOM = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT}
 
 
 def write_parquet(table: pd.DataFrame, path: Path) -> None:

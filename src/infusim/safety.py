@@ -558,6 +558,25 @@ def load_for(scenario: Scenario, params: ParameterSet, model=None, body_weight_k
     return HeldLoad(found.peak_per_g, lethal, found.peak_day, notes)
 
 
+def any_of(probabilities) -> float:
+    """Probability of at least one of independent events, exact for tiny ones (1 - prod(1 - p) rounds
+    anything under about 1e-16 to 0)."""
+    p = np.asarray(probabilities, dtype=float)
+    if p.size == 0 or np.any(p >= 1.0):
+        return float(p.size > 0)
+    return float(-np.expm1(np.sum(np.log1p(-p))))
+
+
+def probability_text(p: float) -> str:
+    """A probability as printed: 0 only when it is 0, '<1e-10' below that, else 3 significant digits."""
+    return "0" if p == 0 else "<1e-10" if p < 1e-10 else f"{p:.3g}"
+
+
+def serious_text(event: dict) -> str:
+    """The serious (grade 3-5) probability of a ``patient_summary`` event as printed."""
+    return probability_text(event["probability_serious"]) if event["serious_modelled"] else "not modelled"
+
+
 def patient_summary(chances: list[Risk], load: HeldLoad | None, brain: HeldLoad | None = None) -> dict:
     """Per event: probability over the simulation for the scenario's patient, grades and basis."""
     events = {}
@@ -565,17 +584,17 @@ def patient_summary(chances: list[Risk], load: HeldLoad | None, brain: HeldLoad 
         own = [c for c in chances if c.event == name]
         if not own:
             continue
-        p_none = np.prod([1.0 - float(np.asarray(c.probability).reshape(-1)[0]) for c in own])
         serious = [c for c in own if any(g >= SERIOUS_GRADE for g, _ in c.grades)]
-        p_serious = 1.0 - np.prod(
-            [
-                1.0 - float(np.max([np.asarray(p).reshape(-1)[0] for g, p in c.grades if g >= SERIOUS_GRADE]))
-                for c in serious
-            ]
-        )
         events[name] = {
-            "probability": float(1.0 - p_none),
-            "probability_serious": float(p_serious) if serious else 0.0,
+            "probability": any_of([float(np.asarray(c.probability).reshape(-1)[0]) for c in own]),
+            "probability_serious": any_of(
+                [
+                    float(np.max([np.asarray(p).reshape(-1)[0] for g, p in c.grades if g >= SERIOUS_GRADE]))
+                    for c in serious
+                ]
+            ),
+            # False: the source gives no grade 3-5 counts, so none are modelled (0 is not a measurement)
+            "serious_modelled": bool(serious),
             "chances": len(own),
             "basis": own[0].basis,
         }

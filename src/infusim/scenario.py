@@ -410,7 +410,13 @@ def load(path: str | Path) -> Scenario:
     if path.is_dir():
         raise ScenarioError("scenario", f"{path} is a folder; give a scenario YAML file")
     if not path.is_file():
-        raise ScenarioError("scenario", f"file not found: {path}")
+        bundled = Path(__file__).parent / "examples" / f"{path.stem}.yaml"
+        hint = (
+            f"; the bundled example of that name is {bundled}"
+            if bundled.is_file() and path.parent == Path(".")
+            else ""
+        )
+        raise ScenarioError("scenario", f"file not found: {path}{hint}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -424,3 +430,16 @@ def load(path: str | Path) -> Scenario:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ScenarioError("scenario", f"malformed YAML{where}: {problem}") from None
     return from_dict(data)
+
+
+def as_scenario(scenario: Scenario | dict | str | Path) -> Scenario:
+    """A validated ``Scenario`` from an object, a mapping or a YAML path."""
+    if isinstance(scenario, Scenario):
+        return scenario
+    if isinstance(scenario, dict):
+        return from_dict(scenario)
+    if isinstance(scenario, (str, Path)):
+        return load(scenario)
+    raise ScenarioError(
+        "scenario", f"a Scenario, a mapping or a path to a YAML file, not {type(scenario).__name__}"
+    )

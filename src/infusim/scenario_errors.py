@@ -3,6 +3,8 @@ and YAML mappings that give a key twice refused."""
 
 from __future__ import annotations
 
+import difflib
+
 import pydantic
 import yaml
 from pydantic import BaseModel
@@ -47,7 +49,14 @@ def _first_error(exc: pydantic.ValidationError, data: dict, root: type[BaseModel
 
     A ``_FieldError`` whose field starts with ``.`` is relative to where pydantic met it.
     """
-    error = exc.errors()[0]
+    errors = exc.errors()
+    error = errors[0]
+    if error["type"] == "missing":  # a misspelt required field: name the misspelling, not the gap
+        section = error["loc"][:-1]
+        error = next(
+            (e for e in errors if e["type"] == "extra_forbidden" and tuple(e["loc"][:-1]) == tuple(section)),
+            error,
+        )
     location = [str(_ALIASES.get(str(p), p)) for p in error["loc"]]
     ctx_error = (error.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _FieldError):
@@ -61,7 +70,9 @@ def _first_error(exc: pydantic.ValidationError, data: dict, root: type[BaseModel
     if kind == "extra_forbidden":
         section = _section_model(location[:-1], root)
         allowed = sorted({_ALIASES.get(name, f.alias or name) for name, f in section.model_fields.items()})
-        message = f"unknown field; allowed here: {', '.join(allowed)}"
+        close = difflib.get_close_matches(location[-1], allowed, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        message = f"unknown field; {hint}allowed here: {', '.join(allowed)}"
     elif kind == "missing":
         message = "is required"
     elif kind in ("tuple_type", "list_type"):

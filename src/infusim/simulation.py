@@ -16,7 +16,7 @@ from infusim.model.disease import EndpointTrajectories
 from infusim.model.kinetics import SIZE_NODES, assemble
 from infusim.observe import Observed, cells_table, observation_table, observe
 from infusim.parameters import ParameterSet, citation_line, for_scenario
-from infusim.scenario import Scenario
+from infusim.scenario import Scenario, as_scenario
 from infusim.solve import conservation_error
 from infusim.units import time_label
 
@@ -81,13 +81,17 @@ def disease_outcomes(
     )
 
 
-def simulate(scenario: Scenario, params: ParameterSet | None = None, uncertainty: int = 0) -> Result:
-    """Simulate one patient described by ``scenario`` at its output times.
+def simulate(
+    scenario: Scenario | dict | str | Path, params: ParameterSet | None = None, uncertainty: int = 0
+) -> Result:
+    """Simulate one patient described by ``scenario`` (a Scenario, a mapping or a YAML path) at its
+    output times.
 
     ``uncertainty`` > 0 also draws that many parameter sets from the priors of every row the run
     reads (posterior rows jointly) and puts the median and 95% band of each output in the summary's
     ``uncertainty`` section (``ensemble.bands``).
     """
+    scenario = as_scenario(scenario)
     params = params or for_scenario(scenario)
     model = assemble(scenario, params=params)
     times = np.asarray(scenario.simulation.outputs_h, dtype=float)
@@ -213,14 +217,17 @@ def _summary(
     warnings = scenario.warnings()
     effects: dict[str, dict[str, dict[str, float | str]]] = {}
     name = scenario.condition.name if scenario.condition else None
+    evidence = _evidence_note(name)
     if scenario.clinical:
         warnings += disease.extrapolation_warnings(scenario, conditions.get(name))
         for row in endpoints[endpoints.patient == 0].itertuples():
             band = (intervals or {}).get((float(row.time_d), row.endpoint))
+            # a potency set to 0 for want of a controlled estimate is not a measured null: no number
+            unmeasured = not (evidence or {}).get("studies") and row.treated == row.untreated
             effects.setdefault(time_label(row.time_d * 24.0), {})[row.endpoint] = {
                 "treated": float(row.treated),
                 "untreated": float(row.untreated),
-                "effect": float(row.treated - row.untreated),
+                "effect": None if unmeasured else float(row.treated - row.untreated),
                 "mean": band["mean"] if band else None,
                 "low": band["low"] if band else None,
                 "high": band["high"] if band else None,
@@ -271,10 +278,11 @@ def _summary(
             "parameters; mean, low and high are the mean and 95% interval of the effect over "
             f"{EFFECT_DRAWS} draws of the condition's posterior (uncertainty of the average effect the "
             "controlled evidence supports; a new trial varies more: see validate's prediction "
-            "intervals); null when the condition has no fitted evidence. Placebo or sham responses "
+            "intervals); all four null when the condition has no fitted evidence (its potency is a "
+            "placeholder 0, not a measured null). Placebo or sham responses "
             "belong to trial arms and are not included"
         ),
-        "evidence": _evidence_note(name),
+        "evidence": evidence,
         "warnings": warnings,
         "overrides": overrides(scenario, params),
         "disclaimer": DISCLAIMER,
@@ -325,7 +333,12 @@ def _evidence_note(condition: str | None) -> dict | None:
 
     fitted = posterior.load(condition)
     if fitted is None:
-        return {"studies": 0, "note": "no controlled trial with a usable estimate and CI: no interval"}
+        return {
+            "studies": 0,
+            "note": "no controlled trial with a usable estimate and CI: the effect is not estimated (null), "
+            "and treated and untreated twins coincide because the potency row is a placeholder 0, not a "
+            "measured null",
+        }
     from infusim import evidence
 
     record = fitted.record

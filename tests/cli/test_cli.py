@@ -84,6 +84,13 @@ def test_rerun_replaces_its_own_output_but_never_a_foreign_folder(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: output:") and (foreign / "chapter1.tex").read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "thesis"]
+    (tmp_path / "afile").write_text("")
+    blocked = run("simulate", scenario, "-o", str(tmp_path / "afile" / "sub"), "--no-report")
+    assert blocked.returncode == 2 and "Traceback" not in blocked.stderr
+    assert (
+        blocked.stderr
+        == f"error: output: cannot create {tmp_path / 'afile' / 'sub'}: {tmp_path / 'afile'} is a file\n"
+    )
 
 
 BAD = [
@@ -176,6 +183,10 @@ def test_validate_reports_a_bad_case_and_still_runs_the_others(tmp_path):
         or "scenario.yaml" in records["broken_case"]["error"]
     )
     assert records["toma"]["error"] is None and records["toma"]["n"] == 2
+    nothing_ran = run("validate", str(bad), "-o", str(tmp_path / "none"))  # a typo'd path, usually
+    assert nothing_ran.returncode == 2 and nothing_ran.stderr.count("\n") == 1
+    assert nothing_ran.stderr.startswith("error: cases: none of the 1 case folder(s) could run (broken_case:")
+    assert not (tmp_path / "none").exists()
 
 
 def test_calibrate_writes_fitted_values_with_intervals(tmp_path):

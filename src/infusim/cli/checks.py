@@ -57,10 +57,21 @@ def validate(
 
     if cross_validate:
         console.print("Cross-validating: one refit per study (a few minutes)...", highlight=False)
+    elif not cases and cases_root is None:
+        console.print(
+            "Validating the bundled cases with their prediction intervals, and the evidence table "
+            "(about 3 minutes on 2 cores)...",
+            highlight=False,
+        )
     found = api.validate(
         cases, cases_root=cases_root, evidence_file=evidence_file, cross_validate=cross_validate
     )
     results, summary = found.cases, found.summary
+    if (cases or cases_root is not None) and results and all(r.error for r in results):
+        first = results[0]
+        raise InfusimError(
+            "cases", f"none of the {len(results)} case folder(s) could run ({first.name}: {first.error})"
+        )
     points: dict[str, list] = {}
     for record in summary["evidence"]:
         points.setdefault(record["condition"], []).extend(record["points"])

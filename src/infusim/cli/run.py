@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from infusim import engraftment
+from infusim import engraftment, safety
 from infusim.cli.common import (
     DEMO_EXAMPLE,
     OutOption,
@@ -36,7 +36,7 @@ def simulate(
         int,
         typer.Option(
             help="Parameter sets drawn from the priors of every row used (posteriors for fitted effects); "
-            "adds a 95%% band to every output (uncertainty.parquet). 0: off.",
+            "adds a 95% band to every output (uncertainty.parquet). 0: off.",
             min=0,
         ),
     ] = 0,
@@ -226,7 +226,7 @@ def _print_endpoints(result) -> None:
         for r in (found or {}).get("rows", [])
         if r["quantity"] == "effect"
     }
-    columns = ["endpoint", "time", "untreated", "treated", "effect", "95% interval"]
+    columns = ["endpoint", "time", "untreated", "treated", "effect at posterior median", "95% interval"]
     columns += ["95% band, all parameters"] if bands else []
     for column in (*columns, "unit"):
         table.add_column(column, justify="left" if column in ("endpoint", "unit") else "right")
@@ -238,7 +238,7 @@ def _print_endpoints(result) -> None:
                 time_key,
                 f"{values['untreated']:.3g}",
                 f"{values['treated']:.3g}",
-                f"{values['effect']:+.3g}",
+                "not estimated" if values["effect"] is None else f"{values['effect']:+.3g}",
                 band,
                 *([_band(bands.get((name, time_key)))] if bands else []),
                 values["unit"],
@@ -254,7 +254,10 @@ def _print_endpoints(result) -> None:
             highlight=False,
         )
     else:
-        console.print("[dim]No controlled evidence with a CI: the effect has no interval.[/dim]")
+        console.print(
+            "[dim]No controlled evidence with a CI: the effect is not estimated (the potency row is a "
+            "placeholder 0, not a measured null).[/dim]"
+        )
     console.print(f"[dim]{result.summary['endpoint_note']}[/dim]", highlight=False)
 
 
@@ -267,7 +270,10 @@ def _print_adverse_events(found: dict) -> None:
         )
     for name, row in found["events"].items():
         table.add_row(
-            name, f"{row['probability']:.3g}", f"{row['probability_serious']:.3g}", escape(row["basis"])
+            name,
+            safety.probability_text(row["probability"]),
+            safety.serious_text(row),
+            escape(row["basis"]),
         )
     console.print(table)
     load = found.get("lung_load")

@@ -52,7 +52,7 @@ def doses(
         title += f" (effect on {summary['endpoint']} at day {summary['time_d']:g}, {summary['unit']})"
     table = Table(title=title)
     recovery = any((row.get("neutrophil_recovery_median_d") or 0) > 0 for row in summary["rows"])
-    columns = ["route", "cells/kg", "effect (95% interval)", "P(any serious)", "largest serious risk"]
+    columns = ["route", "cells/kg", "effect: posterior mean (95%)", "P(any serious)", "largest serious risk"]
     columns += ["neutrophils >= 0.5e9/L (median day)"] if recovery else []
     for column in columns:
         table.add_column(column, justify="left" if column in ("route", "largest serious risk") else "right")

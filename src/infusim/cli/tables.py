@@ -90,7 +90,7 @@ def fit_effects(
 ) -> None:
     """Fit each condition's effect parameters to a controlled-trial table (posterior draws, emcee).
 
-    Writes OUT/<condition>.csv (2,000 posterior draws per condition) and OUT/fits.json (command,
+    Writes OUT/CONDITION.csv (2,000 posterior draws per condition) and OUT/fits.json (command,
     evidence rows, priors, summaries, effective sample sizes, split R-hat; with --check the seed
     check). The installed package is never changed. About 10-60 s per condition (32 walkers x
     20,000 steps), three times that with --check.
@@ -241,7 +241,8 @@ def list_conditions() -> None:
             sources |= {r.source_key for r in trials if r.study in set(record["studies"])}
             tau = summary["tau_smd"]
             evidence = (
-                f"{record['n_studies']} studies, {record['n_rows']} rows; tau {tau['median']:.2f} "
+                f"{record['n_studies']} {'study' if record['n_studies'] == 1 else 'studies'}, "
+                f"{record['n_rows']} rows; tau {tau['median']:.2f} "
                 f"({tau['low']:.2g}-{tau['high']:.2g}) SMD"
             )
             k = next((v for n, v in summary.items() if n.startswith("half_saturation")), None)

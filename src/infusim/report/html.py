@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from infusim import engraftment
+from infusim import engraftment, safety
 from infusim.model.disease import EndpointTrajectories
 from infusim.observe import cells_table, observation_table, observe
 from infusim.parameters import for_scenario
@@ -278,8 +278,8 @@ def _safety_section(found: dict | None, rules: dict | None) -> str:
     out = ""
     if found:
         rows = "".join(
-            f"<tr><td>{html.escape(name)}</td><td>{row['probability']:.3g}</td>"
-            f"<td>{row['probability_serious']:.3g}</td><td>{html.escape(row['basis'])}</td></tr>"
+            f"<tr><td>{html.escape(name)}</td><td>{safety.probability_text(row['probability'])}</td>"
+            f"<td>{safety.serious_text(row)}</td><td>{html.escape(row['basis'])}</td></tr>"
             for name, row in found["events"].items()
         )
         load = found.get("lung_load") or {}
