@@ -29,3 +29,14 @@ def test_a_bad_control_gets_the_one_line_message_beside_it(values, control, word
     view = explorer.evaluate(values)
     assert view.fate is None and list(view.errors) == [control]
     assert view.errors[control].startswith(words) and "\n" not in view.errors[control]
+
+
+def test_the_risk_table_orders_by_serious_risk_and_prints_tiny_and_unmodelled_ones_as_such():
+    """The default view (COPD, IV MSC): fever has no modelled grade 3-5, lung obstruction is tiny."""
+    view = explorer.evaluate({})
+    assert view.fate is not None and view.risks
+    rows = {r["event"]: r for r in view.risks}
+    assert rows["fever"]["serious"] == "not modelled"
+    assert rows["lung_obstruction"]["serious"] == "<1e-10"
+    assert [r["event"] for r in view.risks][:2] == ["ectopic_growth", "lung_obstruction"]
+    assert view.risks[-1]["event"] == "background_death"  # the condition's own risk comes last

@@ -25,6 +25,21 @@ def test_allogeneic_marrow_msc_for_gvhd_is_approved_where_ryoncil_temcell_and_pr
     assert found["US"].framework.name.startswith("Section 351")  # culture-expanded: a licensed biologic
 
 
+def test_a_paediatric_label_does_not_make_an_adult_use_approved():
+    """Ryoncil (US) and Prochymal (CA, NZ) are labelled for children; Temcell (JP) for any age."""
+    adult = {x.jurisdiction: x for x in regulatory.statuses(scenario(**GVHD, patient={"age": "50 year"}))}
+    assert adult["US"].status == "investigational" and "outside the label" in adult["US"].reason
+    assert "Ryoncil" in adult["US"].reason and adult["US"].matching == ()
+    assert adult["CA"].status == "investigational" and adult["NZ"].status == "investigational"
+    assert adult["JP"].status == "approved"
+    child = {x.jurisdiction: x for x in regulatory.statuses(scenario(**GVHD, patient={"age": "8 year"}))}
+    assert child["US"].status == "approved" and "paediatric" in child["US"].reason
+    infant = regulatory.status(scenario(**GVHD, patient={"age": "0.1 year"}), "US")  # under 2 months
+    assert infant.status == "investigational"
+    unknown = regulatory.status(scenario(**GVHD), "US")
+    assert unknown.status == "approved" and "gives no age" in unknown.reason
+
+
 def test_a_withdrawn_approval_is_not_reported_as_approved():
     s = scenario(
         condition={"name": "crohns_perianal_fistula"},

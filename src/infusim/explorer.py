@@ -141,19 +141,17 @@ def evaluate(values: dict[str, Any]) -> View:
     if summary.get("endpoints"):
         view.effect = _effect_figure(summary)
     events = (summary.get("adverse_events") or {}).get("events", {})
-    view.risks = sorted(
-        (
-            {
-                "event": name,
-                "any": safety.probability_text(e["probability"]),
-                "serious": safety.serious_text(e),
-                "basis": e["basis"],
-            }
-            for name, e in events.items()
-        ),
-        # the treatment's risks by serious risk, largest first; the condition's own (background) last
-        key=lambda r: (r["event"] in BACKGROUND_EVENTS, -float(r["serious"])),
-    )
+    # the treatment's risks by serious risk, largest first; the condition's own (background) last
+    ordered = sorted(events.items(), key=lambda x: (x[0] in BACKGROUND_EVENTS, -x[1]["probability_serious"]))
+    view.risks = [
+        {
+            "event": name,
+            "any": safety.probability_text(e["probability"]),
+            "serious": safety.serious_text(e),
+            "basis": e["basis"],
+        }
+        for name, e in ordered
+    ]
     load = (summary.get("adverse_events") or {}).get("lung_load")
     if load:
         view.note = (

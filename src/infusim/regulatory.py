@@ -62,10 +62,20 @@ class Product:
     framework: str
     source_url: str
     provenance: str
+    min_age_years: float | None = None
+    max_age_years: float | None = None
 
     @property
     def active(self) -> bool:
         return self.status not in ("withdrawn", "expired", "suspended")
+
+    def covers_age(self, age_years: float | None) -> bool:
+        """Whether the label's age range holds a patient of this age (an unknown age: True)."""
+        if age_years is None:
+            return True
+        return (self.min_age_years is None or age_years >= self.min_age_years) and (
+            self.max_age_years is None or age_years <= self.max_age_years
+        )
 
     def describe(self) -> str:
         state = self.decision + (f", {self.status}" if self.status else "")
@@ -153,6 +163,8 @@ def products() -> tuple[Product, ...]:
             r["framework"],
             r["source_url"],
             r["provenance"],
+            float(r["min_age_years"]) if r.get("min_age_years") else None,
+            float(r["max_age_years"]) if r.get("max_age_years") else None,
         )
         for r in _read("regulatory_products.csv")
     )
@@ -199,7 +211,10 @@ def status(scenario: Scenario, jurisdiction: str) -> Status:
         and p.route == scenario.administration.route
         and (p.tissue_source == product.tissue_source or p.tissue_source == "other")
     ]
-    matching = [p for p in same_kind if p in for_condition]
+    age = scenario.patient.age_years
+    labelled = [p for p in same_kind if p in for_condition]
+    matching = [p for p in labelled if p.covers_age(age)]
+    other_ages = [p for p in labelled if p not in matching and p.active]
     elsewhere = [p for p in same_kind if p not in for_condition and p.active]
     related = [p for p in for_condition if p not in matching]
     active = [p for p in matching if p.active]
@@ -207,7 +222,21 @@ def status(scenario: Scenario, jurisdiction: str) -> Status:
     if active:
         best = "approved" if any(p.decision == "approved" for p in active) else "conditional"
         reason = (
-            f"{best} for {condition} with a product of the same kind ({', '.join(p.name for p in active)})"
+            f"{best} for {condition} with a product of the same kind ("
+            + "; ".join(f"{p.name}: {p.indication}" for p in active)
+            + "): the label's line of therapy and population are the product's, check them"
+            + (
+                "; the scenario gives no age and the label has an age range"
+                if age is None and any(p.min_age_years or p.max_age_years for p in active)
+                else ""
+            )
+        )
+    elif other_ages:
+        best = "investigational"
+        reason = (
+            f"approved for {condition} only in another age group ("
+            + "; ".join(f"{p.name}: {p.indication}" for p in other_ages)
+            + f"): a patient of {age:g} years is outside the label (off-label use)"
         )
     elif matching:
         best = "withdrawn"

@@ -13,11 +13,14 @@ from tests.cli.test_cli import run
 from tests.helpers import EXAMPLES
 
 
-def _redrawn(folder) -> str:
-    (folder / "report.html").unlink(missing_ok=True)
+def _redrawn(folder, name: str = "report.html") -> str:
+    """Delete the folder's page, redraw it, and check that no second page was written beside it."""
+    (folder / name).unlink(missing_ok=True)
+    before = {p.name for p in folder.glob("*.html")}
     result = run("report", str(folder))
     assert result.returncode == 0, result.stderr
-    page = (folder / "report.html").read_text()
+    assert {p.name for p in folder.glob("*.html")} == before | {name}
+    page = (folder / name).read_text()
     assert "research tool" in page and '<script src="http' not in page and "plotly" in page
     return page
 
@@ -56,11 +59,11 @@ def test_trial_doses_sensitivity_and_validation_folders_are_redrawn(tmp_path):
         run("doses", str(EXAMPLES / "msc-iv-human.yaml"), "--doses", "1e6,1e7", "-o", str(window)).returncode
         == 0
     )
-    assert "therapeutic window" in _redrawn(window).lower()
+    assert "therapeutic window" in _redrawn(window, "doses.html").lower()
     analysis = tmp_path / "sens"
     args = ("--output", "live_cells:lungs@1 h", "--method", "morris", "--n", "10", "--parameters", "size*")
     assert run("sensitivity", str(EXAMPLES / "msc-iv-human.yaml"), *args, "-o", str(analysis)).returncode == 0
-    assert "live_cells:lungs@1 h" in _redrawn(analysis)
+    assert "live_cells:lungs@1 h" in _redrawn(analysis, "sensitivity.html")
     power = tmp_path / "power"
     result = run("power", str(EXAMPLES / "trial-copd.yaml"), "--n", "20,40", "-r", "4", "-o", str(power))
     assert result.returncode == 0, result.stderr
@@ -69,7 +72,7 @@ def test_trial_doses_sensitivity_and_validation_folders_are_redrawn(tmp_path):
     checks = tmp_path / "val"
     case = bundled_cases_dir() / "toma2009_rat_ia_muscle_msc"
     assert run("validate", str(case), "-o", str(checks)).returncode == 0
-    page = _redrawn(checks)
+    page = _redrawn(checks, "validation.html")
     assert case.name in page and page.count("<tr class=") == 1
 
 

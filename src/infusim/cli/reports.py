@@ -19,16 +19,17 @@ def report(
         Path, typer.Argument(help="An output folder of simulate, trial, doses, sensitivity or validate.")
     ],
 ) -> None:
-    """Write OUT/report.html again from what OUT holds (one self-contained page, nothing fetched).
+    """Write OUT's page again from what OUT holds (one self-contained page, nothing fetched): the
+    page its command wrote (report.html; doses.html, sensitivity.html or validation.html).
 
     A simulation is run again from its scenario.yaml and must reproduce summary.json; trials,
     therapeutic windows, sensitivity analyses and validations are drawn from their files.
     """
-    from infusim.report.folder import render_folder
+    from infusim.report.folder import page_name, render_folder
 
     kind, page = render_folder(out)
-    target = Path(out) / "report.html"
-    partial = target.with_name(".report.html.tmp")
+    target = Path(out) / page_name(kind)
+    partial = target.with_name(f".{target.name}.tmp")
     partial.write_text(page, encoding="utf-8")
     os.replace(partial, target)
     console.print(f"Report ({kind}): [bold]{escape(str(target))}[/bold]")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import html
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from infusim import safety
 from infusim.report import page_start
 
 
@@ -20,10 +22,12 @@ def render(summary: dict, rows: pd.DataFrame) -> str:
         parts.append(
             figure.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
         )
-    columns = [c for c in rows.columns if c != "dose_cells"]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    # columns with a value somewhere (a brain load without an intra-arterial brain dose is empty)
+    columns = [c for c in rows.columns if c != "dose_cells" and rows[c].notna().any()]
+    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(row[c])}</td>" for c in columns) + "</tr>" for _, row in rows.iterrows()
+        "<tr>" + "".join(f"<td>{_cell(c, row[c])}</td>" for c in columns) + "</tr>"
+        for row in rows.to_dict("records")
     )
     endpoint = summary["endpoint"]
     what = (
@@ -86,7 +90,14 @@ def _figure(summary: dict, route: str, group: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def _cell(value) -> str:
-    if isinstance(value, float):
+def _cell(column: str, value) -> str:
+    """A table cell: probabilities as ``safety.probability_text``, yes/no, '-' for no value."""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        if value != value:
+            return "-"
+        if column.startswith("serious_") or column == "background_serious":
+            return html.escape(safety.probability_text(float(value)))
         return f"{value:.3g}"
     return html.escape(str(value))

@@ -41,8 +41,18 @@ def kind_of(folder: Path) -> str:
     raise OutputError(
         "OUT",
         f"{folder} holds no infusim output infusim can redraw (expected the files of simulate, trial, doses, "
-        "sensitivity, power -o or validate; a simulation needs the scenario.yaml it writes)",
+        "sensitivity, power -o or validate; a simulation needs the scenario.yaml it writes; a bridge "
+        "folder's bridge.html is not redrawn: run bridge again)",
     )
+
+
+#: The page each command writes (``infusim report`` redraws that page, not a second one beside it).
+PAGES = {"doses": "doses.html", "sensitivity": "sensitivity.html", "validation": "validation.html"}
+
+
+def page_name(kind: str) -> str:
+    """The file name of the report page of an output folder of this kind."""
+    return PAGES.get(kind, "report.html")
 
 
 def render_folder(folder: Path) -> tuple[str, str]:

@@ -278,8 +278,8 @@ def _safety_section(found: dict | None, rules: dict | None) -> str:
     out = ""
     if found:
         rows = "".join(
-            f"<tr><td>{html.escape(name)}</td><td>{safety.probability_text(row['probability'])}</td>"
-            f"<td>{safety.serious_text(row)}</td><td>{html.escape(row['basis'])}</td></tr>"
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(safety.probability_text(row['probability']))}"
+            f"</td><td>{html.escape(safety.serious_text(row))}</td><td>{html.escape(row['basis'])}</td></tr>"
             for name, row in found["events"].items()
         )
         load = found.get("lung_load") or {}
