@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -114,6 +116,7 @@ def test_report_lists_every_parameter_row_read_with_value_unit_source_and_proven
     from infusim.parameters import for_scenario
     from infusim.report.html import render
     from infusim.scenario import from_dict
+    from infusim.scenario_spec import to_spec
 
     spec = yaml.safe_load((EXAMPLES / "msc-iv-human.yaml").read_text())
     spec["parameters"] = {"loss_rate[msc/lungs]": "0.25 1/h"}
@@ -129,6 +132,12 @@ def test_report_lists_every_parameter_row_read_with_value_unit_source_and_proven
     page = render(result)
     assert f"Every parameter this run used ({len(rows)} rows)" in page
     assert "<code>loss_rate[msc/lungs]</code></td><td>0.25</td><td>1/h</td><td>scenario</td>" in page
+    # the scenario at the foot of the page is scenario.yaml's text, every quantity with its unit
+    shown = page[page.index("<h2>Scenario") :]
+    assert "body_weight: 70.0 kg" in shown and "dose: 2000000.0 cells/kg" in shown and "1.0 h" in shown
+    assert html.unescape(shown[shown.index("<pre>") + 5 : shown.index("</pre>")]) == yaml.safe_dump(
+        to_spec(result.scenario), sort_keys=False, allow_unicode=True
+    )
 
 
 def test_validation_report_states_out_of_sample_coverage_with_between_study_variation():

@@ -122,7 +122,9 @@ class PowerResult:
         (``difference_mean``, ``difference_p2.5``, ``difference_p97.5``; endpoint units); for ``mmrm``,
         ``tipping_delta_sd_median``: the median tipping point of the successful replicates, in SDs of
         the change (``stats.tipping_point``; None otherwise); with ``trial.key_secondary``,
-        ``key_secondary_<i>_power``: the share of replicates claiming the i-th key secondary."""
+        ``key_secondary_<i>_power``: the share of replicates claiming the i-th key secondary;
+        ``power_low``/``power_high`` and ``assurance_low``/``assurance_high``: Wilson 95% intervals of
+        the Monte Carlo error of each share over the replicates (statsmodels)."""
         return pd.DataFrame(
             [
                 {
@@ -130,7 +132,9 @@ class PowerResult:
                     "arm": v.get("arm", label),
                     "analysis": v.get("analysis", ""),
                     "power": v["power"],
+                    **monte_carlo("power", v["power"], self.replicates),
                     "assurance": v["assurance"],
+                    **monte_carlo("assurance", v["assurance"], self.replicates),
                     **{k: v.get(k) for k in ("difference_mean", "difference_p2.5", "difference_p97.5")},
                     "tipping_delta_sd_median": v.get("tipping_delta_sd_median"),
                     **{
@@ -278,3 +282,11 @@ class BridgeResult:
         from infusim.report.bridge import render
 
         return _write(render(self.summary, self.draws), path)
+
+
+def monte_carlo(name: str, share: float, replicates: int) -> dict[str, float]:
+    """Wilson 95% interval of a share of ``replicates`` replicate trials (Monte Carlo error only)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(round(share * replicates), replicates, alpha=0.05, method="wilson")
+    return {f"{name}_low": float(low), f"{name}_high": float(high)}

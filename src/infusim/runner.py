@@ -316,7 +316,8 @@ def _adverse_events(out: Path, plan_chunks: list[Chunk], scenario: Scenario) -> 
         **({"neutrophil_recovery": recovery} if recovery else {}),
         "dataset": "adverse_events/",
         "note": "patients with at least one event (any grade; serious: CTCAE grade 3-5) in replicate 0; "
-        "exact binomial 95% CIs; relative risk against the control arm (None when either arm has none). "
+        "exact binomial 95% CIs; relative risk against the control arm (not given when either arm has "
+        "no event: a ratio with a zero count is undefined). "
         "Event models and sources: docs/safety.md. A research model, not advice for any patient.",
     }
 

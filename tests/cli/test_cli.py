@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -329,6 +330,10 @@ def test_power_prints_key_secondary_powers_and_tipping_points_as_written(tmp_pat
     assert result.returncode == 0, result.stderr
     assert "key secondary 1: pain_vas day 180" in result.stdout and "median tipping point" in result.stdout
     rows = pd.read_parquet(tmp_path / "p" / "power.parquet")
+    for row in rows.itertuples():  # the Monte Carlo interval is Wilson's, written out here
+        k, n, z = row.power * 12, 12, 1.959963984540054
+        centre, half = (k + z * z / 2) / (n + z * z), z * np.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+        assert (row.power_low, row.power_high) == pytest.approx((centre - half, centre + half), abs=1e-9)
     lines = [line for line in result.stdout.splitlines() if " msc_" in line and "│" in line]
     assert len(lines) == len(rows) == 2
     for line, row in zip(lines, rows.itertuples(), strict=True):

@@ -211,6 +211,7 @@ def power(
     analysis is applied to the same replicate trials, so the powers differ by the analysis alone.
     """
     from infusim import api
+    from infusim.results import monte_carlo
 
     try:
         sizes = [int(part) for part in n.split(",") if part.strip()]
@@ -242,10 +243,15 @@ def power(
     for label in labels:
         table.add_column(escape(f"{label} vs {trial_spec.control.name}: power / assurance"), justify="right")
     for size, result in curve.items():
-        table.add_row(
-            str(size),
-            *(f"{result[label]['power']:.0%} / {result[label]['assurance']:.0%}" for label in labels),
-        )
+        cells = []
+        for label in labels:
+            power = result[label]["power"]
+            band = monte_carlo("power", power, replicates)
+            cells.append(
+                f"{power:.0%} ({band['power_low']:.0%}-{band['power_high']:.0%}) / "
+                f"{result[label]['assurance']:.0%}"
+            )
+        table.add_row(str(size), *cells)
     console.print(table)
     _print_power_extras(found.to_pandas(), trial_spec)
     if target is not None:
@@ -264,8 +270,10 @@ def power(
                 )
             )
     console.print(
-        "[dim]power: at the posterior-median effect; assurance: averaged over the posterior of the "
-        "controlled evidence, each replicate with its own trial effect (between-trial SD).[/dim]"
+        "[dim]power: at the posterior-median effect, with its Monte Carlo 95% interval over the "
+        f"{replicates} replicates (Wilson; more replicates narrow it); assurance: averaged over the "
+        "posterior of the controlled evidence, each replicate with its own trial effect (between-trial "
+        "SD).[/dim]"
     )
     console.print(f"[dim]{found.summary['disclaimer']}[/dim]")
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import html
-import json
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import yaml
 
 from infusim import engraftment, safety
 from infusim.model.disease import EndpointTrajectories
 from infusim.observe import cells_table, observation_table, observe
 from infusim.parameters import for_scenario
+from infusim.scenario_spec import to_spec
 from infusim.simulation import DISCLAIMER, Result, dense_times, disease_outcomes, doses_text
 
 #: Compartments drawn individually; the others are summed as "other organs".
@@ -79,7 +80,8 @@ def render(result: Result) -> str:
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items()
     )
-    scenario_json = html.escape(json.dumps(scenario.model_dump(mode="json", by_alias=True), indent=2))
+    # the scenario as scenario.yaml writes it: every quantity with its unit
+    scenario_text = html.escape(yaml.safe_dump(to_spec(scenario), sort_keys=False, allow_unicode=True))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>infusim: {html.escape(scenario.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
@@ -95,7 +97,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 {_safety_section(summary.get("adverse_events"), summary.get("regulatory"))}
 <h2>Sources of the parameters this run used</h2><ul>{sources}</ul>
 {_parameters_section(summary.get("parameters_used") or [])}
-<h2>Scenario</h2><pre>{scenario_json}</pre>
+<h2>Scenario (as scenario.yaml, with units)</h2><pre>{scenario_text}</pre>
 </body></html>
 """
 
