@@ -60,7 +60,7 @@ def validate(
     elif not cases and cases_root is None:
         console.print(
             "Validating the bundled cases with their prediction intervals, and the evidence table "
-            "(about 3 minutes on 2 cores)...",
+            "(about 20 s on 2 cores)...",
             highlight=False,
         )
     found = api.validate(
