@@ -128,6 +128,35 @@ def test_bands_hold_the_point_prediction_and_widen_with_assumptions():
     assert band["high"] - band["low"] >= 0.9 * (effect["high"] - effect["low"])  # kinetics add spread
 
 
+def test_adverse_event_bands_vary_with_the_rows_the_events_read_and_hold_the_point():
+    """Fever is the pooled odds ratio on an assumed control risk: with both held by the scenario its
+    band collapses to the point (computed by hand from the two rows); left to their priors it spreads
+    around the point. Lung obstruction at 3e7 cells/kg (a risk near 0.4%) is banded too."""
+    held = scenario(
+        product={"donor": "allogeneic"},
+        parameters={"fever_odds_ratio[msc]": 1.61, "fever_control_risk": 0.05},
+    )
+    rows = {
+        (r["quantity"], r["where"]): r for r in simulate(held, uncertainty=40).summary["uncertainty"]["rows"]
+    }
+    fever = rows[("event_probability", "fever")]
+    by_hand = 1.61 * 0.05 / (1 - 0.05 + 1.61 * 0.05)  # the odds ratio applied to the control odds
+    assert fever["low"] == pytest.approx(by_hand, rel=1e-12) and fever["high"] == pytest.approx(
+        by_hand, rel=1e-12
+    )
+    assert ("serious_event_probability", "fever") not in rows  # no grade 3-5 is modelled for fever
+    free = simulate(
+        scenario(product={"donor": "allogeneic"}, administration={"dose": "3e7 cells/kg"}), uncertainty=80
+    )
+    point = free.summary["adverse_events"]["events"]
+    rows = {(r["quantity"], r["where"]): r for r in free.summary["uncertainty"]["rows"]}
+    for event in ("fever", "lung_obstruction"):
+        band = rows[("event_probability", event)]
+        assert band["low"] < point[event]["probability"] < band["high"], event
+    lung = rows[("serious_event_probability", "lung_obstruction")]
+    assert lung["high"] / lung["low"] > 10  # the lethal load and the probit spread are assumptions
+
+
 def test_sensitivity_finds_size_trapping_for_lung_retention_and_is_batch_invariant():
     """Known physics: IV MSC in the lungs at 1 h are held by size, so the size rows lead; the two
     methods (variance-based and elementary effects) agree on the leader; batching changes nothing."""

@@ -250,12 +250,19 @@ def bands(scenario: Scenario, count: int, seed: int, params: ParameterSet | None
             outputs += [
                 Output(f"effect:{endpoint.name}", "effect", endpoint.name, t, endpoint.unit) for t in times
             ]
-    found = uncertainty.priors(params, read_keys(scenario, outputs))
-    values = evaluate(scenario, outputs, uncertainty.draw(found, count, seed), count, params)
+    event_keys = _event_keys(scenario, params, probe)
+    found = uncertainty.priors(params, read_keys(scenario, outputs) | event_keys)
+    drawn = uncertainty.draw(found, count, seed)
+    values = evaluate(scenario, outputs, drawn, count, params)
     given = {t: float(probe.administered(t).sum()) for t in times}  # the dose does not depend on the draws
     for j, o in enumerate(outputs):
         if o.quantity == "dead_cells":
             values[:, j] = values[:, j] / given[o.time_h] if given[o.time_h] > 0 else 0.0
+    events, event_values = _event_probabilities(
+        scenario, params, {k: drawn[k] for k in event_keys if k in drawn}, count
+    )
+    outputs += events
+    values = np.concatenate([values, event_values], axis=1)
     low, median, high = np.percentile(values, [2.5, 50, 97.5], axis=0)
     varied = [p for p in found.values() if p.varies]
     return {
@@ -276,3 +283,46 @@ def bands(scenario: Scenario, count: int, seed: int, params: ParameterSet | None
             for j, o in enumerate(outputs)
         ],
     }
+
+
+def _event_keys(scenario: Scenario, params: ParameterSet, model: Model) -> set[tuple[str, str]]:
+    """The rows the scenario's adverse-event probabilities read (``safety.simulate_events``)."""
+    from infusim import safety
+
+    tracked = ParameterSet(dict(params.entries))
+    safety.simulate_events(scenario, model, tracked)
+    return set(tracked.read_keys)
+
+
+def _event_probabilities(
+    scenario: Scenario, params: ParameterSet, values: Mapping[tuple[str, str], np.ndarray], count: int
+) -> tuple[list[Output], np.ndarray]:
+    """Each adverse event's probability over the simulation, any grade and serious (grade 3-5), for
+    each of ``count`` parameter sets: the scenario's patient evaluated once per set (the events read
+    a lung or brain load of their own, about 10 ms a set). Returns the outputs and (count, outputs)."""
+    from infusim import safety
+    from infusim.parameters import with_values
+
+    end = scenario.simulation.duration_h
+    rows = []
+    for i in range(count):
+        drawn = with_values(params, {k: float(v[i]) for k, v in values.items()})
+        _, found = safety.simulate_events(scenario, assemble(scenario, params=drawn), drawn)
+        rows.append(found["events"])
+    names = list(rows[0])
+    outputs = [Output(f"event_probability:{n}", "event_probability", n, end, "probability") for n in names]
+    outputs += [
+        Output(f"serious_event_probability:{n}", "serious_event_probability", n, end, "probability")
+        for n in names
+        if rows[0][n]["serious_modelled"]
+    ]
+    table = np.array(
+        [
+            [
+                r[o.where]["probability" if o.quantity == "event_probability" else "probability_serious"]
+                for o in outputs
+            ]
+            for r in rows
+        ]
+    )
+    return outputs, table

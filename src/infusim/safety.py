@@ -572,6 +572,17 @@ def probability_text(p: float) -> str:
     return "0" if p == 0 else "<1e-10" if p < 1e-10 else f"{p:.3g}"
 
 
+def event_bands(uncertainty: dict | None) -> dict[tuple[str, str], str]:
+    """'low-high' of each event's probability over parameter draws (``simulate --uncertainty``), by
+    (``event_probability`` or ``serious_event_probability``, event)."""
+    rows = (uncertainty or {}).get("rows", [])
+    return {
+        (r["quantity"], r["where"]): f"{probability_text(r['low'])} to {probability_text(r['high'])}"
+        for r in rows
+        if r["quantity"] in ("event_probability", "serious_event_probability")
+    }
+
+
 def serious_text(event: dict) -> str:
     """The serious (grade 3-5) probability of a ``patient_summary`` event as printed."""
     return probability_text(event["probability_serious"]) if event["serious_modelled"] else "not modelled"

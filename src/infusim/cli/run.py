@@ -111,7 +111,7 @@ def _run(scenario_path: Path, out: Path, quiet: bool, report: bool, uncertainty:
         _print_bands(result.summary)
     if result.summary["endpoints"]:
         _print_endpoints(result)
-    _print_adverse_events(result.summary["adverse_events"])
+    _print_adverse_events(result.summary["adverse_events"], result.summary.get("uncertainty"))
     console.print(f"[dim]{DISCLAIMER}[/dim]")
     console.print(f"Output folder: [bold]{escape(str(folder))}[/bold]")
     if report:
@@ -261,18 +261,20 @@ def _print_endpoints(result) -> None:
     console.print(f"[dim]{result.summary['endpoint_note']}[/dim]", highlight=False)
 
 
-def _print_adverse_events(found: dict) -> None:
-    """Each event's probability over the simulation for this patient (all grades and serious)."""
+def _print_adverse_events(found: dict, uncertainty: dict | None = None) -> None:
+    """Each event's probability over the simulation for this patient (all grades and serious); with
+    ``--uncertainty``, the serious probability's 95% band over the parameter draws."""
+    bands = safety.event_bands(uncertainty)
     table = Table(title="Adverse events: probability over the simulation (this patient)")
-    for column in ("event", "any grade", "serious (grade 3-5)", "basis"):
-        table.add_column(
-            column, justify="right" if column in ("any grade", "serious (grade 3-5)") else "left"
-        )
+    numbers = ("any grade", "serious (grade 3-5)", *(["serious, 95% band"] if bands else []))
+    for column in ("event", *numbers, "basis"):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for name, row in found["events"].items():
         table.add_row(
             name,
             safety.probability_text(row["probability"]),
             safety.serious_text(row),
+            *([bands.get(("serious_event_probability", name), "-")] if bands else []),
             escape(row["basis"]),
         )
     console.print(table)

@@ -94,7 +94,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 {_uncertainty_section(summary.get("uncertainty"))}
 {"".join(parts)}
 {_exposure_section(summary.get("exposure") or [])}
-{_safety_section(summary.get("adverse_events"), summary.get("regulatory"))}
+{_safety_section(summary.get("adverse_events"), summary.get("regulatory"), summary.get("uncertainty"))}
 <h2>Sources of the parameters this run used</h2><ul>{sources}</ul>
 {_parameters_section(summary.get("parameters_used") or [])}
 <h2>Scenario (as scenario.yaml, with units)</h2><pre>{scenario_text}</pre>
@@ -275,13 +275,21 @@ def _uncertainty_section(found: dict | None) -> str:
     )
 
 
-def _safety_section(found: dict | None, rules: dict | None) -> str:
-    """Adverse-event probabilities for this patient and the regulatory status of the use."""
+def _safety_section(found: dict | None, rules: dict | None, uncertainty: dict | None = None) -> str:
+    """Adverse-event probabilities for this patient (with ``--uncertainty``, the serious probability's
+    95% band over the parameter draws) and the regulatory status of the use."""
     out = ""
     if found:
+        bands = safety.event_bands(uncertainty)
         rows = "".join(
             f"<tr><td>{html.escape(name)}</td><td>{html.escape(safety.probability_text(row['probability']))}"
-            f"</td><td>{html.escape(safety.serious_text(row))}</td><td>{html.escape(row['basis'])}</td></tr>"
+            f"</td><td>{html.escape(safety.serious_text(row))}</td>"
+            + (
+                f"<td>{html.escape(bands.get(('serious_event_probability', name), '-'))}</td>"
+                if bands
+                else ""
+            )
+            + f"<td>{html.escape(row['basis'])}</td></tr>"
             for name, row in found["events"].items()
         )
         load = found.get("lung_load") or {}
@@ -300,8 +308,9 @@ def _safety_section(found: dict | None, rules: dict | None) -> str:
             share += f"<p>{html.escape(engraftment.sentence(found['neutrophil_recovery']))}</p>"
         out += (
             "<h2>Adverse events (probability over the simulation, this patient)</h2>"
-            "<table><tr><th>event</th><th>any grade</th><th>serious (grade 3-5)</th><th>basis</th></tr>"
-            f"{rows}</table>{share}<p>Models and sources: docs/safety.md.</p>"
+            "<table><tr><th>event</th><th>any grade</th><th>serious (grade 3-5)</th>"
+            + ("<th>serious, 95% band over the parameter draws</th>" if bands else "")
+            + f"<th>basis</th></tr>{rows}</table>{share}<p>Models and sources: docs/safety.md.</p>"
         )
     if rules:
         rows = "".join(
