@@ -297,8 +297,13 @@ def test_bad_input_names_the_field_and_what_is_allowed(overrides, field, words):
 
 
 def test_missing_file_and_malformed_yaml(tmp_path):
-    with pytest.raises(ScenarioError, match=r"^scenario: file not found"):
+    with pytest.raises(ScenarioError, match=r"^scenario: file not found: \S+nope.yaml$"):
         load(tmp_path / "nope.yaml")
+    # a bare example name, as the README writes them, points at the bundled file
+    with pytest.raises(
+        ScenarioError, match=r"the bundled example of that name is \S+/examples/msc-iv-human.yaml$"
+    ):
+        load("msc-iv-human")
     with pytest.raises(ScenarioError, match=r"^scenario: .* is a folder; give a scenario YAML file$"):
         load(tmp_path)
     broken = tmp_path / "broken.yaml"

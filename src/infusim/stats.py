@@ -376,10 +376,10 @@ def _tipping(found: tuple, losses: tuple, plan: Design, delta_control: float) ->
         moved, se, _p = _shifted(found, losses, plan, delta, delta_control)
         return direction * moved - z * se
 
-    start = gap(0.0)
-    if share <= 0 or start <= 0:
+    if share <= 0 or gap(0.0) <= 0:  # not significant in favour of cells before any shift
         return None
-    favourable = direction * _shifted(found, losses, plan, 0.0, delta_control)[0]
+    favourable = direction * _shifted(found, losses, plan, 0.0, delta_control)[0]  # > 0 here
+    # at delta = favourable / share the difference is 0, so p has passed 0.05: brentq's bracket
     return float(scipy.optimize.brentq(gap, 0.0, favourable / share, xtol=1e-12 * favourable))
 
 
