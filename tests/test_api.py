@@ -127,3 +127,26 @@ def test_a_condition_without_controlled_evidence_has_no_effect_number_not_a_zero
     assert all(e["treated"] == e["untreated"] for e in entries)
     copd = infusim.simulate(EXAMPLES / "condition-copd.yaml").summary
     assert all(e["effect"] > 0 for visits in copd["endpoints"].values() for e in visits.values())
+
+
+def test_a_null_trial_gives_a_new_trial_interval_that_crosses_zero_around_the_average_one():
+    """COPD rests on one trial whose CI crosses zero (+71 mL, -2 to 145): the average effect cannot be
+    negative (potencies are positive), but a new trial's true effect, with the fit's between-trial SD
+    (the stored tau draws), can. The new-trial interval holds the average one."""
+    summary = infusim.simulate(EXAMPLES / "condition-copd.yaml").summary
+    for visit in summary["endpoints"].values():
+        e = visit["fev1"]
+        assert 0 < e["low"] < e["high"]
+        assert e["new_trial_low"] < 0 < e["new_trial_high"]
+        assert e["new_trial_low"] < e["low"] and e["new_trial_high"] > e["high"]
+    # the added spread is tau x the endpoint's between-patient SD: at least the smallest stored tau's
+    import pandas as pd
+
+    from infusim import posterior
+    from infusim.parameters import bundled
+
+    tau = pd.read_csv(posterior.bundled_dir() / "copd.csv")["tau_smd"]
+    sd = bundled().get("baseline_sd", "copd/fev1", "L")
+    e = summary["endpoints"]["365 d"]["fev1"]
+    widened = (e["new_trial_high"] - e["new_trial_low"]) - (e["high"] - e["low"])
+    assert widened > 2 * 1.96 * float(tau.quantile(0.05)) * sd

@@ -134,8 +134,14 @@ EFFECT_DRAWS = 400
 
 def effect_intervals(scenario: Scenario, model: Model, params: ParameterSet) -> dict[tuple[float, str], dict]:
     """Mean and 95% interval of each endpoint effect at each output time, over posterior draws of the
-    condition's potencies (and fitted K): ``(time_d, endpoint) -> {mean, low, high}``. Empty when the
-    condition has no fitted posterior (no controlled evidence with a CI) or no clinical endpoints."""
+    condition's potencies (and fitted K): ``(time_d, endpoint) -> {mean, low, high, new_trial_low,
+    new_trial_high}``. The ``new_trial`` interval adds the between-trial variation the fit found
+    (tau, in SDs of the endpoint: one study effect per draw, shared by every endpoint and time, as in
+    the fit; Higgins, Thompson and Spiegelhalter 2009): where a new, unbiased trial's true effect may
+    lie, which can cross zero where the average effect cannot. Empty when the condition has no fitted
+    posterior (no controlled evidence with a CI) or no clinical endpoints."""
+    from infusim import posterior
+
     if not scenario.clinical:
         return {}
     times_d = np.asarray(scenario.simulation.outputs_h, dtype=float) / 24.0
@@ -144,19 +150,28 @@ def effect_intervals(scenario: Scenario, model: Model, params: ParameterSet) -> 
     )
     if draws is None:
         return {}
+    fitted = posterior.load(scenario.condition.name)  # the draws effect_draws picked, by the same seed
+    pick = fitted.pick(EFFECT_DRAWS, scenario.simulation.seed)
+    tau = fitted.samples["tau_smd"][pick] if "tau_smd" in fitted.samples else np.zeros(EFFECT_DRAWS)
+    study = np.random.default_rng([scenario.simulation.seed, 2009]).standard_normal(EFFECT_DRAWS)
     index = np.searchsorted(draws.times_d, times_d)
-    fitted = {e.name for e in draws.condition.endpoints}  # not treatment-related mortality
+    endpoints = {e.name for e in draws.condition.endpoints}  # not treatment-related mortality
     out = {}
     for name, treated in draws.treated.items():
-        if name not in fitted:
+        if name not in endpoints:
             continue
         effect = treated[:, index] - draws.untreated[name][:, index]
         low, high = np.percentile(effect, [2.5, 97.5], axis=0)
+        scale = disease.endpoint_scale(params, draws.condition, name)
+        new = effect + (tau * study)[:, None] * scale if scale is not None else None
+        new_low, new_high = np.percentile(new, [2.5, 97.5], axis=0) if new is not None else (None, None)
         for i, t in enumerate(times_d):
             out[(float(t), name)] = {
                 "mean": float(effect[:, i].mean()),
                 "low": float(low[i]),
                 "high": float(high[i]),
+                "new_trial_low": None if new is None else float(new_low[i]),
+                "new_trial_high": None if new is None else float(new_high[i]),
             }
     return out
 
@@ -231,6 +246,8 @@ def _summary(
                 "mean": band["mean"] if band else None,
                 "low": band["low"] if band else None,
                 "high": band["high"] if band else None,
+                "new_trial_low": band["new_trial_low"] if band else None,
+                "new_trial_high": band["new_trial_high"] if band else None,
                 "unit": row.unit,
             }
     return {
@@ -278,7 +295,10 @@ def _summary(
             "parameters; mean, low and high are the mean and 95% interval of the effect over "
             f"{EFFECT_DRAWS} draws of the condition's posterior (uncertainty of the average effect the "
             "controlled evidence supports; a new trial varies more: see validate's prediction "
-            "intervals); all four null when the condition has no fitted evidence (its potency is a "
+            "intervals); new_trial_low and new_trial_high add the between-trial SD the fit found "
+            "(tau, in SDs of the endpoint, one study effect per draw at every visit, as in the fit): "
+            "where an unbiased new trial's true effect may lie, which can cross zero; "
+            "all null when the condition has no fitted evidence (its potency is a "
             "placeholder 0, not a measured null). Placebo or sham responses "
             "belong to trial arms and are not included"
         ),

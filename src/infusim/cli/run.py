@@ -227,12 +227,18 @@ def _print_endpoints(result) -> None:
         if r["quantity"] == "effect"
     }
     columns = ["endpoint", "time", "untreated", "treated", "effect at posterior median", "95% interval"]
+    columns += ["new trial, 95%"]
     columns += ["95% band, all parameters"] if bands else []
     for column in (*columns, "unit"):
         table.add_column(column, justify="left" if column in ("endpoint", "unit") else "right")
     for time_key, endpoints in effects.items():
         for name, values in endpoints.items():
             band = "n/a" if values.get("low") is None else f"{values['low']:+.3g} to {values['high']:+.3g}"
+            new = (
+                "n/a"
+                if values.get("new_trial_low") is None
+                else f"{values['new_trial_low']:+.3g} to {values['new_trial_high']:+.3g}"
+            )
             table.add_row(
                 name,
                 time_key,
@@ -240,6 +246,7 @@ def _print_endpoints(result) -> None:
                 f"{values['treated']:.3g}",
                 "not estimated" if values["effect"] is None else f"{values['effect']:+.3g}",
                 band,
+                new,
                 *([_band(bands.get((name, time_key)))] if bands else []),
                 values["unit"],
             )
@@ -250,7 +257,10 @@ def _print_endpoints(result) -> None:
         console.print(
             f"[dim]Effect at the posterior median; 95% interval over the posterior of "
             f"{evidence['studies']} controlled {'study' if evidence['studies'] == 1 else 'studies'} "
-            f"(between-trial SD {tau:.2f} SMD).[/dim]",
+            f"(the average effect: positive, since cells cannot harm in the model); new trial: with the "
+            f"between-trial SD the fit found ({tau:.2f} SMD), where an unbiased new trial's true effect "
+            "may lie (it adds that SD at every visit, as the fit does, so it overstates the spread "
+            "before cells act).[/dim]",
             highlight=False,
         )
     else:
