@@ -159,3 +159,20 @@ def test_validation_report_states_out_of_sample_coverage_with_between_study_vari
     assert "prediction cases: 55% of 11" in text
     assert "60% of 15 observations" in text and "67% inside them widened" in text and "x113" in text
     assert "Out of sample" not in _coverage_text({"predictions": summary["predictions"]})
+
+
+def test_the_report_tabulates_each_effect_with_both_intervals_as_the_summary_holds_them():
+    from infusim.report.html import render
+
+    copd = simulate(load(EXAMPLES / "condition-copd.yaml"))
+    page = render(copd)
+    for time_key, visit in copd.summary["endpoints"].items():
+        e = visit["fev1"]
+        row = (
+            f"<tr><td>fev1</td><td>{time_key}</td><td>{e['untreated']:.3g}</td><td>{e['treated']:.3g}</td>"
+            f"<td>{e['effect']:+.3g}</td><td>{e['low']:+.3g} to {e['high']:+.3g}</td>"
+            f"<td>{e['new_trial_low']:+.3g} to {e['new_trial_high']:+.3g}</td><td>L</td></tr>"
+        )
+        assert row in page
+    ra = render(simulate(load(EXAMPLES / "condition-rheumatoid-arthritis.yaml")))
+    assert "<td>not estimated</td><td>n/a</td><td>n/a</td>" in ra

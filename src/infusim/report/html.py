@@ -91,6 +91,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <h1>infusim: {html.escape(scenario.name)}</h1>
 <p class="warn">{html.escape(DISCLAIMER)}</p>
 <table>{rows}</table>
+{_effects_section(summary)}
 {_uncertainty_section(summary.get("uncertainty"))}
 {"".join(parts)}
 {_exposure_section(summary.get("exposure") or [])}
@@ -242,6 +243,34 @@ def _parameters_section(rows: list[dict]) -> str:
         "uncertainty in data/priors.csv), or <em>memory</em> (recalled, not yet checked).</p>"
         "<table><tr><th>parameter</th><th>value</th><th>unit</th><th>source</th><th>provenance</th></tr>"
         f"{body}</table>"
+    )
+
+
+def _effects_section(summary: dict) -> str:
+    """The effect table of the terminal: each endpoint and time, the average effect's 95% interval
+    and a new trial's (with the between-trial SD), or 'not estimated' without controlled evidence."""
+    endpoints = summary.get("endpoints") or {}
+    if not endpoints:
+        return ""
+
+    def span(low, high) -> str:
+        return "n/a" if low is None else f"{low:+.3g} to {high:+.3g}"
+
+    def effect(e: dict) -> str:
+        return "not estimated" if e["effect"] is None else f"{e['effect']:+.3g}"
+
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(time_key)}</td><td>{e['untreated']:.3g}</td>"
+        f"<td>{e['treated']:.3g}</td><td>{effect(e)}</td><td>{span(e['low'], e['high'])}</td>"
+        f"<td>{span(e['new_trial_low'], e['new_trial_high'])}</td><td>{html.escape(e['unit'])}</td></tr>"
+        for time_key, visit in endpoints.items()
+        for name, e in visit.items()
+    )
+    return (
+        f"<h2>Effect against the untreated twin ({html.escape(summary['condition'])})</h2>"
+        "<table><tr><th>endpoint</th><th>time</th><th>untreated</th><th>treated</th><th>effect at posterior "
+        "median</th><th>95% interval (average effect)</th><th>new trial, 95%</th><th>unit</th></tr>"
+        f"{rows}</table><p>{html.escape(summary['endpoint_note'])}</p>"
     )
 
 
