@@ -113,13 +113,15 @@ def effect_draws(
     outputs_d: np.ndarray,
     end_d: float,
     count: int = 200,
+    index: np.ndarray | None = None,
 ) -> EndpointTrajectories | None:
     """Endpoint paths of the scenario's one patient under ``count`` posterior draws of its
-    condition's effect parameters (one "patient" per draw), or None without a stored posterior."""
+    condition's effect parameters (one "patient" per draw; ``index``: which stored draws, default
+    ``pick(count, seed)``), or None without a stored posterior."""
     fitted = posterior.load(scenario.condition.name)
     if fitted is None:
         return None
-    index = fitted.pick(count, scenario.simulation.seed)
+    index = fitted.pick(count, scenario.simulation.seed) if index is None else index
     return drawn_paths(
         scenario, model, params, outputs_d, end_d, fitted.drawn(index), fitted.half_saturation(index), count
     )

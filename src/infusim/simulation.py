@@ -144,14 +144,14 @@ def effect_intervals(scenario: Scenario, model: Model, params: ParameterSet) -> 
 
     if not scenario.clinical:
         return {}
-    times_d = np.asarray(scenario.simulation.outputs_h, dtype=float) / 24.0
-    draws = outcomes.effect_draws(
-        scenario, model, params, times_d, scenario.simulation.duration_h / 24.0, EFFECT_DRAWS
-    )
-    if draws is None:
+    fitted = posterior.load(scenario.condition.name)
+    if fitted is None:
         return {}
-    fitted = posterior.load(scenario.condition.name)  # the draws effect_draws picked, by the same seed
-    pick = fitted.pick(EFFECT_DRAWS, scenario.simulation.seed)
+    times_d = np.asarray(scenario.simulation.outputs_h, dtype=float) / 24.0
+    pick = fitted.pick(EFFECT_DRAWS, scenario.simulation.seed)  # the paths' draws and their tau alike
+    draws = outcomes.effect_draws(
+        scenario, model, params, times_d, scenario.simulation.duration_h / 24.0, EFFECT_DRAWS, pick
+    )
     tau = fitted.samples["tau_smd"][pick] if "tau_smd" in fitted.samples else np.zeros(EFFECT_DRAWS)
     study = np.random.default_rng([scenario.simulation.seed, 2009]).standard_normal(EFFECT_DRAWS)
     index = np.searchsorted(draws.times_d, times_d)
@@ -174,6 +174,17 @@ def effect_intervals(scenario: Scenario, model: Model, params: ParameterSet) -> 
                 "new_trial_high": None if new is None else float(new_high[i]),
             }
     return out
+
+
+def effect_texts(entry: dict) -> tuple[str, str, str]:
+    """An endpoint entry of ``summary['endpoints']`` as printed: (effect, its 95% interval, a new
+    trial's 95% interval), 'not estimated' and 'n/a' where there is no number."""
+
+    def span(low: float | None, high: float | None) -> str:
+        return "n/a" if low is None else f"{low:+.3g} to {high:+.3g}"
+
+    effect = "not estimated" if entry["effect"] is None else f"{entry['effect']:+.3g}"
+    return effect, span(entry["low"], entry["high"]), span(entry["new_trial_low"], entry["new_trial_high"])
 
 
 def doses_text(summary: dict) -> str:

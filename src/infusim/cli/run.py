@@ -22,7 +22,7 @@ from infusim.cli.common import (
     console,
     errors,
 )
-from infusim.simulation import doses_text
+from infusim.simulation import doses_text, effect_texts
 
 
 @app.command()
@@ -233,20 +233,12 @@ def _print_endpoints(result) -> None:
         table.add_column(column, justify="left" if column in ("endpoint", "unit") else "right")
     for time_key, endpoints in effects.items():
         for name, values in endpoints.items():
-            band = "n/a" if values.get("low") is None else f"{values['low']:+.3g} to {values['high']:+.3g}"
-            new = (
-                "n/a"
-                if values.get("new_trial_low") is None
-                else f"{values['new_trial_low']:+.3g} to {values['new_trial_high']:+.3g}"
-            )
             table.add_row(
                 name,
                 time_key,
                 f"{values['untreated']:.3g}",
                 f"{values['treated']:.3g}",
-                "not estimated" if values["effect"] is None else f"{values['effect']:+.3g}",
-                band,
-                new,
+                *effect_texts(values),
                 *([_band(bands.get((name, time_key)))] if bands else []),
                 values["unit"],
             )

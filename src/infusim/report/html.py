@@ -14,7 +14,7 @@ from infusim.model.disease import EndpointTrajectories
 from infusim.observe import cells_table, observation_table, observe
 from infusim.parameters import for_scenario
 from infusim.scenario_spec import to_spec
-from infusim.simulation import DISCLAIMER, Result, dense_times, disease_outcomes, doses_text
+from infusim.simulation import DISCLAIMER, Result, dense_times, disease_outcomes, doses_text, effect_texts
 
 #: Compartments drawn individually; the others are summed as "other organs".
 MAX_LINES = 8
@@ -253,16 +253,10 @@ def _effects_section(summary: dict) -> str:
     if not endpoints:
         return ""
 
-    def span(low, high) -> str:
-        return "n/a" if low is None else f"{low:+.3g} to {high:+.3g}"
-
-    def effect(e: dict) -> str:
-        return "not estimated" if e["effect"] is None else f"{e['effect']:+.3g}"
-
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{html.escape(time_key)}</td><td>{e['untreated']:.3g}</td>"
-        f"<td>{e['treated']:.3g}</td><td>{effect(e)}</td><td>{span(e['low'], e['high'])}</td>"
-        f"<td>{span(e['new_trial_low'], e['new_trial_high'])}</td><td>{html.escape(e['unit'])}</td></tr>"
+        f"<td>{e['treated']:.3g}</td>{''.join(f'<td>{text}</td>' for text in effect_texts(e))}"
+        f"<td>{html.escape(e['unit'])}</td></tr>"
         for time_key, visit in endpoints.items()
         for name, e in visit.items()
     )
